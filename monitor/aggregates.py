@@ -1,0 +1,170 @@
+"""Bucket maths: per-topic deltas from scored posts, window figures from buckets. Pure.
+
+A bucket is one topic's figures for one minute or one hour, stored as a Redis hash whose
+fields are named here (and documented in the README):
+
+    n                   posts counted
+    s:<label>           sentiment counts (negative, neutral, positive, uncertain, unsupported)
+    score_sum           sum of sentiment scores (P(pos) - P(neg)), for the mean
+    e:<label>           emotion counts (anger, disgust, fear, joy, sadness, surprise, neutral,
+                        uncertain, unsupported)
+    l:<lang>            language counts ("und" when unknown)
+    src:<source>        source counts
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from monitor.messages import ScoredPost
+from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN, UNSUPPORTED
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+
+Delta = dict[str, float]
+
+
+def minute_start(ts_ms: int) -> int:
+    return ts_ms - ts_ms % MINUTE_MS
+
+
+def hour_start(ts_ms: int) -> int:
+    return ts_ms - ts_ms % HOUR_MS
+
+
+def post_delta(sp: ScoredPost) -> Delta:
+    """The fields one scored post adds to each bucket it falls in."""
+    lang = sp.post.lang or "und"
+    d: Delta = {
+        "n": 1,
+        f"s:{sp.sentiment}": 1,
+        f"e:{sp.emotion}": 1,
+        f"l:{lang}": 1,
+        f"src:{sp.post.source or 'unknown'}": 1,
+    }
+    if sp.sentiment in SENTIMENTS:
+        d["score_sum"] = sp.sentiment_score
+    return d
+
+
+def add_into(acc: Delta, d: Mapping[str, float]) -> None:
+    for k, v in d.items():
+        acc[k] = acc.get(k, 0) + v
+
+
+def bucket_deltas(posts: Iterable[tuple[ScoredPost, int]]) -> dict[str, dict[tuple[str, int], Delta]]:
+    """Group (scored post, event time ms) into per-topic deltas keyed by ("m"|"h", start_ms)."""
+    out: dict[str, dict[tuple[str, int], Delta]] = defaultdict(dict)
+    for sp, ts_ms in posts:
+        d = post_delta(sp)
+        for topic in sp.topics:
+            per = out[topic]
+            for key in (("m", minute_start(ts_ms)), ("h", hour_start(ts_ms))):
+                add_into(per.setdefault(key, {}), d)
+    return dict(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One topic's figures over one bucket (or a sum of buckets: a window)."""
+
+    start_ms: int
+    n: int = 0
+    sentiments: Mapping[str, int] = field(default_factory=dict)
+    score_sum: float = 0.0
+    emotions: Mapping[str, int] = field(default_factory=dict)
+    langs: Mapping[str, int] = field(default_factory=dict)
+    sources: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, start_ms: int, h: Mapping[str, str | bytes | float | int]) -> Bucket:
+        sent: dict[str, int] = {}
+        emo: dict[str, int] = {}
+        langs: dict[str, int] = {}
+        sources: dict[str, int] = {}
+        n = 0
+        score_sum = 0.0
+        for raw_k, raw_v in h.items():
+            k = raw_k.decode() if isinstance(raw_k, bytes) else str(raw_k)
+            v = float(raw_v.decode() if isinstance(raw_v, bytes) else raw_v)
+            if k == "n":
+                n = int(v)
+            elif k == "score_sum":
+                score_sum = v
+            elif k.startswith("s:"):
+                sent[k[2:]] = int(v)
+            elif k.startswith("e:"):
+                emo[k[2:]] = int(v)
+            elif k.startswith("l:"):
+                langs[k[2:]] = int(v)
+            elif k.startswith("src:"):
+                sources[k[4:]] = int(v)
+        return cls(start_ms, n, sent, score_sum, emo, langs, sources)
+
+    @property
+    def scored(self) -> int:
+        """Posts with a definite sentiment (not uncertain / unsupported)."""
+        return sum(self.sentiments.get(s, 0) for s in SENTIMENTS)
+
+    def share(self, label: str) -> float:
+        """Share of a sentiment among definitely scored posts (0 when none)."""
+        return self.sentiments.get(label, 0) / self.scored if self.scored else 0.0
+
+    def emotion_share(self, label: str) -> float:
+        total = sum(self.emotions.get(e, 0) for e in EMOTIONS)
+        return self.emotions.get(label, 0) / total if total else 0.0
+
+    @property
+    def mean_score(self) -> float:
+        return self.score_sum / self.scored if self.scored else 0.0
+
+    @property
+    def uncertain(self) -> int:
+        return self.sentiments.get(UNCERTAIN, 0)
+
+    @property
+    def unsupported(self) -> int:
+        return self.sentiments.get(UNSUPPORTED, 0)
+
+
+def merge(buckets: Iterable[Bucket], start_ms: int) -> Bucket:
+    """Sum buckets into one window figure starting at ``start_ms``."""
+    n = 0
+    score_sum = 0.0
+    sent: dict[str, int] = defaultdict(int)
+    emo: dict[str, int] = defaultdict(int)
+    langs: dict[str, int] = defaultdict(int)
+    sources: dict[str, int] = defaultdict(int)
+    for b in buckets:
+        n += b.n
+        score_sum += b.score_sum
+        for src_map, dst in (
+            (b.sentiments, sent),
+            (b.emotions, emo),
+            (b.langs, langs),
+            (b.sources, sources),
+        ):
+            for k, v in src_map.items():
+                dst[k] += v
+    return Bucket(start_ms, n, dict(sent), score_sum, dict(emo), dict(langs), dict(sources))
+
+
+def window_plan(start_ms: int, end_ms: int) -> tuple[list[int], list[int]]:
+    """Which minute and hour buckets cover [start_ms, end_ms): whole hours from hour buckets,
+    the ragged ends from minute buckets. Both bounds are rounded down to minutes."""
+    start = minute_start(start_ms)
+    end = minute_start(end_ms)
+    minutes: list[int] = []
+    hours: list[int] = []
+    t = start
+    while t < end:
+        if t % HOUR_MS == 0 and t + HOUR_MS <= end:
+            hours.append(t)
+            t += HOUR_MS
+        else:
+            minutes.append(t)
+            t += MINUTE_MS
+    return minutes, hours

@@ -1,0 +1,64 @@
+"""The exception tree of mood-monitor.
+
+    MoodMonitorError
+     +-- ConfigError            bad config file or value (names the file and field); fatal
+     +-- DecodeError            a record that is not a valid message (names the field); poison -> DLQ
+     +-- ModelError             a model that will not load or whose labels cannot be mapped; fatal
+     +-- TransientError         an outside service is down (Kafka, Redis, HTTP); back off and retry
+     |    +-- StoreUnavailable  Redis down or timing out
+     |    +-- BrokerUnavailable Kafka down or timing out
+     +-- DeliveryError          a webhook answered with a permanent error (4xx other than 429)
+     +-- StackError             the local Kafka/Redis stack could not be set up or started
+
+Third-party exceptions are translated at the one module that imports the library
+(`kafka.py`, `store.py`, `webhooks.py`, `inference.py`), with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class MoodMonitorError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(MoodMonitorError):
+    def __init__(self, source: str, field: str, reason: str) -> None:
+        super().__init__(f"{source}: {field}: {reason}")
+        self.source = source
+        self.field = field
+        self.reason = reason
+
+
+class DecodeError(MoodMonitorError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class ModelError(MoodMonitorError):
+    pass
+
+
+class TransientError(MoodMonitorError):
+    pass
+
+
+class StoreUnavailable(TransientError):
+    pass
+
+
+class BrokerUnavailable(TransientError):
+    pass
+
+
+class DeliveryError(MoodMonitorError):
+    def __init__(self, destination: str, status: int, reason: str) -> None:
+        super().__init__(f"destination {destination}: HTTP {status}: {reason}")
+        self.destination = destination
+        self.status = status
+        self.reason = reason
+
+
+class StackError(MoodMonitorError):
+    pass

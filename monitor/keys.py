@@ -1,0 +1,70 @@
+"""Every Redis key this project writes, built in one place.
+
+One topic's keys share the hash tag ``{t:<topic>}`` so that a Lua script touching a topic's
+buckets and its watermarks stays in one Redis Cluster slot.
+
+    <p>:{t:<topic>}:m:<minute_start_ms>   HASH  minute bucket (fields: see aggregates.py)
+    <p>:{t:<topic>}:h:<hour_start_ms>     HASH  hour bucket
+    <p>:{t:<topic>}:wm                    HASH  field "<kafka-topic>:<partition>" -> last applied offset
+    <p>:topics                            SET   topics that have ever had a post
+    <p>:seen:<post id>                    STRING "<kafka-topic>:<partition>:<offset>" of the record that
+                                                 first carried this post id (duplicate-id guard), TTL
+    <p>:text:<post id>                    STRING representative post text kept for alerts, TTL;
+                                                 deleted when the source deletes the post
+    <p>:stat:<name>                       HASH  counters (dlq, too_late, duplicates, ...) by reason
+    <p>:sealed                            STRING ms before which minutes are sealed for alerting
+    <p>:health:<process>                  STRING heartbeat, TTL (used by `mood-monitor check`)
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "mm"
+
+
+def _tag(prefix: str, topic: str) -> str:
+    return f"{prefix}:{{t:{topic}}}"
+
+
+def minute(prefix: str, topic: str, start_ms: int) -> str:
+    return f"{_tag(prefix, topic)}:m:{start_ms}"
+
+
+def hour(prefix: str, topic: str, start_ms: int) -> str:
+    return f"{_tag(prefix, topic)}:h:{start_ms}"
+
+
+def bucket(prefix: str, topic: str, kind: str, start_ms: int) -> str:
+    return f"{_tag(prefix, topic)}:{kind}:{start_ms}"
+
+
+def watermark(prefix: str, topic: str) -> str:
+    return f"{_tag(prefix, topic)}:wm"
+
+
+def topics(prefix: str) -> str:
+    return f"{prefix}:topics"
+
+
+def seen(prefix: str, post_id: str) -> str:
+    return f"{prefix}:seen:{post_id}"
+
+
+def text(prefix: str, post_id: str) -> str:
+    return f"{prefix}:text:{post_id}"
+
+
+def stat(prefix: str, name: str) -> str:
+    return f"{prefix}:stat:{name}"
+
+
+def sealed(prefix: str) -> str:
+    return f"{prefix}:sealed"
+
+
+def health(prefix: str, process: str) -> str:
+    return f"{prefix}:health:{process}"
+
+
+def recent(prefix: str, topic: str) -> str:
+    """ZSET of recent post ids of a topic scored by event time (representative posts for alerts)."""
+    return f"{_tag(prefix, topic)}:recent"
