@@ -1,0 +1,1 @@
+"""Connector workers: ingest posts from sources, normalise them to `Post`, produce to Kafka."""

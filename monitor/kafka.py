@@ -1,0 +1,267 @@
+"""The only module that imports kafka-python: topic set-up, producers, the batch consumer.
+
+kafka-python errors are translated here into `BrokerUnavailable` (transient) so nothing above
+this seam knows the client library.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from monitor.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record, detached from the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    @property
+    def origin(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+def ensure_topics(
+    bootstrap_servers: str,
+    topics: dict[str, int],
+    *,
+    configs: dict[str, dict[str, str]] | None = None,
+    timeout_s: float = 30.0,
+) -> None:
+    """Create topics (name -> partitions) that do not exist yet; existing ones are left alone."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, client_id="mood-monitor-admin",
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        todo = {
+            name: {
+                "num_partitions": parts,
+                "replication_factor": 1,
+                "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES), **(configs or {}).get(name, {})},
+            }
+            for name, parts in topics.items()
+            if name not in existing
+        }
+        if todo:
+            try:
+                admin.create_topics(todo, timeout_ms=int(timeout_s * 1000), wait_for_metadata=True)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("created topics %s", ",".join(sorted(todo)))
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"Kafka topic set-up failed: {exc}") from exc
+    finally:
+        admin.close()
+
+
+class KafkaPostProducer:
+    """Produces keyed records to one topic; idempotent, acks=all."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, *, linger_ms: int = 5) -> None:
+        self.topic = topic
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap_servers,
+                linger_ms=linger_ms,
+                max_request_size=MAX_MESSAGE_BYTES,
+                client_id=f"mood-monitor-{topic}",
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
+
+    def send(self, key: bytes | None, value: bytes, *, topic: str | None = None,
+             headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+        try:
+            self._producer.send(topic or self.topic, value=value, key=key,
+                                headers=list(headers) if headers else None)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"produce to {topic or self.topic} failed: {exc}") from exc
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"flush to {self.topic} failed: {exc}") from exc
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        try:
+            self._producer.close(timeout=timeout_s)
+        except KafkaError as exc:  # closing must never crash shutdown
+            log.warning("producer close failed: %s", exc)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoked: Callable[[list[tuple[str, int]]], None],
+                 on_assigned: Callable[[list[tuple[str, int]]], None]) -> None:
+        self._on_revoked = on_revoked
+        self._on_assigned = on_assigned
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self._on_revoked([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._on_assigned([(tp.topic, tp.partition) for tp in assigned])
+
+
+class KafkaBatchConsumer:
+    """A consumer-group member that hands out batches and commits only what it is told to.
+
+    ``poll_batch`` gathers up to ``max_batch`` records, waiting at most ``max_wait_ms`` after
+    the first record arrives. Auto-commit is off: the caller commits after its writes.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str,
+        *,
+        max_batch: int = 64,
+        max_wait_ms: int = 250,
+        on_revoked: Callable[[list[tuple[str, int]]], None] | None = None,
+        on_assigned: Callable[[list[tuple[str, int]]], None] | None = None,
+        client_id: str = "mood-worker",
+        session_timeout_ms: int = 10_000,
+        max_poll_interval_ms: int = 300_000,
+    ) -> None:
+        self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers,
+                group_id=group_id,
+                client_id=client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=max_batch,
+                session_timeout_ms=session_timeout_ms,
+                heartbeat_interval_ms=max(1000, session_timeout_ms // 3),
+                max_poll_interval_ms=max_poll_interval_ms,
+                fetch_max_wait_ms=min(100, max_wait_ms),
+            )
+            self._consumer.subscribe(
+                [topic],
+                listener=_Listener(on_revoked or (lambda _p: None), on_assigned or (lambda _p: None)),
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
+
+    def poll_batch(self, idle_timeout_ms: int = 1000) -> list[Record]:
+        """Records in partition-offset order; [] when nothing came within ``idle_timeout_ms``."""
+        out: list[Record] = []
+        deadline: float | None = None
+        first_deadline = time.monotonic() + idle_timeout_ms / 1000
+        try:
+            while len(out) < self.max_batch:
+                now = time.monotonic()
+                limit = deadline if deadline is not None else first_deadline
+                if now >= limit:
+                    break
+                polled = self._consumer.poll(
+                    timeout_ms=max(1, int((limit - now) * 1000)),
+                    max_records=self.max_batch - len(out),
+                )
+                for tp_records in polled.values():
+                    for r in tp_records:
+                        out.append(Record(r.topic, r.partition, r.offset, r.key, r.value,
+                                          r.timestamp or 0))
+                if out and deadline is None:
+                    deadline = time.monotonic() + self.max_wait_ms / 1000
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"poll failed: {exc}") from exc
+        return out
+
+    def commit(self, records: Sequence[Record]) -> None:
+        """Commit the position after the highest offset per partition in ``records``."""
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            cur = offsets.get(tp)
+            if cur is None or r.offset + 1 > cur.offset:
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"commit failed: {exc}") from exc
+
+    def rewind(self, records: Sequence[Record]) -> None:
+        """Seek back to the first offset per partition, so a failed batch is polled again."""
+        firsts: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            firsts[tp] = min(firsts.get(tp, r.offset), r.offset)
+        assigned = self._consumer.assignment()
+        for tp, off in firsts.items():
+            if tp in assigned:
+                self._consumer.seek(tp, off)
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False)
+        except KafkaError as exc:
+            log.warning("consumer close failed: %s", exc)
+
+
+def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0,
+               start_ms: int | None = None) -> list[Record]:
+    """Read a whole topic from the beginning (or from ``start_ms``) without a group: for
+    rebuilds, the DLQ viewer and tests."""
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                 group_id=None, consumer_timeout_ms=int(timeout_s * 1000))
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        if start_ms is not None and tps:
+            found = consumer.offsets_for_times({tp: start_ms for tp in tps})
+            for tp in tps:
+                ot = found.get(tp)
+                if ot is None:
+                    consumer.seek_to_end(tp)
+                else:
+                    consumer.seek(tp, ot.offset)
+        else:
+            consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Record] = []
+        remaining = {tp for tp in tps if consumer.position(tp) < ends[tp]}
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for tp, recs in consumer.poll(timeout_ms=200).items():
+                for r in recs:
+                    out.append(Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp or 0))
+                if consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        consumer.close()
+        return out
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"reading {topic} failed: {exc}") from exc

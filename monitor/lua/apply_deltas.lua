@@ -1,0 +1,41 @@
+-- Apply one batch's bucket deltas for ONE topic and advance its per-partition watermarks,
+-- atomically. A part whose first offset is at or below the partition's watermark was already
+-- applied (Kafka redelivered it) and changes nothing.
+--
+-- KEYS[1]      the topic's watermark hash   (<p>:{t:<topic>}:wm)
+-- KEYS[2..n]   bucket hashes referenced by index from the payload
+-- ARGV[1]      minute bucket TTL seconds
+-- ARGV[2]      hour bucket TTL seconds
+-- ARGV[3]      JSON: [{"p": "<kafka-topic>:<partition>", "first": int, "last": int,
+--                      "b": [[key_index, "m"|"h", {"field": number, ...}], ...]}, ...]
+-- returns      {applied_parts, skipped_parts}
+local ttl_m = tonumber(ARGV[1])
+local ttl_h = tonumber(ARGV[2])
+local parts = cjson.decode(ARGV[3])
+local applied, skipped = 0, 0
+for _, part in ipairs(parts) do
+  local cur = redis.call('HGET', KEYS[1], part.p)
+  if cur and tonumber(cur) >= part.first then
+    skipped = skipped + 1
+  else
+    for _, b in ipairs(part.b) do
+      local key = KEYS[b[1]]
+      for field, value in pairs(b[3]) do
+        if field == 'score_sum' then
+          redis.call('HINCRBYFLOAT', key, field, string.format('%.17g', value))
+        else
+          redis.call('HINCRBY', key, field, string.format('%d', value))
+        end
+      end
+      if b[2] == 'h' then
+        redis.call('EXPIRE', key, ttl_h)
+      else
+        redis.call('EXPIRE', key, ttl_m)
+      end
+    end
+    redis.call('HSET', KEYS[1], part.p, string.format('%d', part.last))
+    applied = applied + 1
+  end
+end
+redis.call('EXPIRE', KEYS[1], ttl_h)
+return {applied, skipped}

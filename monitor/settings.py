@@ -1,0 +1,133 @@
+"""Settings: one YAML file plus ``MOOD_*`` environment overrides, validated once at start-up.
+
+Environment variables override the file with ``__`` between levels, for example
+``MOOD_KAFKA__BOOTSTRAP_SERVERS=kafka:9092`` or ``MOOD_REDIS__URL=redis://:pw@redis:6379/0``.
+Secrets (Redis URL with a password, webhook URLs) are `SecretStr` and never printed.
+A bad file or value raises `ConfigError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from monitor.errors import ConfigError
+
+DEFAULT_CONFIG = "config/monitor.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    raw_topic: str = "posts.raw"
+    scored_topic: str = "posts.scored"
+    dlq_topic: str = "posts.dlq"
+    # the unit of parallelism: at most this many workers share the load of posts.raw
+    partitions: int = Field(4, ge=1, le=1024)
+    group_id: str = "mood-workers"
+    scored_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+
+
+class RedisSettings(_Section):
+    url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    prefix: str = "mm"
+    minute_ttl_s: int = Field(48 * 3600, ge=60)
+    hour_ttl_s: int = Field(35 * 24 * 3600, ge=3600)
+    text_ttl_s: int = Field(24 * 3600, ge=60)
+
+
+class WorkerSettings(_Section):
+    max_batch: int = Field(64, ge=1, le=4096)
+    max_wait_ms: int = Field(250, ge=1, le=60_000)
+    max_text_chars: int = Field(20_000, ge=1)
+    # posts whose event time is more than this before their ingest time are counted as too late
+    lateness_s: int = Field(120, ge=0)
+    # a source clock more than this ahead of ingest time is not trusted: ingest time is used
+    future_skew_s: int = Field(300, ge=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    health_ttl_s: int = Field(30, ge=2)
+    keep_texts: bool = True
+
+
+class TopicSettings(_Section):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^{}\s:]+$")
+    keywords: list[str] = []
+    hashtags: list[str] = []
+    query: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MOOD_", env_nested_delimiter="__",
+                                      extra="forbid", frozen=True)
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    worker: WorkerSettings = WorkerSettings()
+    model: dict[str, Any] = {}
+    topics: list[TopicSettings] = []
+    alerts: dict[str, Any] = {}
+
+    @field_validator("topics")
+    @classmethod
+    def _unique_topics(cls, v: list[TopicSettings]) -> list[TopicSettings]:
+        names = [t.name for t in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate topic names: {sorted(dup)}")
+        return v
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(root)"
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load the YAML file (``MOOD_CONFIG`` or ``config/monitor.yaml`` when not given)."""
+    source = str(path or os.environ.get("MOOD_CONFIG") or DEFAULT_CONFIG)
+    data: dict[str, Any] = {}
+    p = Path(source)
+    if path is not None or p.exists():
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(source, "(file)", "not found") from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+            raise ConfigError(source, where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(source, "(root)", "expected a mapping of sections")
+        data = loaded
+    try:
+        return _with_env(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(source, _field_path(tuple(err["loc"])), err["msg"]) from exc
+
+
+def _with_env(data: dict[str, Any]) -> Settings:
+    # init kwargs beat env in pydantic-settings; we want env to beat the file, so merge by hand
+    env_only = Settings().model_dump(exclude_unset=True) if any(
+        k.startswith("MOOD_") and k != "MOOD_CONFIG" for k in os.environ) else {}
+    merged = _deep_merge(data, env_only)
+    return Settings(**merged)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out

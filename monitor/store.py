@@ -1,0 +1,253 @@
+"""The only module importing redis: aggregate writes (one Lua call per topic), dashboard reads,
+duplicate-id claims, counters, seal and health keys. Key names come from `keys.py`.
+
+redis-py errors are translated into `StoreUnavailable` here; callers back off and retry the
+same batch without committing Kafka offsets.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+import redis
+
+from monitor import keys
+from monitor.aggregates import MINUTE_MS, Bucket, Delta, merge, minute_start, window_plan
+from monitor.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translated(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+@dataclass(slots=True)
+class PartitionWrite:
+    """One source partition's contribution to one topic in one batch."""
+
+    partition: str  # "<kafka-topic>:<partition>"
+    first_offset: int
+    last_offset: int
+    deltas: dict[tuple[str, int], Delta] = field(default_factory=dict)  # ("m"|"h", start) -> delta
+
+
+@dataclass(frozen=True, slots=True)
+class RecentPost:
+    topic: str
+    post_id: str
+    ts_ms: int
+    text: str
+    url: str
+    sentiment: str
+
+
+class RedisAggregateStore:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = keys.DEFAULT_PREFIX,
+        *,
+        minute_ttl_s: int = 48 * 3600,
+        hour_ttl_s: int = 35 * 24 * 3600,
+        text_ttl_s: int = 24 * 3600,
+        seen_ttl_s: int = 48 * 3600,
+        recent_per_topic: int = 200,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        self.prefix = prefix
+        self.minute_ttl_s = minute_ttl_s
+        self.hour_ttl_s = hour_ttl_s
+        self.text_ttl_s = text_ttl_s
+        self.seen_ttl_s = seen_ttl_s
+        self.recent_per_topic = recent_per_topic
+        self.client: redis.Redis = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
+            decode_responses=True,
+        )
+        lua = resources.files("monitor").joinpath("lua/apply_deltas.lua").read_text()
+        self._apply = self.client.register_script(lua)
+
+    # ---- writes -------------------------------------------------------------------------
+    @_translated
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    @_translated
+    def watermarks(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """(topic, partition) -> last applied offset (-1 when none)."""
+        pairs = list(pairs)
+        pipe = self.client.pipeline(transaction=False)
+        for topic, part in pairs:
+            pipe.hget(keys.watermark(self.prefix, topic), part)
+        vals = pipe.execute()
+        return {p: int(v) if v is not None else -1 for p, v in zip(pairs, vals, strict=True)}
+
+    @_translated
+    def apply(self, writes: Mapping[str, Sequence[PartitionWrite]]) -> tuple[int, int]:
+        """Apply per-topic partition writes; returns (parts applied, parts skipped as replays)."""
+        if not writes:
+            return 0, 0
+        pipe = self.client.pipeline(transaction=False)
+        for topic, parts in writes.items():
+            key_list: list[str] = [keys.watermark(self.prefix, topic)]
+            index: dict[str, int] = {}
+            payload: list[dict[str, Any]] = []
+            for pw in parts:
+                buckets = []
+                for (kind, start), delta in pw.deltas.items():
+                    k = keys.bucket(self.prefix, topic, kind, start)
+                    if k not in index:
+                        key_list.append(k)
+                        index[k] = len(key_list)  # Lua is 1-based
+                    buckets.append([index[k], kind, delta])
+                payload.append({"p": pw.partition, "first": pw.first_offset,
+                                "last": pw.last_offset, "b": buckets})
+            self._apply(keys=key_list,
+                        args=[self.minute_ttl_s, self.hour_ttl_s, orjson.dumps(payload).decode()],
+                        client=pipe)
+            pipe.sadd(keys.topics(self.prefix), topic)
+        results = pipe.execute()
+        applied = sum(int(r[0]) for r in results if isinstance(r, list))
+        skipped = sum(int(r[1]) for r in results if isinstance(r, list))
+        return applied, skipped
+
+    @_translated
+    def claim_ids(self, items: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Claim post ids for their records. For each (post_id, origin) returns None when the id
+        is new or was claimed by this same record before (a redelivery), else the origin of
+        the record that carried it first (a duplicate)."""
+        pipe = self.client.pipeline(transaction=False)
+        for post_id, origin in items:
+            pipe.set(keys.seen(self.prefix, post_id), origin, nx=True, get=True, ex=self.seen_ttl_s)
+        out: list[str | None] = []
+        for (_pid, origin), prev in zip(items, pipe.execute(), strict=True):
+            out.append(None if prev is None or prev == origin else str(prev))
+        return out
+
+    @_translated
+    def incr_stats(self, name: str, counts: Mapping[str, int]) -> None:
+        if not counts:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for k, v in counts.items():
+            pipe.hincrby(keys.stat(self.prefix, name), k, v)
+        pipe.execute()
+
+    @_translated
+    def stats(self, name: str) -> dict[str, int]:
+        return {k: int(v) for k, v in self.client.hgetall(keys.stat(self.prefix, name)).items()}
+
+    @_translated
+    def remember(self, posts: Sequence[RecentPost]) -> None:
+        """Keep short texts of recent posts per topic (for the alert's representative posts)."""
+        if not posts:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        touched: set[str] = set()
+        for p in posts:
+            pipe.set(keys.text(self.prefix, p.post_id),
+                     orjson.dumps({"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms,
+                                   "sentiment": p.sentiment}).decode(),
+                     ex=self.text_ttl_s)
+            rk = keys.recent(self.prefix, p.topic)
+            pipe.zadd(rk, {p.post_id: p.ts_ms})
+            touched.add(rk)
+        for rk in touched:
+            pipe.zremrangebyrank(rk, 0, -self.recent_per_topic - 1)
+            pipe.expire(rk, self.text_ttl_s)
+        pipe.execute()
+
+    @_translated
+    def forget_text(self, post_ids: Sequence[str]) -> int:
+        """A source deleted these posts: drop every stored text of theirs."""
+        if not post_ids:
+            return 0
+        return int(self.client.delete(*(keys.text(self.prefix, pid) for pid in post_ids)))
+
+    @_translated
+    def recent_posts(self, topic: str, start_ms: int, end_ms: int, limit: int = 50) -> list[dict[str, Any]]:
+        ids = self.client.zrevrangebyscore(keys.recent(self.prefix, topic), end_ms, start_ms,
+                                           start=0, num=limit)
+        if not ids:
+            return []
+        vals = self.client.mget([keys.text(self.prefix, i) for i in ids])
+        return [{"id": i, **orjson.loads(v)} for i, v in zip(ids, vals, strict=True) if v]
+
+    @_translated
+    def advance_seal(self, until_ms: int) -> int:
+        """Minutes strictly before ``until_ms`` are sealed; the seal only moves forward."""
+        until_ms = minute_start(until_ms)
+        k = keys.sealed(self.prefix)
+        cur = self.client.get(k)
+        if cur is None or int(cur) < until_ms:
+            self.client.set(k, until_ms)
+            return until_ms
+        return int(cur)
+
+    @_translated
+    def sealed_until_ms(self) -> int:
+        v = self.client.get(keys.sealed(self.prefix))
+        return int(v) if v is not None else 0
+
+    @_translated
+    def heartbeat(self, process: str, ttl_s: int, info: Mapping[str, Any] | None = None) -> None:
+        body = {"ts_ms": int(time.time() * 1000), **(info or {})}
+        self.client.set(keys.health(self.prefix, process), orjson.dumps(body).decode(), ex=ttl_s)
+
+    @_translated
+    def health(self) -> dict[str, dict[str, Any]]:
+        pattern = keys.health(self.prefix, "*")
+        out: dict[str, dict[str, Any]] = {}
+        for k in self.client.scan_iter(match=pattern, count=500):
+            v = self.client.get(k)
+            if v is not None:
+                out[k.rsplit(":", 1)[-1]] = orjson.loads(v)
+        return out
+
+    # ---- reads (dashboards, alerter, `mood-monitor mood`) --------------------------------
+    @_translated
+    def topics(self) -> list[str]:
+        return sorted(self.client.smembers(keys.topics(self.prefix)))
+
+    @_translated
+    def read_minutes(self, topic: str, start_ms: int, end_ms: int) -> list[Bucket]:
+        starts = list(range(minute_start(start_ms), end_ms, MINUTE_MS))
+        if not starts:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for s in starts:
+            pipe.hgetall(keys.minute(self.prefix, topic, s))
+        return [Bucket.from_hash(s, h) for s, h in zip(starts, pipe.execute(), strict=True)]
+
+    @_translated
+    def read_window(self, topic: str, start_ms: int, end_ms: int) -> Bucket:
+        minutes, hours = window_plan(start_ms, end_ms)
+        pipe = self.client.pipeline(transaction=False)
+        for s in minutes:
+            pipe.hgetall(keys.minute(self.prefix, topic, s))
+        for s in hours:
+            pipe.hgetall(keys.hour(self.prefix, topic, s))
+        res = pipe.execute()
+        buckets = [Bucket.from_hash(s, h) for s, h in zip(minutes + hours, res, strict=True)]
+        return merge(buckets, minute_start(start_ms))
+
+    def close(self) -> None:
+        self.client.close()
