@@ -1,0 +1,73 @@
+import orjson
+import pytest
+
+from monitor.errors import DecodeError
+from monitor.messages import (
+    SCHEMA_VERSION,
+    Deletion,
+    Post,
+    ScoredPost,
+    decode,
+    decode_scored,
+    encode_deletion,
+    encode_post,
+    encode_scored,
+)
+
+POST = Post(id="bluesky:1", source="bluesky", text="hello #world", created_ms=1_700_000_000_000,
+            ingested_ms=1_700_000_000_500, author_id="did:plc:x", lang="en", url="https://x",
+            topic_hints=("phonex",))
+
+
+def test_post_round_trip():
+    assert decode(encode_post(POST)) == POST
+
+
+def test_deletion_round_trip():
+    d = Deletion(id="bluesky:1", source="bluesky", deleted_ms=5)
+    assert decode(encode_deletion(d)) == d
+
+
+def test_scored_round_trip():
+    sp = ScoredPost(post=POST, sentiment="negative", sentiment_score=-0.8, confidence=0.9, emotion="anger",
+                    emotion_confidence=0.7, topics=("phonex",), model="m", scored_ms=9, origin="posts.raw:0:5")
+    assert decode_scored(encode_scored(sp)) == sp
+
+
+def _raw(**over):
+    d = {"v": SCHEMA_VERSION, "id": "a", "source": "s", "text": "t", "created_ms": 1, "ingested_ms": 2}
+    d.update(over)
+    return orjson.dumps({k: v for k, v in d.items() if v is not ...})
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"{not json", "value"),
+        (b"\xff\xfe\x00garbage", "value"),
+        (b"[1,2]", "value"),
+        (_raw(v=99), "v"),
+        (_raw(v=...), "v"),
+        (_raw(text=...), "text"),
+        (_raw(text="   "), "text"),
+        (_raw(text=5), "text"),
+        (_raw(id=...), "id"),
+        (_raw(created_ms="yesterday"), "created_ms"),
+        (_raw(created_ms=True), "created_ms"),
+        (_raw(created_ms=-5), "created_ms"),
+        (_raw(topic_hints="x"), "topic_hints"),
+        (_raw(kind="edit"), "kind"),
+        (_raw(text="x" * 1_000_001), "text"),
+    ],
+)
+def test_bad_records_name_the_field(raw, field):
+    with pytest.raises(DecodeError) as ei:
+        decode(raw)
+    assert ei.value.field == field
+    assert field in str(ei.value)
+
+
+def test_text_limit_is_configurable():
+    with pytest.raises(DecodeError, match="too long"):
+        decode(_raw(text="abcdef"), max_text_chars=5)
+    assert decode(_raw(text="abcde"), max_text_chars=5).text == "abcde"

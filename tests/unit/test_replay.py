@@ -1,0 +1,22 @@
+import orjson
+
+from connectors.replay import normalise_line
+from monitor.messages import decode
+
+
+def test_good_line_is_completed_and_keyed_by_id():
+    key, value = normalise_line(b'{"id": "p1", "text": "hi"}', now_ms=1000, force_now=False)
+    assert key == b"p1"
+    post = decode(value)
+    assert post.created_ms == 1000 and post.source == "replay"
+
+
+def test_force_now_restamps():
+    key, value = normalise_line(b'{"id": "p1", "text": "hi", "created_ms": 5}', now_ms=1000, force_now=True)
+    assert decode(value).created_ms == 1000
+
+
+def test_bad_lines_are_forwarded_unkeyed_for_the_dlq():
+    assert normalise_line(b"{broken", now_ms=1, force_now=False) == (None, b"{broken")
+    key, value = normalise_line(b'{"id": "p1"}', now_ms=1, force_now=False)
+    assert key is None and orjson.loads(value)["id"] == "p1"
