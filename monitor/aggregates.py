@@ -35,6 +35,11 @@ def hour_start(ts_ms: int) -> int:
     return ts_ms - ts_ms % HOUR_MS
 
 
+def event_time(created_ms: int, ingested_ms: int, future_skew_ms: int) -> int:
+    """The post's own time, unless the source's clock is absurdly ahead: then ingest time."""
+    return ingested_ms if created_ms > ingested_ms + future_skew_ms else created_ms
+
+
 def post_delta(sp: ScoredPost) -> Delta:
     """The fields one scored post adds to each bucket it falls in."""
     lang = sp.post.lang or "und"

@@ -130,6 +130,26 @@ class RedisAggregateStore:
         return applied, skipped
 
     @_translated
+    def replace_buckets(self, topic: str, kind: str, starts: Sequence[int],
+                        deltas: Mapping[int, Delta]) -> None:
+        """Rebuild: overwrite the ``kind`` buckets at ``starts`` of a topic with ``deltas``
+        (a start with no delta becomes empty). Not watermark-guarded: run it with workers stopped."""
+        ttl = self.hour_ttl_s if kind == "h" else self.minute_ttl_s
+        pipe = self.client.pipeline(transaction=True)
+        for start in starts:
+            k = keys.bucket(self.prefix, topic, kind, start)
+            pipe.delete(k)
+            for fld, val in deltas.get(start, {}).items():
+                if fld == "score_sum":
+                    pipe.hincrbyfloat(k, fld, val)
+                else:
+                    pipe.hincrby(k, fld, int(val))
+            if deltas.get(start):
+                pipe.expire(k, ttl)
+        pipe.sadd(keys.topics(self.prefix), topic)
+        pipe.execute()
+
+    @_translated
     def claim_ids(self, items: Sequence[tuple[str, str]]) -> list[str | None]:
         """Claim post ids for their records. For each (post_id, origin) returns None when the id
         is new or was claimed by this same record before (a redelivery), else the origin of

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from monitor.aggregates import add_into, hour_start, minute_start, post_delta
+from monitor.aggregates import add_into, event_time, hour_start, minute_start, post_delta
 from monitor.errors import DecodeError, TransientError
 from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
 from monitor.store import PartitionWrite, RecentPost
@@ -293,9 +293,7 @@ class Worker:
                 sent, score, conf, emo, econf = UNSUPPORTED, 0.0, 0.0, UNSUPPORTED, 0.0
             else:
                 sent, score, conf, emo, econf = self.to_labels(out, self.cfg.uncertain_below)
-            ts = p.created_ms
-            if ts > p.ingested_ms + self.cfg.future_skew_ms:  # an absurd source clock
-                ts = p.ingested_ms
+            ts = event_time(p.created_ms, p.ingested_ms, self.cfg.future_skew_ms)
             sp = ScoredPost(post=p, sentiment=sent, sentiment_score=score, confidence=conf,
                             emotion=emo, emotion_confidence=econf, topics=self.matcher.match(p),
                             model=self.scorer.name, scored_ms=now, origin=r.origin)
