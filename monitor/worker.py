@@ -143,6 +143,7 @@ class Worker:
             signal.signal(signal.SIGINT, self._on_signal)
         batches = 0
         idle_since = time.monotonic()
+        log.info("worker %s starting model=%s", self.cfg.process_name, self.scorer.name)
         self._heartbeat()
         try:
             while self.running and (max_batches is None or batches < max_batches):
