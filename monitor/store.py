@@ -117,7 +117,7 @@ class RedisAggregateStore:
                     if k not in index:
                         key_list.append(k)
                         index[k] = len(key_list)  # Lua is 1-based
-                    buckets.append([index[k], kind, delta])
+                    buckets.append([index[k], kind, start // 1000, delta])
                 payload.append({"p": pw.partition, "first": pw.first_offset,
                                 "last": pw.last_offset, "b": buckets})
             self._apply(keys=key_list,
@@ -145,7 +145,7 @@ class RedisAggregateStore:
                 else:
                     pipe.hincrby(k, fld, int(val))
             if deltas.get(start):
-                pipe.expire(k, ttl)
+                pipe.expireat(k, start // 1000 + ttl)
         pipe.sadd(keys.topics(self.prefix), topic)
         pipe.execute()
 

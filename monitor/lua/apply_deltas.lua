@@ -7,7 +7,9 @@
 -- ARGV[1]      minute bucket TTL seconds
 -- ARGV[2]      hour bucket TTL seconds
 -- ARGV[3]      JSON: [{"p": "<kafka-topic>:<partition>", "first": int, "last": int,
---                      "b": [[key_index, "m"|"h", {"field": number, ...}], ...]}, ...]
+--                      "b": [[key_index, "m"|"h", start_s, {"field": number, ...}], ...]}, ...]
+-- A bucket expires TTL seconds after its START (not after its last write), so memory is
+-- bounded by the time span kept, whatever the arrival order (backfills included).
 -- returns      {applied_parts, skipped_parts}
 local ttl_m = tonumber(ARGV[1])
 local ttl_h = tonumber(ARGV[2])
@@ -20,7 +22,7 @@ for _, part in ipairs(parts) do
   else
     for _, b in ipairs(part.b) do
       local key = KEYS[b[1]]
-      for field, value in pairs(b[3]) do
+      for field, value in pairs(b[4]) do
         if field == 'score_sum' then
           redis.call('HINCRBYFLOAT', key, field, string.format('%.17g', value))
         else
@@ -28,14 +30,14 @@ for _, part in ipairs(parts) do
         end
       end
       if b[2] == 'h' then
-        redis.call('EXPIRE', key, ttl_h)
+        redis.call('EXPIREAT', key, string.format('%d', b[3] + ttl_h))
       else
-        redis.call('EXPIRE', key, ttl_m)
+        redis.call('EXPIREAT', key, string.format('%d', b[3] + ttl_m))
       end
     end
     redis.call('HSET', KEYS[1], part.p, string.format('%d', part.last))
     applied = applied + 1
   end
 end
-redis.call('EXPIRE', KEYS[1], ttl_h)
+redis.call('EXPIRE', KEYS[1], ttl_h)  -- watermarks outlive any redelivery
 return {applied, skipped}
