@@ -8,6 +8,7 @@ worker can park it in the DLQ with that reason.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from monitor.errors import DecodeError
 from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN, UNSUPPORTED
 
 SCHEMA_VERSION = 1
+# C0 controls other than tab/newline/carriage return, and DEL: never in a real post
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_ID_CHARS = 512
 DEFAULT_MAX_TEXT_CHARS = 20_000
 
@@ -144,6 +147,9 @@ def decode(raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Post 
     text = _str(obj, "text", max_chars=max_text_chars)
     if not text.strip():
         raise DecodeError("text", "empty")
+    bad = _CONTROL.search(text)
+    if bad:
+        raise DecodeError("text", f"control character U+{ord(bad.group()):04X} at {bad.start()}")
     hints = obj.get("topic_hints", [])
     if not isinstance(hints, list) or not all(isinstance(h, str) for h in hints):
         raise DecodeError("topic_hints", "expected a list of strings")

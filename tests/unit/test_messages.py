@@ -58,6 +58,8 @@ def _raw(**over):
         (_raw(topic_hints="x"), "topic_hints"),
         (_raw(kind="edit"), "kind"),
         (_raw(text="x" * 1_000_001), "text"),
+        (_raw(text="nul\x00byte"), "text"),
+        (_raw(text="bell\x07"), "text"),
     ],
 )
 def test_bad_records_name_the_field(raw, field):
@@ -71,3 +73,7 @@ def test_text_limit_is_configurable():
     with pytest.raises(DecodeError, match="too long"):
         decode(_raw(text="abcdef"), max_text_chars=5)
     assert decode(_raw(text="abcde"), max_text_chars=5).text == "abcde"
+
+
+def test_ordinary_whitespace_and_emoji_are_fine():
+    assert decode(_raw(text="line one\nline\ttwo \U0001F600 \u200d")).text.startswith("line one")
