@@ -265,3 +265,20 @@ def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0,
         return out
     except KafkaError as exc:
         raise BrokerUnavailable(f"reading {topic} failed: {exc}") from exc
+
+
+def broker_answers(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:
+    """True when the broker answers a real metadata request."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mood-monitor-probe",
+                                 bootstrap_timeout_ms=int(timeout_s * 1000),
+                                 request_timeout_ms=int(timeout_s * 1000))
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
