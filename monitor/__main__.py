@@ -73,9 +73,8 @@ def ensure_topics(s: Settings) -> None:
 
 def build_scorer(s: Settings) -> tuple[Any, Any, float]:
     from monitor.inference import load_scorer, to_labels
-    from monitor.model_settings import ModelSettings
 
-    cfg = ModelSettings(**s.model) if isinstance(s.model, dict) else s.model
+    cfg = s.model
     scorer = load_scorer(cfg)
     if not getattr(scorer, "trained", True):
         log.warning("model %s is UNTRAINED: its labels are random, for plumbing checks only", scorer.name)

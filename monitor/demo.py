@@ -111,7 +111,7 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
     run = time.strftime("%Y%m%d%H%M%S")
     workdir = Path(".demo") / run
     workdir.mkdir(parents=True, exist_ok=True)
-    model = dict(base.model) if base.model else {}
+    model = base.model.model_dump()
     cfg = _config(base, run, model, lateness_s=10)
     cfg_path = workdir / "monitor.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))

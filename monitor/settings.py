@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from monitor.errors import ConfigError
+from monitor.model_settings import ModelSettings
 
 DEFAULT_CONFIG = "config/monitor.yaml"
 
@@ -71,7 +72,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     worker: WorkerSettings = WorkerSettings()
-    model: dict[str, Any] = {}
+    model: ModelSettings = ModelSettings()
     topics: list[TopicSettings] = []
     alerts: dict[str, Any] = {}
 

