@@ -204,6 +204,16 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from monitor.alerter import Alerter, run_alerter
+    from monitor.store import RedisAlertState
+
+    s = load_settings(args.config)
+    store = build_store(s)
+    alerter = Alerter(s.alerts, store, RedisAlertState(store), owner=process_name("alerter"))
+    return run_alerter(alerter, install_signals=True, max_ticks=args.max_ticks)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
@@ -251,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("dlq", help="summarise the dead-letter topic"))
     sp.add_argument("--timeout-s", type=float, default=5.0)
     sp.set_defaults(func=cmd_dlq)
+
+    sp = with_config(sub.add_parser("alerts", help="run the alerter (rules -> Slack/webhooks)"))
+    sp.add_argument("--max-ticks", type=int, default=None, help="stop after this many evaluations")
+    sp.set_defaults(func=cmd_alerts)
 
     sp = with_config(sub.add_parser("demo", help="run the whole pipeline locally for a while"))
     sp.add_argument("--duration", type=float, default=120.0)

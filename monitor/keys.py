@@ -68,3 +68,36 @@ def health(prefix: str, process: str) -> str:
 def recent(prefix: str, topic: str) -> str:
     """ZSET of recent post ids of a topic scored by event time (representative posts for alerts)."""
     return f"{_tag(prefix, topic)}:recent"
+
+
+# ---- alerter ----------------------------------------------------------------------------------
+#   <p>:alert:lease                        STRING id of the one active alerter, TTL
+#   <p>:alert:{t:<topic>}:cool:<rule>      STRING fingerprint of the last alert sent, TTL = cooldown
+#   <p>:alert:{t:<topic>}:ep:<rule>        HASH   episode state (open, breaches, clears, worst)
+#   <p>:alert:outbox                       LIST   messages waiting for delivery (survive restarts)
+#   <p>:alert:sent                         LIST   fingerprints of delivered messages (capped)
+#   <p>:alert:disabled                     HASH   destination name -> reason (permanent errors)
+
+
+def alert_lease(prefix: str) -> str:
+    return f"{prefix}:alert:lease"
+
+
+def alert_cooldown(prefix: str, topic: str, rule: str) -> str:
+    return f"{prefix}:alert:{{t:{topic}}}:cool:{rule}"
+
+
+def alert_episode(prefix: str, topic: str, rule: str) -> str:
+    return f"{prefix}:alert:{{t:{topic}}}:ep:{rule}"
+
+
+def alert_outbox(prefix: str) -> str:
+    return f"{prefix}:alert:outbox"
+
+
+def alert_sent(prefix: str) -> str:
+    return f"{prefix}:alert:sent"
+
+
+def alert_disabled(prefix: str) -> str:
+    return f"{prefix}:alert:disabled"

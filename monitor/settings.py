@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.alert_settings import AlertSettings
 from monitor.errors import ConfigError
 from monitor.model_settings import ModelSettings
 
@@ -74,7 +75,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     model: ModelSettings = ModelSettings()
     topics: list[TopicSettings] = []
-    alerts: dict[str, Any] = {}
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("topics")
     @classmethod

@@ -271,3 +271,74 @@ class RedisAggregateStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+class RedisAlertState:
+    """The alerter's state in Redis: the single-alerter lease, cooldown claims, the outbox."""
+
+    _RENEW = """
+    local cur = redis.call('GET', KEYS[1])
+    if (not cur) or cur == ARGV[1] then
+      redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+      return 1
+    end
+    return 0
+    """
+
+    def __init__(self, store: RedisAggregateStore) -> None:
+        self.client = store.client
+        self.prefix = store.prefix
+        self._renew = self.client.register_script(self._RENEW)
+
+    @_translated
+    def hold_lease(self, owner: str, ttl_s: int) -> bool:
+        """Take or renew the lease: exactly one alerter evaluates and sends at a time."""
+        return bool(self._renew(keys=[keys.alert_lease(self.prefix)], args=[owner, ttl_s]))
+
+    @_translated
+    def release_lease(self, owner: str) -> None:
+        if self.client.get(keys.alert_lease(self.prefix)) == owner:
+            self.client.delete(keys.alert_lease(self.prefix))
+
+    @_translated
+    def claim(self, topic: str, rule: str, fingerprint: str, cooldown_s: int) -> bool:
+        """True once per cooldown for a (topic, rule): a restart cannot send the same alert again."""
+        return bool(self.client.set(keys.alert_cooldown(self.prefix, topic, rule), fingerprint, nx=True,
+                                    ex=max(1, cooldown_s)))
+
+    @_translated
+    def enqueue(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        if entries:
+            self.client.rpush(keys.alert_outbox(self.prefix), *(orjson.dumps(e).decode() for e in entries))
+
+    @_translated
+    def outbox(self) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for v in self.client.lrange(keys.alert_outbox(self.prefix), 0, -1)]
+
+    @_translated
+    def replace(self, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> None:
+        """Drop an outbox entry (delivered / given up) or put it back updated (retry later)."""
+        k = keys.alert_outbox(self.prefix)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrem(k, 1, orjson.dumps(old).decode())
+        if new is not None:
+            pipe.rpush(k, orjson.dumps(new).decode())
+        pipe.execute()
+
+    @_translated
+    def mark_sent(self, fingerprint: str, destination: str) -> None:
+        k = keys.alert_sent(self.prefix)
+        self.client.lpush(k, f"{destination}|{fingerprint}")
+        self.client.ltrim(k, 0, 9999)
+
+    @_translated
+    def sent(self) -> list[str]:
+        return list(self.client.lrange(keys.alert_sent(self.prefix), 0, -1))
+
+    @_translated
+    def disable(self, destination: str, reason: str) -> None:
+        self.client.hset(keys.alert_disabled(self.prefix), destination, reason)
+
+    @_translated
+    def disabled(self) -> dict[str, str]:
+        return dict(self.client.hgetall(keys.alert_disabled(self.prefix)))
