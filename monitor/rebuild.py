@@ -18,7 +18,16 @@ from typing import Any
 
 import orjson
 
-from monitor.aggregates import HOUR_MS, MINUTE_MS, Delta, add_into, event_time, hour_start, minute_start, post_delta
+from monitor.aggregates import (
+    HOUR_MS,
+    MINUTE_MS,
+    Delta,
+    add_into,
+    event_time,
+    hour_start,
+    minute_start,
+    post_delta,
+)
 from monitor.errors import ConfigError, DecodeError
 
 log = logging.getLogger(__name__)

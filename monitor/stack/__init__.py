@@ -198,7 +198,7 @@ class LocalStack:
                 raise StackError(f"kafka storage format failed:\n{(res.stdout + res.stderr)[-1500:]}")
         logfile = (self.dir / "kafka.log").open("ab")
         proc = subprocess.Popen(
-            ["java", f"-Xms256m", f"-Xmx{self.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            ["java", "-Xms256m", f"-Xmx{self.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
              "-Djava.awt.headless=true", jlog, f"-Dkafka.logs.dir={self.dir}", "-cp", cp, "kafka.Kafka", str(props)],
             stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self._pidfile("kafka").write_text(str(proc.pid))
