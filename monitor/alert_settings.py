@@ -58,16 +58,18 @@ class DestinationSettings(_M):
 
     @model_validator(mode="after")
     def _one_source(self) -> DestinationSettings:
-        if (self.url_env is None) == (self.url_file is None):
-            raise ValueError("give exactly one of url_env / url_file (webhook URLs are secrets)")
+        if self.url_env is None and self.url_file is None:
+            raise ValueError("give url_env and/or url_file (webhook URLs are secrets, not config)")
         return self
 
     def url(self) -> SecretStr | None:
-        if self.url_env:
-            v = os.environ.get(self.url_env)
+        """From the environment variable if set, else from the file (e.g. a docker secret)."""
+        if self.url_env and os.environ.get(self.url_env):
+            return SecretStr(os.environ[self.url_env].strip())
+        if self.url_file and Path(self.url_file).is_file():
+            v = Path(self.url_file).read_text().strip()
             return SecretStr(v) if v else None
-        p = Path(self.url_file or "")
-        return SecretStr(p.read_text().strip()) if p.exists() else None
+        return None
 
 
 class AlertSettings(_M):

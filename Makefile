@@ -1,0 +1,48 @@
+# mood-monitor developer commands. `make` lists them.
+DURATION ?= 120
+PYTEST_ARGS ?=
+.DEFAULT_GOAL := help
+.PHONY: help setup stack-up stack-down stack-status demo test test-unit faults reliability lint bench train-default evaluate-default
+
+help: ## list the commands
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## create .venv, install mood-monitor, fetch Kafka jars, install redis-server (cached)
+	@bash scripts/setup.sh
+
+stack-up: setup ## start the local Kafka + Redis stack
+	@.venv/bin/mood-monitor stack up
+
+stack-down: ## stop the local stack
+	@.venv/bin/mood-monitor stack down || true
+
+stack-status: ## is the local stack up?
+	@.venv/bin/mood-monitor stack status
+
+demo: stack-up ## run the whole pipeline locally for DURATION seconds (default 120)
+	@.venv/bin/mood-monitor demo --duration $(DURATION)
+
+test: stack-up ## the whole test suite: unit, integration and fault tests, on the real local stack
+	@.venv/bin/pytest tests $(PYTEST_ARGS)
+
+test-unit: setup ## unit tests only (no servers)
+	@.venv/bin/pytest tests/unit $(PYTEST_ARGS)
+
+faults: stack-up ## the fault suite only
+	@.venv/bin/pytest -m faults tests $(PYTEST_ARGS)
+
+reliability: stack-up ## run the fault suite and write docs/reliability.md
+	@MOOD_RELIABILITY_REPORT=docs/reliability.md .venv/bin/pytest -m faults tests -s $(PYTEST_ARGS)
+
+lint: setup ## ruff + mypy
+	@.venv/bin/ruff check monitor connectors tests bench
+	@.venv/bin/mypy
+
+bench: stack-up ## the throughput/latency benchmark (prints a table and a JSON line)
+	@.venv/bin/python bench/pipeline.py
+
+train-default: setup ## retrain the offline default model into monitor/models/default
+	@nice -n 5 .venv/bin/python scripts/train_default.py
+
+evaluate-default: setup ## evaluate the default model on the TweetEval and GoEmotions test splits
+	@bash scripts/evaluate_default.sh
