@@ -101,3 +101,15 @@ def alert_sent(prefix: str) -> str:
 
 def alert_disabled(prefix: str) -> str:
     return f"{prefix}:alert:disabled"
+
+
+#   <p>:alert:{t:<topic>}:fp:<fingerprint>  STRING a notice claimed once (dedup across restarts), TTL
+#   <p>:alert:delivered:<dest>|<fp>         STRING a notice delivered to a destination, TTL
+
+
+def alert_fingerprint(prefix: str, topic: str, fingerprint: str) -> str:
+    return f"{prefix}:alert:{{t:{topic}}}:fp:{fingerprint}"
+
+
+def alert_delivered(prefix: str, destination: str, fingerprint: str) -> str:
+    return f"{prefix}:alert:delivered:{destination}|{fingerprint}"

@@ -1,0 +1,69 @@
+"""The alerter's state in Redis (through the store's client): the lease, each (topic, rule)'s
+episode, notice fingerprints, the outbox and what was delivered where. Keys: `keys.py`.
+
+One Lua call commits an evaluation: it checks the caller still holds the lease (a paused
+alerter that lost it writes nothing), claims the notice's fingerprint (SET NX), queues its
+messages only if the claim is new, and saves the episode, all at once; so a crash or a second
+alerter can neither lose nor duplicate a notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from monitor import keys
+from monitor.store import RedisAggregateStore, RedisAlertState, _translated
+
+FINGERPRINT_TTL_S = 30 * 24 * 3600
+EPISODE_TTL_S = 14 * 24 * 3600
+
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local res = 0
+if ARGV[3] ~= '' then
+  if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then
+    for i = 6, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+    res = 1
+  end
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
+return res
+"""
+
+
+class RedisAlertLedger(RedisAlertState):
+    def __init__(self, store: RedisAggregateStore) -> None:
+        super().__init__(store)
+        self._commit = self.client.register_script(_COMMIT)
+
+    @_translated
+    def episodes(self, topic: str, rules: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not rules:
+            return {}
+        vals = self.client.mget([keys.alert_episode(self.prefix, topic, r) for r in rules])
+        return {r: orjson.loads(v) for r, v in zip(rules, vals, strict=True) if v}
+
+    @_translated
+    def commit(self, owner: str, topic: str, rule: str, episode: Mapping[str, Any], fingerprint: str = "",
+               entries: Sequence[Mapping[str, Any]] = ()) -> int:
+        """Save the episode; with a fingerprint, queue ``entries`` once ever for it.
+        Returns 1 queued, 0 already claimed before (nothing queued), -1 lease lost (nothing written)."""
+        fp_key = keys.alert_fingerprint(self.prefix, topic, fingerprint or "-")
+        return int(self._commit(
+            keys=[keys.alert_lease(self.prefix), keys.alert_episode(self.prefix, topic, rule), fp_key,
+                  keys.alert_outbox(self.prefix)],
+            args=[owner, orjson.dumps(dict(episode)).decode(), fingerprint, FINGERPRINT_TTL_S, EPISODE_TTL_S,
+                  *(orjson.dumps(dict(e)).decode() for e in entries)]))
+
+    @_translated
+    def mark_delivered(self, fingerprint: str, destination: str) -> None:
+        key = keys.alert_delivered(self.prefix, destination, fingerprint)
+        self.client.set(key, "1", ex=FINGERPRINT_TTL_S)
+        self.mark_sent(fingerprint, destination)
+
+    @_translated
+    def was_delivered(self, fingerprint: str, destination: str) -> bool:
+        return bool(self.client.exists(keys.alert_delivered(self.prefix, destination, fingerprint)))
