@@ -34,9 +34,9 @@ METRICS = (*SHARE_METRICS, "mean_score", "volume")
 
 # per-kind defaults of the parameters whose sensible value depends on the kind
 _KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "share_shift": {"z_fire": 3.5, "z_resolve": 2.0, "fire_after": 2, "resolve_after": 5,
+    "share_shift": {"z_fire": 4.0, "z_resolve": 2.0, "fire_after": 2, "resolve_after": 5,
                     "renotify_step": 0.10},
-    "volume_spike": {"z_fire": 3.7, "z_resolve": 2.0, "fire_after": 2, "resolve_after": 5,
+    "volume_spike": {"z_fire": 4.0, "z_resolve": 2.0, "fire_after": 2, "resolve_after": 5,
                      "renotify_step": 1.0},
     "threshold": {"z_fire": 0.0, "z_resolve": 0.0, "fire_after": 1, "resolve_after": 3,
                   "renotify_step": 0.0},
@@ -63,7 +63,7 @@ class RuleSettings(_M):
     above: float | None = None
     below: float | None = None
     # baseline and test
-    z_fire: float = Field(default=3.5, ge=0)
+    z_fire: float = Field(default=4.0, ge=0)
     z_resolve: float = Field(default=2.0, ge=0)
     half_life_min: float = Field(default=120.0, gt=0)
     baseline_lookback_min: int = Field(default=720, ge=10, le=2 * 24 * 60)

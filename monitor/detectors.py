@@ -21,6 +21,7 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
+from statistics import NormalDist
 
 from monitor.aggregates import HOUR_MS, MINUTE_MS, Bucket, merge
 from monitor.taxonomy import EMOTIONS
@@ -71,6 +72,59 @@ def ewma_rate(minutes: Sequence[Bucket], end_ms: int, half_life_min: float) -> t
     return (c / m if m else 0.0), m
 
 
+def _decays(length: int, half_life_min: float) -> list[float]:
+    """Weights of minutes oldest..newest whose midpoints lie 0.5 .. length - 0.5 minutes back."""
+    step = 0.5 ** (1.0 / half_life_min)
+    w = 0.5 ** (0.5 / half_life_min)
+    out = [0.0] * length
+    for i in range(length - 1, -1, -1):
+        out[i] = w
+        w *= step
+    return out
+
+
+def ewma_share_kn(kn: Sequence[tuple[int, int]], half_life_min: float) -> tuple[float, float]:
+    """`ewma_share` over consecutive minutes given as (k, n), the newest last and ending now."""
+    ws = _decays(len(kn), half_life_min)
+    k_sum = sum(w * k for w, (k, _n) in zip(ws, kn, strict=True))
+    n_sum = sum(w * n for w, (_k, n) in zip(ws, kn, strict=True))
+    return (k_sum / n_sum if n_sum else 0.0), n_sum
+
+
+def ewma_rate_n(counts: Sequence[int], half_life_min: float) -> tuple[float, float]:
+    """`ewma_rate` over consecutive minutes' post counts, the newest last and ending now."""
+    ws = _decays(len(counts), half_life_min)
+    m = sum(ws)
+    return (sum(w * c for w, c in zip(ws, counts, strict=True)) / m if m else 0.0), m
+
+
+def block_sums(kn: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """(k, n) of non-overlapping blocks of ``size`` minutes aligned to the END of ``kn``."""
+    out = []
+    i = len(kn)
+    while i - size >= 0:
+        block = kn[i - size:i]
+        out.append((sum(k for k, _ in block), sum(n for _, n in block)))
+        i -= size
+    return out[::-1]
+
+
+def share_phi_kn(blocks: Sequence[tuple[int, int]], p0: float, phi_max: float, min_n: int = 1) -> float:
+    """`share_phi` over windows given as (k, n)."""
+    if not 0.0 < p0 < 1.0:
+        return 1.0
+    r = [(k - n * p0) ** 2 / (n * p0 * (1 - p0)) for k, n in blocks if n >= max(1, min_n)]
+    return min(phi_max, max(1.0, statistics.fmean(r))) if len(r) >= 3 else 1.0
+
+
+def volume_phi_n(counts: Sequence[int], lam: float, phi_max: float) -> float:
+    """`volume_phi` over windows' post counts."""
+    if lam <= 0:
+        return 1.0
+    r = [(c - lam) ** 2 / lam for c in counts]
+    return min(phi_max, max(1.0, statistics.fmean(r))) if len(r) >= 3 else 1.0
+
+
 def windows(minutes: Sequence[Bucket], size: int) -> list[Bucket]:
     """Non-overlapping windows of ``size`` minutes, aligned to the END of ``minutes``."""
     out = []
@@ -102,20 +156,56 @@ def volume_phi(past: Sequence[Bucket], lam: float, phi_max: float) -> float:
     return min(phi_max, max(1.0, statistics.fmean(r))) if len(r) >= 3 else 1.0
 
 
+_EXACT_BELOW = 200.0  # variance under which the exact tail replaces the normal approximation
+_Z = NormalDist()
+
+
+def _tail_z(log_tail: float) -> float:
+    """The normal quantile of an upper-tail probability given as its logarithm."""
+    tail = math.exp(log_tail) if log_tail > -700 else 0.0
+    if tail <= 1e-300:
+        return 37.5
+    return -_Z.inv_cdf(tail) if tail < 1.0 else -37.5
+
+
+def _logsumexp(xs: list[float]) -> float:
+    m = max(xs)
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
+
 def binomial_z(k: int, n: int, p0: float, phi: float = 1.0) -> float:
-    """Over-dispersed binomial z of ``k`` hits in ``n`` trials against ``p0``.
-    p0 is kept off 0 and 1 (by half a post) so a first-ever hit is not infinitely surprising."""
+    """Over-dispersed binomial z of ``k`` hits in ``n`` trials against ``p0``:
+    (k - n p0) / sqrt(phi n p0 (1 - p0)). For small counts the normal approximation over-fires
+    (the tail of a skewed binomial is heavier), so there z is the normal quantile of the exact
+    upper tail P(X >= k/phi) with X ~ Bin(n/phi, p0). p0 is kept off 0 and 1 by half a post."""
     if n <= 0:
         return 0.0
+    phi = max(phi, 1.0)
     eps = 0.5 / n
     p = min(1 - eps, max(eps, p0))
-    return (k - n * p) / math.sqrt(max(phi, 1.0) * n * p * (1 - p))
+    if k <= n * p or n * p * (1 - p) / phi >= _EXACT_BELOW:
+        return (k - n * p) / math.sqrt(phi * n * p * (1 - p))
+    ne, ke = round(n / phi), math.ceil(k / phi - 1e-9)
+    if ke > ne:
+        return 37.5
+    lp, lq = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(ne + 1) - math.lgamma(i + 1) - math.lgamma(ne - i + 1) + i * lp + (ne - i) * lq
+             for i in range(ke, ne + 1)]
+    return _tail_z(_logsumexp(terms))
 
 
 def poisson_z(n: int, lam: float, phi: float = 1.0) -> float:
-    """Over-dispersed Poisson z of ``n`` events against an expected ``lam`` (>= 0.5 assumed)."""
+    """Over-dispersed Poisson z of ``n`` events against an expected ``lam``: (n - lam) / sqrt(phi lam);
+    for small counts the normal quantile of the exact upper tail P(X >= n/phi), X ~ Poisson(lam/phi)."""
     lam = max(lam, 0.5)
-    return (n - lam) / math.sqrt(max(phi, 1.0) * lam)
+    phi = max(phi, 1.0)
+    if n <= lam or lam / phi >= _EXACT_BELOW:
+        return (n - lam) / math.sqrt(phi * lam)
+    le, ne = lam / phi, math.ceil(n / phi - 1e-9)
+    # P(X >= ne) = 1 - P(X < ne); sum the upper terms directly (they are the small ones)
+    top = ne + 400 + int(10 * math.sqrt(le))
+    terms = [i * math.log(le) - le - math.lgamma(i + 1) for i in range(ne, top)]
+    return _tail_z(_logsumexp(terms))
 
 
 def seasonal_share(hours: Sequence[Bucket], counts: Counts, min_n: int, min_weeks: int = 2) -> float | None:

@@ -113,17 +113,18 @@ def _share(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end:
     if n < rule.min_posts:
         return Evaluation(**common, status=INSUFFICIENT, severity=rule.severity,  # type: ignore[arg-type]
                           reason=f"{n} < {rule.min_posts} posts")
-    p0, n_eff = d.ewma_share(history, h_end, rule.half_life_min, counts)
+    kn = [counts(b) for b in history]
+    p0, n_eff = d.ewma_share_kn(kn, rule.half_life_min)
     kind = "ewma"
     if rule.seasonal and seasonal_hours:
         s = d.seasonal_share(seasonal_hours, counts, rule.min_posts, rule.seasonal_min_weeks)
         if s is not None:
             p0, kind = s, "seasonal"
-    if n_eff < rule.min_baseline_posts and kind == "ewma":
+    if kind == "ewma" and (n_eff < rule.min_baseline_posts or len(history) < 3 * rule.window_min):
         return Evaluation(**common, status=WARMING_UP, severity=rule.severity, baseline=p0,  # type: ignore[arg-type]
                           baseline_kind=kind,
-                          reason=f"baseline has {n_eff:.0f} < {rule.min_baseline_posts} posts")
-    phi = d.share_phi(d.windows(history, rule.window_min), p0, counts, rule.phi_max, rule.min_posts)
+                          reason=f"baseline: {n_eff:.0f} posts in {len(history)} minutes")
+    phi = d.share_phi_kn(d.block_sums(kn, rule.window_min), p0, rule.phi_max, rule.min_posts)
     z = d.binomial_z(k, n, p0, phi)
     effect = value - p0
     if z >= rule.z_fire and effect * 100 >= rule.min_effect_pp and k >= rule.min_hits:
@@ -139,7 +140,8 @@ def _share(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end:
 def _volume(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end: int,
             base: dict[str, object]) -> Evaluation:
     n = window.n
-    rate, _m = d.ewma_rate(history, h_end, rule.half_life_min)
+    counts = [b.n for b in history]
+    rate, _m = d.ewma_rate_n(counts, rule.half_life_min)
     lam = rate * rule.window_min
     common = {**base, "value": float(n), "baseline": lam, "baseline_kind": "ewma"}
     if len(history) < 2 * rule.window_min:
@@ -148,7 +150,8 @@ def _volume(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end
     if n < rule.min_posts:
         return Evaluation(**common, status=INSUFFICIENT, severity=rule.severity,  # type: ignore[arg-type]
                           reason=f"{n} < {rule.min_posts} posts")
-    phi = d.volume_phi(d.windows(history, rule.window_min), lam, rule.phi_max)
+    phi = d.volume_phi_n([c for _, c in d.block_sums([(0, c) for c in counts], rule.window_min)], lam,
+                         rule.phi_max)
     z = d.poisson_z(n, lam, phi)
     ratio = n / max(lam, 0.5)
     if z >= rule.z_fire and ratio >= rule.min_ratio:
