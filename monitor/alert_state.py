@@ -34,10 +34,26 @@ return res
 """
 
 
+_REPLACE = """
+local i = redis.call('LPOS', KEYS[1], ARGV[1])
+if not i then return 0 end
+if ARGV[2] == '' then redis.call('LREM', KEYS[1], 1, ARGV[1]) else redis.call('LSET', KEYS[1], i, ARGV[2]) end
+return 1
+"""
+
+
 class RedisAlertLedger(RedisAlertState):
     def __init__(self, store: RedisAggregateStore) -> None:
         super().__init__(store)
         self._commit = self.client.register_script(_COMMIT)
+        self._replace = self.client.register_script(_REPLACE)
+
+    @_translated
+    def replace(self, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> None:
+        """Drop an outbox entry, or update it IN PLACE (a retried message keeps its turn)."""
+        new_json = orjson.dumps(dict(new)).decode() if new else ""
+        old_json = orjson.dumps(dict(old)).decode()
+        self._replace(keys=[keys.alert_outbox(self.prefix)], args=[old_json, new_json])
 
     @_translated
     def episodes(self, topic: str, rules: Sequence[str]) -> dict[str, dict[str, Any]]:
