@@ -15,7 +15,7 @@ import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ import orjson
 
 from monitor.aggregates import add_into, event_time, hour_start, minute_start, post_delta
 from monitor.errors import DecodeError, TransientError
+from monitor.language import post_language
 from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
 from monitor.store import PartitionWrite, RecentPost
 from monitor.taxonomy import UNSUPPORTED
@@ -287,6 +288,10 @@ class Worker:
     def _score(self, posts: list[tuple[_Record, Post]], now: int) -> list[tuple[_Record, ScoredPost, int]]:
         if not posts:
             return []
+        # the source's language tag when it gave one, else detected: stored, counted and used
+        # to route the post to a per-language model (or to count it as unsupported)
+        posts = [(r, p if p.lang == (lang := post_language(p.lang, p.text)) else replace(p, lang=lang))
+                 for r, p in posts]
         outs = self.scorer.score([p.text for _, p in posts], [p.lang for _, p in posts])
         scored = []
         for (r, p), out in zip(posts, outs, strict=True):
