@@ -20,6 +20,15 @@ from monitor.messages import Deletion, Post, encode_deletion, encode_post
 log = logging.getLogger(__name__)
 
 
+class Skip(Exception):  # noqa: N818 - not an error: a valid payload with nothing to score
+    """A well-formed payload that carries no post to score (a link-only post, a removed comment).
+    Counted by ``reason`` in `ConnectorStats.skipped`, never dropped silently."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class PostSink(Protocol):
     def send(self, key: bytes | None, value: bytes, *, topic: str | None = None,
              headers: Sequence[tuple[str, bytes]] | None = None) -> None: ...
@@ -34,10 +43,14 @@ class ConnectorStats:
     bad: int = 0
     errors: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def count_bad(self, reason: str) -> None:
         self.bad += 1
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
+
+    def count_skipped(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
 class Connector:

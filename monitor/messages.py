@@ -35,6 +35,11 @@ class Post:
     lang: str = ""
     url: str = ""
     topic_hints: tuple[str, ...] = ()
+    # hashtags the source marked up (facets, tag lists), case-folded, without '#'; they need not
+    # appear in ``text`` (Bluesky record tags do not)
+    hashtags: tuple[str, ...] = ()
+    is_reply: bool = False
+    is_quote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class ScoredPost:
 def encode_post(post: Post) -> bytes:
     d = dataclasses.asdict(post)
     d["topic_hints"] = list(post.topic_hints)
+    d["hashtags"] = list(post.hashtags)
     d["v"] = SCHEMA_VERSION
     d["kind"] = "post"
     return orjson.dumps(d)
@@ -80,6 +86,7 @@ def encode_deletion(deletion: Deletion) -> bytes:
 def encode_scored(sp: ScoredPost) -> bytes:
     d = dataclasses.asdict(sp)
     d["post"]["topic_hints"] = list(sp.post.topic_hints)
+    d["post"]["hashtags"] = list(sp.post.hashtags)
     d["topics"] = list(sp.topics)
     d["v"] = SCHEMA_VERSION
     return orjson.dumps(d)
@@ -129,6 +136,13 @@ def _int(obj: dict[str, Any], name: str) -> int:
     return val
 
 
+def _bool(obj: dict[str, Any], name: str) -> bool:
+    val = obj.get(name, False)
+    if not isinstance(val, bool):
+        raise DecodeError(name, f"expected a boolean, got {type(val).__name__}")
+    return val
+
+
 def decode(raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Post | Deletion:
     """Decode a record of ``posts.raw``; raise `DecodeError` naming the bad field."""
     obj = _load(raw)
@@ -153,6 +167,9 @@ def decode(raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Post 
     hints = obj.get("topic_hints", [])
     if not isinstance(hints, list) or not all(isinstance(h, str) for h in hints):
         raise DecodeError("topic_hints", "expected a list of strings")
+    tags = obj.get("hashtags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise DecodeError("hashtags", "expected a list of strings")
     return Post(
         id=post_id,
         source=_str(obj, "source", max_chars=64),
@@ -163,6 +180,9 @@ def decode(raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Post 
         lang=_str(obj, "lang", required=False, max_chars=16),
         url=_str(obj, "url", required=False, max_chars=4096),
         topic_hints=tuple(hints[:32]),
+        hashtags=tuple(t[:256] for t in tags[:64]),
+        is_reply=_bool(obj, "is_reply"),
+        is_quote=_bool(obj, "is_quote"),
     )
 
 

@@ -28,6 +28,7 @@ such as ``NOT spam``) are evaluated.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -80,7 +81,11 @@ class PostFeatures:
 
     @classmethod
     def of_post(cls, post: Post) -> PostFeatures:
-        return cls.of(post.text, post.lang)
+        f = cls.of(post.text, post.lang)
+        if not post.hashtags:
+            return f
+        # tags the source marked up outside the text (Bluesky record tags) count as hashtags
+        return dataclasses.replace(f, hashtags=f.hashtags | {fold(t).lstrip("#") for t in post.hashtags})
 
 
 class QuerySyntaxError(ConfigError):

@@ -77,3 +77,18 @@ def test_text_limit_is_configurable():
 
 def test_ordinary_whitespace_and_emoji_are_fine():
     assert decode(_raw(text="line one\nline\ttwo \U0001F600 \u200d")).text.startswith("line one")
+
+
+def test_source_markup_round_trips_and_is_optional():
+    p = Post(id="b:1", source="bluesky", text="so good", created_ms=1, ingested_ms=2,
+             hashtags=("phonex",), is_reply=True, is_quote=True)
+    assert decode(encode_post(p)) == p
+    assert decode(_raw()).hashtags == () and decode(_raw()).is_reply is False  # older records
+
+
+@pytest.mark.parametrize("over, field", [({"hashtags": "phonex"}, "hashtags"), ({"hashtags": [1]}, "hashtags"),
+                                         ({"is_reply": 1}, "is_reply"), ({"is_quote": "yes"}, "is_quote")])
+def test_bad_source_markup_names_the_field(over, field):
+    with pytest.raises(DecodeError) as ei:
+        decode(_raw(**over))
+    assert ei.value.field == field
