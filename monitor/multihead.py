@@ -141,7 +141,8 @@ def load_default(path: Path) -> tuple[MultiHead, Any, dict[str, Any]]:
         raise ModelError(f"default model: {cfg_file} is missing (train it with scripts/train_default.sh)")
     meta = json.loads(cfg_file.read_text())
     encoder, tok = load_encoder()
-    model = MultiHead(encoder, meta.get("hidden", 384), len(meta["sentiment_labels"]), len(meta["emotion_labels"]))
+    model = MultiHead(encoder, meta.get("hidden", 384), len(meta["sentiment_labels"]),
+                      len(meta["emotion_labels"]))
     lora = meta["lora"]
     add_lora(model, lora["layers"], lora["r"], lora["alpha"], 0.0)
     state = {k: v.float() for k, v in load_file(str(path / "adapter.safetensors")).items()}
@@ -176,6 +177,17 @@ class _Head:
         outs = self.parent.raw(texts)
         return [o[0] if self.task == "sentiment" else o[1] for o in outs]
 
+    def predict_sets(self, texts: Sequence[str]) -> list[list[str]]:
+        """Multi-label emotion sets: every emotion over its tuned threshold (at least the top one)."""
+        thr = self.parent.meta.get("emotion_thresholds")
+        outs = self.parent.raw(texts, normalise=False)
+        result = []
+        for _, e in outs:
+            top = max(range(len(e)), key=lambda i: e[i])
+            picked = [EMOTIONS[i] for i in range(len(e)) if thr and e[i] >= thr[i]]
+            result.append(picked or [EMOTIONS[top]])
+        return result
+
 
 class MultiHeadScorer:
     def __init__(self, model: MultiHead, tok: Any, meta: dict[str, Any], cfg: ModelSettings,
@@ -195,7 +207,8 @@ class MultiHeadScorer:
         self.trained = True
         self.t_sent = float(meta.get("temperature", {}).get("sentiment", 1.0))
         self.t_emo = float(meta.get("temperature", {}).get("emotion", 1.0))
-        if list(meta["sentiment_labels"]) != list(SENTIMENTS) or list(meta["emotion_labels"]) != list(EMOTIONS):
+        order = (list(meta["sentiment_labels"]), list(meta["emotion_labels"]))
+        if order != (list(SENTIMENTS), list(EMOTIONS)):
             raise ModelError("default model: its label order does not match the taxonomy")
 
     @classmethod
@@ -206,7 +219,8 @@ class MultiHeadScorer:
     def head(self, task: str) -> _Head:
         return _Head(self, task)
 
-    def raw(self, texts: Sequence[str]) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
+    def raw(self, texts: Sequence[str],
+            normalise: bool = True) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
         """(sentiment probs, emotion probs) per text, one encoder pass per sub-batch."""
         from monitor.inference import _Encoded, length_batches, run_halving
 
@@ -223,7 +237,8 @@ class MultiHeadScorer:
                 ps = torch.softmax(s_logits.float() / self.t_sent, -1)
                 if multi:
                     pe = torch.sigmoid(e_logits.float() / self.t_emo)
-                    pe = pe / pe.sum(-1, keepdim=True).clamp(min=1e-9)
+                    if normalise:
+                        pe = pe / pe.sum(-1, keepdim=True).clamp(min=1e-9)
                 else:
                     pe = torch.softmax(e_logits.float() / self.t_emo, -1)
             return list(zip(map(tuple, ps.cpu().tolist()), map(tuple, pe.cpu().tolist()), strict=True))

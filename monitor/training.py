@@ -162,7 +162,7 @@ def fit_temperature(logits: torch.Tensor, gold: torch.Tensor) -> float:
     return best_t
 
 
-def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, emo_val: Labeled,
+def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, emo_val: Labeled,  # noqa: C901
                   out_dir: Path, cfg: DefaultTrainConfig) -> dict[str, Any]:
     from monitor.multihead import MultiHead, adapter_state, add_lora, load_encoder, save_default
 
@@ -199,7 +199,8 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
     cached = {}
     for name, d in (("sent_train", sent_train), ("sent_val", sent_val), ("emo_train", emo_train),
                     ("emo_val", emo_val)):
-        cached[name] = cache_bottom(model.encoder, encode(tok, d.texts, cfg.max_length), cfg.bottom_layers, name)
+        ids = encode(tok, d.texts, cfg.max_length)
+        cached[name] = cache_bottom(model.encoder, ids, cfg.bottom_layers, name)
     y_sent = torch.tensor([s_idx[lab[0]] for lab in sent_train.labels])
     y_sent_val = torch.tensor([s_idx[lab[0]] for lab in sent_val.labels])
 
@@ -263,8 +264,9 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
     model.train()
     rng = random.Random(cfg.seed)
     for epoch in range(cfg.epochs):
-        batches = [("s", list(range(i, min(i + cfg.batch_size, n_s)))) for i in range(0, n_s, cfg.batch_size)]
-        batches += [("e", list(range(i, min(i + cfg.batch_size, n_e)))) for i in range(0, n_e, cfg.batch_size)]
+        bs = cfg.batch_size
+        batches = [("s", list(range(i, min(i + bs, n_s)))) for i in range(0, n_s, bs)]
+        batches += [("e", list(range(i, min(i + bs, n_e)))) for i in range(0, n_e, bs)]
         perm_s = list(range(n_s))
         perm_e = list(range(n_e))
         rng.shuffle(perm_s)
@@ -316,7 +318,8 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
         "pooling": "mean",
         "hidden": 384,
         "max_length": cfg.max_length,
-        "lora": {"layers": top_layers, "r": cfg.lora_r, "alpha": cfg.lora_alpha, "targets": "qkv,attn-out,ffn"},
+        "lora": {"layers": top_layers, "r": cfg.lora_r, "alpha": cfg.lora_alpha,
+                 "targets": "qkv,attn-out,ffn"},
         "sentiment_labels": list(SENTIMENTS),
         "emotion_labels": list(EMOTIONS),
         "emotion_multilabel": True,
@@ -331,3 +334,132 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
     }
     save_default(model, out_dir, meta)
     return meta
+
+
+@dataclass
+class FinetuneConfig:
+    task: str = "sentiment"
+    base: str = ""  # HF hub id / local dir; "" = the packaged MiniLM; "builtin:tiny-untrained"
+    epochs: int = 3
+    lr: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 128
+    train_layers: int | None = 2  # top encoder layers to train (None: all)
+    seed: int = 13
+    patience: int = 2
+    val_fraction: float = 0.1
+
+
+def _trainable_top(model: nn.Module, train_layers: int | None) -> None:
+    if train_layers is None:
+        return
+    for p in model.parameters():
+        p.requires_grad_(False)
+    base = getattr(model, model.base_model_prefix, model)
+    layers = base.encoder.layer if hasattr(base, "encoder") else []
+    for layer in list(layers)[-train_layers:] if train_layers else []:
+        for p in layer.parameters():
+            p.requires_grad_(True)
+    for name, p in model.named_parameters():
+        if name.startswith(("classifier", "pre_classifier", "pooler")) or ".pooler." in name:
+            p.requires_grad_(True)
+
+
+def _split(data: Labeled, fraction: float, seed: int) -> tuple[Labeled, Labeled]:
+    """A seeded validation split for early stopping when the user gives no validation file."""
+    idx = list(range(len(data)))
+    random.Random(seed).shuffle(idx)
+    cut = max(1, int(len(idx) * fraction))
+    v, t = sorted(idx[:cut]), sorted(idx[cut:])
+    val = Labeled([data.texts[i] for i in v], [data.labels[i] for i in v], data.source + " (val split)")
+    return Labeled([data.texts[i] for i in t], [data.labels[i] for i in t], data.source), val
+
+
+def _load_for_finetune(cfg: FinetuneConfig, labels: Sequence[str], multi: bool) -> tuple[nn.Module, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from monitor.inference import TINY, build_tiny, minilm_dir
+
+    id2label = dict(enumerate(labels))
+    if cfg.base == TINY:
+        model, tok = build_tiny(cfg.task, seed=cfg.seed)
+    else:
+        src = cfg.base or str(minilm_dir())
+        tok = AutoTokenizer.from_pretrained(src)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            src, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            problem_type="multi_label_classification" if multi else "single_label_classification",
+            ignore_mismatched_sizes=True)
+    return model, tok
+
+
+def finetune(train: Labeled, val: Labeled | None, out_dir: Path, cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune a sequence classifier on a labeled file; save a directory the worker loads."""
+    seed_all(cfg.seed)
+    labels = SENTIMENTS if cfg.task == "sentiment" else EMOTIONS
+    multi = cfg.task == "emotion" and any(len(x) > 1 for x in train.labels)
+    if val is None:
+        train, val = _split(train, cfg.val_fraction, cfg.seed)
+    model, tok = _load_for_finetune(cfg, labels, multi)
+    if multi:
+        model.config.problem_type = "multi_label_classification"
+    _trainable_top(model, cfg.train_layers)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    index = {lab: i for i, lab in enumerate(labels)}
+
+    def target(labs: Sequence[tuple[str, ...]]) -> torch.Tensor:
+        if multi:
+            y = torch.zeros((len(labs), len(labels)))
+            for i, ls in enumerate(labs):
+                for lab in ls:
+                    y[i, index[lab]] = 1.0
+            return y
+        return torch.tensor([index[ls[0]] for ls in labs])
+
+    train_ids = encode(tok, train.texts, cfg.max_length)
+    val_ids = encode(tok, val.texts, cfg.max_length)
+
+    def val_score() -> float:
+        model.eval()
+        preds: list[int] = []
+        with torch.inference_mode():
+            for s in range(0, len(val_ids), 128):
+                t, m = pad(val_ids[s:s + 128])
+                preds.extend(model(input_ids=t, attention_mask=m).logits.argmax(-1).tolist())
+        model.train()
+        gold = [index[ls[0]] for ls in val.labels]
+        return macro_recall(preds, gold, len(labels))
+
+    best, best_state, bad, history = -1.0, None, 0, []
+    rng = random.Random(cfg.seed)
+    order = list(range(len(train_ids)))
+    model.train()
+    for epoch in range(cfg.epochs):
+        rng.shuffle(order)
+        for s in _progress(range(0, len(order), cfg.batch_size), desc=f"train epoch {epoch + 1}/{cfg.epochs}",
+                           unit="batch"):
+            idx = order[s:s + cfg.batch_size]
+            t, m = pad([train_ids[i] for i in idx])
+            out = model(input_ids=t, attention_mask=m, labels=target([train.labels[i] for i in idx]))
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+        sc = val_score()
+        history.append({"epoch": epoch + 1, "val_macro_recall": sc})
+        print(f"epoch {epoch + 1}: val macro-recall {sc:.4f}", flush=True)
+        if sc > best:
+            best, bad = sc, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                print(f"early stop after epoch {epoch + 1}", flush=True)
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    tok.save_pretrained(str(out_dir))
+    return {"task": cfg.task, "best_val_macro_recall": best, "history": history, "n_train": len(train),
+            "n_val": len(val), "out": str(out_dir), "multi_label": multi}
