@@ -50,6 +50,7 @@ class LiveConnector(Connector):
         self._max_items: int | None = None
         self._idle_timeout_s: float | None = None
         self._last_new = time.monotonic()
+        self.extra_status: dict[str, int | str | float] = {}  # per platform (rate-limit budget)
 
     # ---- to be written by each platform ---------------------------------------------------
     def session(self) -> None:
@@ -80,6 +81,9 @@ class LiveConnector(Connector):
             raise Done
         return new
 
+    def skip(self, reason: str) -> None:
+        self.stats.count_skipped(reason)
+
     def bad(self, reason: str, detail: str = "") -> None:
         """A frame or item that cannot be used: counted by reason, logged, skipped."""
         self.stats.count_bad(reason)
@@ -99,6 +103,7 @@ class LiveConnector(Connector):
                 "deletions": self.stats.deletions, "bad": self.stats.bad,
                 "errors": self.stats.errors, "reconnects": self.reconnects,
                 "duplicates": self.duplicates, "updated_ms": int(time.time() * 1000),
+                "skipped": sum(self.stats.skipped.values()), **self.extra_status,
             })
         except TransientError as exc:
             log.warning("%s: status not reported: %s", self.name, exc)
