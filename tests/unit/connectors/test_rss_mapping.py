@@ -64,6 +64,9 @@ def test_reddit_atom_boilerplate_is_stripped():
 def test_not_a_feed_is_a_decode_error():
     with pytest.raises(DecodeError, match="feed"):
         parse_feed(b"\x00\x01 not xml at all <<<")
+    with pytest.raises(DecodeError, match="no RSS/Atom root"):
+        parse_feed(b"<html><body>moved</body></html>")
+    assert parse_feed(b'<rss version="2.0"><channel><title>x</title></channel></rss>') == ([], "")
 
 
 def test_truncated_feed_still_yields_what_it_could_read():
