@@ -11,16 +11,27 @@ event carries only the instance-local id.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
 
-from connectors.base import Skip
+from connectors.backoff import Backoff, RetryLater
+from connectors.base import PostSink, Skip
+from connectors.credentials import Secret
+from connectors.http import HttpSource
+from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
-from monitor.errors import DecodeError
+from connectors.sse import SSEParser
+from connectors.state import RedisConnectorState
+from monitor.errors import ConfigError, DecodeError
 from monitor.messages import Deletion, Post
+
+log = logging.getLogger(__name__)
 
 SOURCE = "mastodon"
 _VISIBLE = frozenset({"public", "unlisted"})
@@ -123,3 +134,134 @@ def ws_frame_to_item(frame: str, *, host: str, now_ms: int | None = None,
     if not isinstance(payload, str):
         raise DecodeError("frame.payload", "not a string")
     return event_to_item(event, payload, host=host, now_ms=now_ms, trust_language=trust_language)
+
+
+def streaming_base(instance: Any) -> str | None:
+    """The streaming server's HTTP base from ``/api/v2/instance`` (``configuration.urls.streaming``)
+    or ``/api/v1/instance`` (``urls.streaming_api``); ws(s):// becomes http(s)://."""
+    if not isinstance(instance, dict):
+        return None
+    conf = instance.get("configuration")
+    v2 = conf.get("urls") if isinstance(conf, dict) else None
+    v1 = instance.get("urls")
+    url = (v2.get("streaming") if isinstance(v2, dict) else None) or (
+        v1.get("streaming_api") if isinstance(v1, dict) else None)
+    if not isinstance(url, str) or "://" not in url:
+        return None
+    scheme, rest = url.split("://", 1)
+    return {"ws": "http", "wss": "https"}.get(scheme, scheme) + "://" + rest.rstrip("/")
+
+
+class MastodonConnector(LiveConnector):
+    """One stream of one instance: ``public``, ``public:local`` or ``hashtag:<tag>``.
+
+    Each session first backfills over REST from the newest status id produced (``min_id``,
+    page after page until empty), then follows the SSE stream; a dropped stream ends the
+    session, and the next one backfills the gap. Dedup on the status id absorbs the overlap.
+    The access token (``MASTODON_TOKEN``) goes only into the Authorization header.
+    """
+
+    name = SOURCE
+
+    def __init__(self, sink: PostSink, state: RedisConnectorState, *, base_url: str, stream: str,
+                 token: Secret | None = None, streaming_url: str | None = None,
+                 trust_language: bool = False, backfill_pages: int = 10,
+                 http: HttpSource | None = None, backoff: Backoff | None = None) -> None:
+        super().__init__(sink, state, backoff=backoff)
+        kind, _, tag = stream.partition(":")
+        if kind not in ("public", "hashtag") or (kind == "hashtag" and not tag):
+            raise ConfigError("connectors.mastodon", "stream",
+                              f"{stream!r} is not public, public:local or hashtag:<tag>")
+        self.base_url = base_url.rstrip("/")
+        self.host = self.base_url.split("://", 1)[-1]
+        self.stream = stream
+        self.token = token
+        self.streaming_url = streaming_url.rstrip("/") if streaming_url else None
+        self.trust_language = trust_language
+        self.backfill_pages = backfill_pages
+        self.http = http or HttpSource(read_timeout_s=90.0)  # heartbeats come every ~15 s
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token.value}"} if self.token else {}
+
+    def _paths(self) -> tuple[str, str, dict[str, str]]:
+        """(REST timeline path, streaming path, params shared by both)."""
+        kind, _, arg = self.stream.partition(":")
+        if kind == "hashtag":
+            return f"/api/v1/timelines/tag/{arg}", "/api/v1/streaming/hashtag", {"tag": arg}
+        if arg == "local":
+            return "/api/v1/timelines/public", "/api/v1/streaming/public/local", {"local": "true"}
+        return "/api/v1/timelines/public", "/api/v1/streaming/public", {}
+
+    def _item(self, make: Callable[[], Post | Deletion | None]) -> Item | None:
+        try:
+            item = make()
+        except Skip as exc:
+            self.skip(exc.reason)
+            return None
+        except DecodeError as exc:
+            self.bad(f"bad_{exc.field}", str(exc))
+            return None
+        if item is None:
+            return None
+        sid = item.id.rsplit(":", 1)[1]
+        return (f"del:{sid}" if isinstance(item, Deletion) else sid), item
+
+    def _cursor_after(self, items: Sequence[Item]) -> str | None:
+        ids = [int(k) for k, it in items if isinstance(it, Post)]
+        cur = self.state.cursor()
+        best = max([*ids, int(cur) if cur and cur.isdigit() else 0])
+        return str(best) if best and str(best) != cur else None
+
+    def backfill(self) -> None:
+        rest, _, params = self._paths()
+        for _ in range(self.backfill_pages):
+            cur = self.state.cursor()
+            if not cur:
+                return  # first start: follow the stream from now on
+            r = self.http.get(self.base_url + rest, params={**params, "min_id": cur, "limit": "40"},
+                              headers=self._headers())
+            if r.status != 200:
+                raise RetryLater(f"backfill {rest}: HTTP {r.status}")
+            try:
+                statuses = orjson.loads(r.body)
+            except orjson.JSONDecodeError:
+                self.bad("malformed_timeline", rest)
+                return
+            if not isinstance(statuses, list) or not statuses:
+                return
+            items = [it for st in statuses if (it := self._item(
+                partial(to_post, st, host=self.host, trust_language=self.trust_language))) is not None]
+            self.deliver(items, self._cursor_after(items))
+            if not items:
+                return
+
+    def session(self) -> None:
+        if self.streaming_url is None:
+            r = self.http.get(self.base_url + "/api/v2/instance")
+            try:
+                found = streaming_base(orjson.loads(r.body)) if r.status == 200 else None
+            except orjson.JSONDecodeError:
+                found = None
+            self.streaming_url = found or self.base_url
+            log.info("%s: streaming from %s", self.name, self.streaming_url)
+        self.backfill()
+        _, path, params = self._paths()
+        parser = SSEParser()
+        url = self.streaming_url + path
+        with self.http.lines(url, params=params, headers=self._headers()) as (status, lines):
+            if status != 200:
+                raise RetryLater(f"stream {path}: HTTP {status}")
+            self.connected = True
+            self.report()
+            for line in lines:
+                ev = parser.feed_line(line)
+                if ev is not None:
+                    item = self._item(partial(event_to_item, ev.event, ev.data, host=self.host,
+                                              trust_language=self.trust_language))
+                    if item is not None:
+                        self.deliver([item], self._cursor_after([item]))
+                    self.backoff.reset()
+                if not self.keep_going():
+                    return
+        raise RetryLater("stream ended")
