@@ -1,0 +1,246 @@
+"""Signed HTTP push: an ingest endpoint for sources that deliver posts by webhook.
+
+``POST /ingest`` with Standard Webhooks headers: ``webhook-id``, ``webhook-timestamp`` (Unix
+seconds) and ``webhook-signature`` (space-separated ``v1,<base64 HMAC-SHA256>`` entries) over
+``"<id>.<timestamp>.<raw body>"``, keyed with the base64-decoded part of the ``whsec_`` secret.
+
+    400  missing webhook headers, or a body that is not JSON
+    401  no matching signature, or a timestamp more than ``tolerance_s`` (5 min) from now
+    413  body larger than ``max_body_bytes``
+    200  this webhook-id was already accepted (a sender's retry): nothing produced again
+    202  accepted: ``{"accepted": n, "rejected": [{"index", "reason"}]}``
+    503  Kafka or Redis unavailable: the sender should retry (the id is released)
+
+The body is one item, a JSON array of items, or ``{"posts": [...]}``. An item is a post
+``{"id", "text", "created_ms"?, "lang"?, "url"?, "author_id"?, "hashtags"?}`` or a deletion
+``{"kind": "delete", "id"}``; ids are prefixed ``push:``. Bad items are rejected by index and
+counted; the rest of the batch goes on. `verify` is pure; the secret is never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+from connectors.base import Connector, PostSink
+from connectors.credentials import Secret
+from connectors.state import RedisConnectorState
+from monitor.errors import ConfigError, DecodeError, TransientError
+from monitor.messages import Deletion, Post
+
+log = logging.getLogger(__name__)
+
+SOURCE = "push"
+
+
+class SignatureError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret; ConfigError when it is not one."""
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError("PUSH_WEBHOOK_SECRET", "(value)", "not a whsec_<base64> secret") from exc
+
+
+def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+def verify(key: bytes, headers: Mapping[str, str], body: bytes, *, now_s: float,
+           tolerance_s: int = 300) -> str:
+    """-> the webhook-id of a correctly signed, fresh message; SignatureError otherwise."""
+    msg_id = headers.get("webhook-id", "")
+    ts = headers.get("webhook-timestamp", "")
+    sigs = headers.get("webhook-signature", "")
+    if not (msg_id and ts and sigs):
+        raise SignatureError(400, "missing webhook-id, webhook-timestamp or webhook-signature")
+    if not ts.isdigit():
+        raise SignatureError(401, "webhook-timestamp is not Unix seconds")
+    if abs(now_s - int(ts)) > tolerance_s:
+        raise SignatureError(401, "webhook-timestamp outside the tolerance")
+    expected = sign(key, msg_id, ts, body).encode()
+    for entry in sigs.split():
+        version, _, sig = entry.partition(",")
+        if version == "v1" and hmac.compare_digest(sig.encode(), expected):
+            return msg_id
+    raise SignatureError(401, "no matching v1 signature")
+
+
+def to_item(obj: Any, *, now_ms: int) -> Post | Deletion:
+    if not isinstance(obj, dict):
+        raise DecodeError("item", "expected a JSON object")
+    pid = obj.get("id")
+    if not isinstance(pid, str) or not pid.strip() or len(pid) > 256:
+        raise DecodeError("id", "missing, empty or longer than 256 characters")
+    if obj.get("kind") == "delete":
+        return Deletion(id=f"{SOURCE}:{pid}", source=SOURCE, deleted_ms=now_ms)
+    text = obj.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise DecodeError("text", "missing or empty")
+    created = obj.get("created_ms", now_ms)
+    if isinstance(created, bool) or not isinstance(created, int) or created <= 0:
+        raise DecodeError("created_ms", "not a positive integer (epoch ms)")
+    strs = {k: obj.get(k, "") for k in ("lang", "url", "author_id")}
+    if not all(isinstance(v, str) for v in strs.values()):
+        raise DecodeError("lang/url/author_id", "expected strings")
+    tags = obj.get("hashtags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise DecodeError("hashtags", "expected a list of strings")
+    return Post(id=f"{SOURCE}:{pid}", source=SOURCE, text=text, created_ms=created, ingested_ms=now_ms,
+                author_id=strs["author_id"][:512], lang=strs["lang"][:16], url=strs["url"][:4096],
+                hashtags=tuple(t.lstrip("#").casefold() for t in tags[:64]))
+
+
+def batch_of(body: bytes) -> list[Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise SignatureError(400, f"body is not JSON ({exc})") from exc
+    if isinstance(doc, dict) and isinstance(doc.get("posts"), list):
+        return list(doc["posts"])
+    return doc if isinstance(doc, list) else [doc]
+
+
+class PushConnector(Connector):
+    name = SOURCE
+
+    def __init__(self, sink: PostSink, state: RedisConnectorState, *, secret: Secret,
+                 host: str = "127.0.0.1", port: int = 8088, tolerance_s: int = 300,
+                 max_body_bytes: int = 1 << 20, id_ttl_s: int = 7 * 86400) -> None:
+        super().__init__(sink)
+        self.state = state
+        self.key = secret_key(secret.value)
+        self.tolerance_s = tolerance_s
+        self.max_body_bytes = max_body_bytes
+        self.id_ttl_s = id_ttl_s
+        self.rejected = 0
+        self.duplicates = 0
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+
+    def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        """One request -> (status, JSON answer)."""
+        now = time.time()
+        try:
+            msg_id = verify(self.key, headers, body, now_s=now, tolerance_s=self.tolerance_s)
+            items = batch_of(body)
+        except SignatureError as exc:
+            with self._lock:
+                self.rejected += 1
+            log.warning("push: rejected a request: status=%d reason=%s", exc.status, exc.reason)
+            return exc.status, {"error": exc.reason}
+        try:
+            if not self.state.claim(msg_id, self.id_ttl_s):
+                with self._lock:
+                    self.duplicates += 1
+                return 200, {"duplicate": True, "webhook-id": msg_id}
+            accepted, rejected = self._produce(items, int(now * 1000))
+        except TransientError as exc:
+            self._release(msg_id)
+            log.warning("push: cannot accept now: %s", exc)
+            return 503, {"error": "temporarily unavailable, retry"}
+        self._report()
+        return 202, {"accepted": accepted, "rejected": rejected}
+
+    def _produce(self, items: list[Any], now_ms: int) -> tuple[int, list[dict[str, Any]]]:
+        rejected: list[dict[str, Any]] = []
+        accepted = 0
+        with self._lock:
+            for i, obj in enumerate(items):
+                try:
+                    item = to_item(obj, now_ms=now_ms)
+                except DecodeError as exc:
+                    self.stats.count_bad(f"bad_{exc.field}")
+                    rejected.append({"index": i, "reason": str(exc)})
+                    continue
+                self.emit(item)
+                accepted += 1
+            self.sink.flush()
+        return accepted, rejected
+
+    def _release(self, msg_id: str) -> None:
+        try:
+            self.state.release(msg_id)
+        except TransientError:
+            log.warning("push: could not release webhook-id claim; a retry will be taken as a duplicate")
+
+    def _report(self) -> None:
+        try:
+            self.state.report({"connected": 1, "produced": self.stats.produced,
+                               "deletions": self.stats.deletions, "bad": self.stats.bad,
+                               "rejected_requests": self.rejected, "duplicates": self.duplicates,
+                               "last_event_ms": int(time.time() * 1000),
+                               "updated_ms": int(time.time() * 1000), "errors": self.stats.errors})
+        except TransientError as exc:
+            log.warning("push: status not reported: %s", exc)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        conn = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+                log.debug("push: " + format, *args)
+
+            def _answer(self, status: int, doc: dict[str, Any]) -> None:
+                body = orjson.dumps(doc)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                if self.path.split("?", 1)[0] != "/ingest":
+                    self.close_connection = True  # the body was not read
+                    self._answer(404, {"error": "POST /ingest"})
+                    return
+                try:
+                    n = int(self.headers.get("Content-Length") or "0")
+                except ValueError:
+                    n = -1
+                if n < 0 or n > conn.max_body_bytes:
+                    self.close_connection = True
+                    self._answer(413, {"error": f"body over {conn.max_body_bytes} bytes"})
+                    return
+                body = self.rfile.read(n)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                self._answer(*conn.handle(headers, body))
+
+        return Handler
+
+    def stop(self) -> None:
+        super().stop()
+        threading.Thread(target=self.server.shutdown, daemon=True).start()
+
+    def run(self, max_items: int | None = None) -> int:
+        log.info("push: listening on %s:%d/ingest", *self.server.server_address[:2])
+        self._report()
+        failed = True
+        try:
+            self.server.serve_forever(poll_interval=0.2)
+            failed = False
+        finally:
+            self.server.server_close()
+            self.cleanup(failed)
+        return 0

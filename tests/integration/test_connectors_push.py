@@ -1,0 +1,73 @@
+"""The signed push endpoint over real HTTP on 127.0.0.1, producing to the real local Kafka, with
+webhook-id dedup in the real local Redis."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import threading
+import time
+from collections import Counter
+
+import httpx
+import orjson
+import pytest
+
+from connectors.credentials import Secret
+from connectors.push import PushConnector
+from connectors.state import RedisConnectorState, read_statuses
+from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
+
+pytestmark = pytest.mark.integration
+
+RAW = b"a" * 24
+SECRET = "whsec_" + base64.b64encode(RAW).decode()
+
+
+def _headers(msg_id: str, body: bytes, ts: int | None = None, key: bytes = RAW):
+    ts = int(time.time()) if ts is None else ts
+    sig = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": f"v1,{sig}",
+            "content-type": "application/json"}
+
+
+def test_push_endpoint(kafka_bootstrap, redis_url, unique, caplog):
+    ensure_topics(kafka_bootstrap, {f"{unique}.raw": 1})
+    state = RedisConnectorState(redis_url, "push", prefix=f"t-{unique}:conn:")
+    conn = PushConnector(KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"), state,
+                         secret=Secret(SECRET), port=0, max_body_bytes=10_000)
+    t = threading.Thread(target=conn.run, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{conn.port}/ingest"
+    batch = orjson.dumps([{"id": "a", "text": "love it"}, {"id": "b", "text": ""},
+                          {"id": "c", "text": "hate it", "lang": "en"}, {"kind": "delete", "id": "a"}])
+    try:
+        with httpx.Client(timeout=10) as c:
+            r = c.post(url, content=batch, headers=_headers("msg_1", batch))
+            assert r.status_code == 202 and r.json()["accepted"] == 3
+            assert [x["index"] for x in r.json()["rejected"]] == [1]
+            # the sender retries the same message: accepted once only
+            r = c.post(url, content=batch, headers=_headers("msg_1", batch))
+            assert r.status_code == 200 and r.json()["duplicate"] is True
+            # bad signature, stale timestamp, missing headers, not JSON, too big, wrong path
+            assert c.post(url, content=batch, headers=_headers("msg_2", batch, key=b"wrong")).status_code == 401
+            assert c.post(url, content=batch, headers=_headers("msg_3", batch, ts=int(time.time()) - 301)).status_code == 401
+            assert c.post(url, content=batch, headers={"webhook-id": "msg_4"}).status_code == 400
+            assert c.post(url, content=b"{x", headers=_headers("msg_5", b"{x")).status_code == 400
+            big = orjson.dumps({"id": "z", "text": "x" * 20_000})
+            assert c.post(url, content=big, headers=_headers("msg_6", big)).status_code == 413
+            one = orjson.dumps({"id": "d", "text": "fine"})
+            assert c.post(url.replace("/ingest", "/other"), content=one, headers=_headers("msg_7", one)).status_code == 404
+            # a rejected message may be sent again correctly and is then taken
+            assert c.post(url, content=one, headers=_headers("msg_2", one)).status_code == 202
+    finally:
+        conn.stop()
+        t.join(10)
+    recs = read_topic(kafka_bootstrap, f"{unique}.raw", timeout_s=10)
+    got = Counter((r.key.decode(), orjson.loads(r.value)["kind"]) for r in recs)
+    assert got == {("push:a", "post"): 1, ("push:c", "post"): 1, ("push:a", "delete"): 1, ("push:d", "post"): 1}
+    st = read_statuses(redis_url, prefix=f"t-{unique}:conn:")["push"]
+    assert st["produced"] == "3" and st["bad"] == "1" and st["duplicates"] == "1"
+    assert st["rejected_requests"] == "4"
+    assert base64.b64encode(RAW).decode() not in caplog.text
