@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from monitor.errors import BrokerUnavailable
@@ -207,6 +207,13 @@ class KafkaBatchConsumer:
             return
         try:
             self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group moved on without us (a rebalance, or the broker restarted and forgot this
+            # member). The batch is already in Redis under its offset watermark, so whoever
+            # owns these partitions now replays it as a no-op. Retrying cannot succeed until we
+            # poll again (which rejoins the group): do not raise, go back to polling.
+            log.warning("commit skipped, consumer left the group (%s); the written batch will be "
+                        "redelivered and skipped by the watermarks", exc)
         except KafkaError as exc:
             raise BrokerUnavailable(f"commit failed: {exc}") from exc
 

@@ -14,6 +14,7 @@
 local ttl_m = tonumber(ARGV[1])
 local ttl_h = tonumber(ARGV[2])
 local parts = cjson.decode(ARGV[3])
+local now = tonumber(redis.call('TIME')[1])
 local applied, skipped = 0, 0
 for _, part in ipairs(parts) do
   local cur = redis.call('HGET', KEYS[1], part.p)
@@ -22,17 +23,16 @@ for _, part in ipairs(parts) do
   else
     for _, b in ipairs(part.b) do
       local key = KEYS[b[1]]
-      for field, value in pairs(b[4]) do
-        if field == 'score_sum' then
-          redis.call('HINCRBYFLOAT', key, field, string.format('%.17g', value))
-        else
-          redis.call('HINCRBY', key, field, string.format('%d', value))
+      local expires = b[3] + (b[2] == 'h' and ttl_h or ttl_m)
+      if expires > now then  -- a bucket already past its lifetime would be deleted at once: skip it
+        for field, value in pairs(b[4]) do
+          if field == 'score_sum' then
+            redis.call('HINCRBYFLOAT', key, field, string.format('%.17g', value))
+          else
+            redis.call('HINCRBY', key, field, string.format('%d', value))
+          end
         end
-      end
-      if b[2] == 'h' then
-        redis.call('EXPIREAT', key, string.format('%d', b[3] + ttl_h))
-      else
-        redis.call('EXPIREAT', key, string.format('%d', b[3] + ttl_m))
+        redis.call('EXPIREAT', key, string.format('%d', expires))
       end
     end
     redis.call('HSET', KEYS[1], part.p, string.format('%d', part.last))

@@ -27,6 +27,7 @@ from monitor.store import RedisAggregateStore
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = [{"name": f"f{i}", "keywords": [f"kw{i}"]} for i in range(4)]
 REPORT: list[dict[str, Any]] = []
+REPORT_NOTES: list[str] = []
 
 
 @dataclass
@@ -171,5 +172,6 @@ def write_report(path: Path) -> None:
         ok = r["lost"] == 0 and r["duplicated"] == 0 and r["counted"] == r["sent"] and r["dlq"] == r["dlq_expected"]
         lines.append(f"| {r['fault']} | {r['sent']} | {r['counted']} | {r['lost']} | {r['duplicated']} | "
                      f"{r['dlq']} ({r['dlq_expected']}) | {'ok' if ok else 'FAIL'} |")
+    lines += ["", *REPORT_NOTES] if REPORT_NOTES else []
     lines += ["", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
     path.write_text("\n".join(lines))
