@@ -77,17 +77,29 @@ def read_table(path: str | Path, task: str, text_column: str = "text", label_col
 
 
 def read_tweeteval(folder: str | Path, split: str) -> Labeled:
+    """TweetEval-format folder: ``<split>_text.txt`` + ``<split>_labels.txt`` (one per line) and a
+    ``mapping.txt`` (``id<TAB>name``); without one (UMSAB) ids are 0 negative, 1 neutral, 2 positive."""
     d = Path(folder)
-    mapping = {}
-    for line in (d / "mapping.txt").read_text().splitlines():
-        if line.strip():
-            i, name = line.split("\t")
-            mapping[i.strip()] = name.strip()
+    mapping = {"0": "negative", "1": "neutral", "2": "positive"}
+    if (d / "mapping.txt").exists():
+        mapping = {}
+        for line in (d / "mapping.txt").read_text().splitlines():
+            if line.strip():
+                i, name = line.split("\t")
+                mapping[i.strip()] = name.strip()
+    for name in (f"{split}_text.txt", f"{split}_labels.txt"):
+        if not (d / name).is_file():
+            raise ConfigError(str(d), name, f"no such file (split {split!r})")
     texts = (d / f"{split}_text.txt").read_text(encoding="utf-8").splitlines()
     labs = (d / f"{split}_labels.txt").read_text().splitlines()
     if len(texts) != len(labs):
         raise ConfigError(str(d), split, f"{len(texts)} texts but {len(labs)} labels")
-    return Labeled(texts, [(mapping[x.strip()],) for x in labs], f"{d}/{split}")
+    out = []
+    for n, x in enumerate(labs, start=1):
+        if x.strip() not in mapping:
+            raise ConfigError(f"{d / f'{split}_labels.txt'}:{n}", "label", f"unknown label id {x.strip()!r}")
+        out.append((mapping[x.strip()],))
+    return Labeled(texts, out, f"{d}/{split}")
 
 
 def read_goemotions(path: str | Path, names_file: str | Path | None = None) -> Labeled:

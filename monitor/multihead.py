@@ -248,7 +248,19 @@ class MultiHeadScorer:
                 out[i] = r
         return out
 
+    def covers(self, lang: str) -> bool:
+        """Whether the model was trained for ``lang``; an undetermined language gets the benefit."""
+        covered = self.meta.get("languages")
+        base = (lang or "").split("-")[0].lower()
+        return not covered or base in ("", "und") or base in covered
+
     def score(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[Any]:
+        """Outputs per text; None for a post in a language the model does not cover (counted as
+        unsupported rather than forced through an English model)."""
         from monitor.inference import ModelOutput
 
-        return [ModelOutput((s[0], s[1], s[2]), e if self.with_emotion else None) for s, e in self.raw(texts)]
+        keep = [i for i in range(len(texts)) if langs is None or self.covers(langs[i])]
+        out: list[Any] = [None] * len(texts)
+        for i, (s, e) in zip(keep, self.raw([texts[i] for i in keep]), strict=True):
+            out[i] = ModelOutput((s[0], s[1], s[2]), e if self.with_emotion else None)
+        return out

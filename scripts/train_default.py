@@ -19,7 +19,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--out", default="monitor/models/default")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=2)  # the committed artifact: 2 epochs, best at step 2320
     ap.add_argument("--max-train", type=int, default=None)
     ap.add_argument("--lora-r", type=int, default=32)
     ap.add_argument("--bottom-layers", type=int, default=4)

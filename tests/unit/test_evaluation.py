@@ -31,3 +31,13 @@ def test_multi_label_sets_count_every_label():
 def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
     assert expected_calibration_error([1.0, 1.0], [True, True]) == pytest.approx(0.0)
     assert expected_calibration_error([0.99] * 10, [False] * 10) == pytest.approx(0.99)
+
+
+def test_default_model_counts_uncovered_languages_as_unsupported():
+    from monitor.inference import load_scorer
+    from monitor.model_settings import ModelSettings
+
+    sc = load_scorer(ModelSettings())
+    outs = sc.score(["I love this phone so much", "Je déteste vraiment ce téléphone", "meh"], ["en", "fr", "und"])
+    assert outs[0] is not None and outs[2] is not None
+    assert outs[1] is None  # French is not forced through the English model
