@@ -248,6 +248,8 @@ class PairScorer:
         if not self.routes:
             return self.sentiment
         base = (lang or "").split("-")[0].lower()
+        if base in ("", "und"):  # language not determined (short post): the fallback, else the main model
+            return self.routes.get("*", self.sentiment)
         return self.routes.get(base, self.routes.get("*"))
 
     def score(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[ModelOutput | None]:
