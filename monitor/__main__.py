@@ -82,6 +82,8 @@ def build_scorer(s: Settings) -> tuple[Any, Any, float]:
 
 
 def build_worker(s: Settings, *, name: str | None = None) -> Any:
+    from monitor.batcher import BatchLimits
+    from monitor.inference import pretokenizer
     from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
     from monitor.topics import TopicMatcher
     from monitor.worker import Worker, WorkerConfig
@@ -107,7 +109,9 @@ def build_worker(s: Settings, *, name: str | None = None) -> Any:
                                   max_batch=w.max_batch, max_wait_ms=w.max_wait_ms,
                                   on_revoked=revoked, on_assigned=assigned, client_id=cfg.process_name)
     worker = Worker(cfg, consumer, producer, scorer, to_labels, build_store(s),
-                    TopicMatcher.from_config(s.topics))
+                    TopicMatcher.from_config(s.topics), encode=pretokenizer(scorer),
+                    limits=BatchLimits(max_posts=w.max_batch, max_tokens=w.batch_tokens,
+                                       max_wait_ms=w.max_wait_ms))
     return worker
 
 

@@ -6,10 +6,12 @@ this seam knows the client library.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
@@ -22,6 +24,7 @@ from monitor.errors import BrokerUnavailable
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+REJOIN_POLL_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +70,27 @@ def ensure_topics(
             if name not in existing
         }
         if todo:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(todo, timeout_ms=int(timeout_s * 1000), wait_for_metadata=True)
-            except TopicAlreadyExistsError:
-                pass
             log.info("created topics %s", ",".join(sorted(todo)))
     except KafkaError as exc:
         raise BrokerUnavailable(f"Kafka topic set-up failed: {exc}") from exc
     finally:
         admin.close()
+
+
+class Sent:
+    """A record handed to the producer; ``where()`` waits for its (partition, offset)."""
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def where(self, timeout_s: float = 30.0) -> tuple[int, int]:
+        try:
+            meta = self._future.get(timeout=timeout_s)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"produce failed: {exc}") from exc
+        return int(meta.partition), int(meta.offset)
 
 
 class KafkaPostProducer:
@@ -94,12 +109,13 @@ class KafkaPostProducer:
             raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
 
     def send(self, key: bytes | None, value: bytes, *, topic: str | None = None,
-             headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+             headers: Sequence[tuple[str, bytes]] | None = None) -> Sent:
         try:
-            self._producer.send(topic or self.topic, value=value, key=key,
-                                headers=list(headers) if headers else None)
+            future = self._producer.send(topic or self.topic, value=value, key=key,
+                                         headers=list(headers) if headers else None)
         except KafkaError as exc:
             raise BrokerUnavailable(f"produce to {topic or self.topic} failed: {exc}") from exc
+        return Sent(future)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         try:
@@ -170,29 +186,44 @@ class KafkaBatchConsumer:
         except KafkaError as exc:
             raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
 
+    def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
+        """One fetch: what the client has (or gets within ``timeout_ms``), at most
+        ``max_records``; rebalance callbacks run inside this call.
+
+        While the member must (re-)join its group the call is given at least
+        ``REJOIN_POLL_MS``: kafka-python 3.0.12 loses a join whose JoinGroup/SyncGroup answer
+        comes back after the poll that started it has timed out (seen with 10 ms polls against
+        Kafka 4.1.1: the member then never gets partitions)."""
+        if timeout_ms < REJOIN_POLL_MS and self._rejoining():
+            timeout_ms = REJOIN_POLL_MS
+        try:
+            polled = self._consumer.poll(timeout_ms=max(0, timeout_ms),
+                                         max_records=max_records or self.max_batch)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"poll failed: {exc}") from exc
+        return [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp or 0)
+                for tp_records in polled.values() for r in tp_records]
+
+    def _rejoining(self) -> bool:
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        try:
+            return bool(coordinator is not None and coordinator.need_rejoin())
+        except Exception:  # noqa: BLE001 - a private API: when it changes, just poll as asked
+            return False
+
     def poll_batch(self, idle_timeout_ms: int = 1000) -> list[Record]:
         """Records in partition-offset order; [] when nothing came within ``idle_timeout_ms``."""
         out: list[Record] = []
         deadline: float | None = None
         first_deadline = time.monotonic() + idle_timeout_ms / 1000
-        try:
-            while len(out) < self.max_batch:
-                now = time.monotonic()
-                limit = deadline if deadline is not None else first_deadline
-                if now >= limit:
-                    break
-                polled = self._consumer.poll(
-                    timeout_ms=max(1, int((limit - now) * 1000)),
-                    max_records=self.max_batch - len(out),
-                )
-                for tp_records in polled.values():
-                    for r in tp_records:
-                        out.append(Record(r.topic, r.partition, r.offset, r.key, r.value,
-                                          r.timestamp or 0))
-                if out and deadline is None:
-                    deadline = time.monotonic() + self.max_wait_ms / 1000
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"poll failed: {exc}") from exc
+        while len(out) < self.max_batch:
+            now = time.monotonic()
+            limit = deadline if deadline is not None else first_deadline
+            if now >= limit:
+                break
+            out += self.poll(max(1, int((limit - now) * 1000)), self.max_batch - len(out))
+            if out and deadline is None:
+                deadline = time.monotonic() + self.max_wait_ms / 1000
         return out
 
     def commit(self, records: Sequence[Record]) -> None:
@@ -272,6 +303,29 @@ def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0,
         return out
     except KafkaError as exc:
         raise BrokerUnavailable(f"reading {topic} failed: {exc}") from exc
+
+
+def group_progress(bootstrap_servers: str, group_id: str, topic: str,
+                   timeout_s: float = 10.0) -> tuple[dict[int, int], dict[int, int]]:
+    """(committed offset, end offset) per partition of ``topic`` for a consumer group: the group
+    has processed everything when the two are equal (for benchmarks and operators)."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mood-monitor-progress",
+                                 bootstrap_timeout_ms=int(timeout_s * 1000))
+        try:
+            committed = admin.list_consumer_group_offsets(group_id)
+        finally:
+            admin.close()
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            ends = consumer.end_offsets(tps) if tps else {}
+        finally:
+            consumer.close()
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"group progress of {group_id} failed: {exc}") from exc
+    done = {tp.partition: int(om.offset) for tp, om in committed.items() if tp.topic == topic}
+    return done, {tp.partition: int(off) for tp, off in ends.items()}
 
 
 def broker_answers(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:

@@ -1,11 +1,21 @@
-"""The inference worker: poll -> decode (poison -> DLQ) -> dedup ids -> score -> aggregate ->
-write (one Lua call per topic, watermark-guarded) -> produce scored + DLQ -> commit.
+"""The inference worker: gather (poll -> decode, poison -> DLQ -> language -> tokenize) -> score
+-> dedup ids -> aggregate -> write (one Lua call per topic, watermark-guarded) -> produce scored +
+DLQ -> commit.
+
+It is a two-stage pipeline. The model runs in its own thread (torch releases the GIL), one batch
+at a time; meanwhile the main thread gathers, decodes and tokenizes the next batch
+(`monitor.batcher`) and writes and commits the previous one. At most one batch is in the model
+and one is being gathered: that is the bounded queue. Every consumer call (poll, commit, close)
+stays on the main thread, because kafka-python's consumer is not thread-safe.
 
 Offsets are committed only after Redis and Kafka writes succeed. A transient failure (Redis or
-Kafka down) retries the same batch with backoff and never commits; a redelivered batch changes
-nothing because each (topic, partition) watermark in Redis records what was applied.
-Records of partitions revoked while a batch was being gathered are dropped unwritten and
-uncommitted: their next owner reads them again.
+Kafka down) retries the same batch's writes with backoff and never commits; a redelivered batch
+changes nothing because each (topic, partition) watermark in Redis records what was applied.
+Rebalance callbacks run inside ``poll`` (on the client's IO thread, which cannot commit): the
+records of a revoked partition that were polled before the revocation, in the batch being
+gathered or in the one in the model, are dropped unwritten and uncommitted: their next owner
+reads them again. On SIGTERM the worker stops gathering, finishes the batch in the model and the
+one it had gathered, writes and commits them, then leaves the group.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, Protocol
@@ -22,6 +33,7 @@ from typing import Any, Protocol
 import orjson
 
 from monitor.aggregates import add_into, event_time, hour_start, minute_start, post_delta
+from monitor.batcher import Batch, BatchLimits, ModelState, gather
 from monitor.errors import DecodeError, TransientError
 from monitor.language import post_language
 from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
@@ -44,7 +56,7 @@ class _Record(Protocol):
 
 
 class _Consumer(Protocol):
-    def poll_batch(self, idle_timeout_ms: int = 1000) -> list[Any]: ...
+    def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Any]: ...
     def commit(self, records: Sequence[Any]) -> None: ...
     def assignment(self) -> list[tuple[str, int]]: ...
     def close(self) -> None: ...
@@ -52,7 +64,7 @@ class _Consumer(Protocol):
 
 class _Producer(Protocol):
     def send(self, key: bytes | None, value: bytes, *, topic: str | None = None,
-             headers: Sequence[tuple[str, bytes]] | None = None) -> None: ...
+             headers: Sequence[tuple[str, bytes]] | None = None) -> Any: ...
     def flush(self, timeout_s: float = 30.0) -> None: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
 
@@ -64,6 +76,40 @@ class _Scorer(Protocol):
 
 
 LabelFn = Callable[[Any, float], tuple[str, float, float, str, float]]
+# texts -> (texts to hand to the scorer, e.g. pre-tokenized, and their token counts)
+EncodeFn = Callable[[Sequence[str]], tuple[list[str], list[int]]]
+
+
+def estimate_tokens(texts: Sequence[str]) -> tuple[list[str], list[int]]:
+    """The encoder for a scorer whose tokenizer is unknown: about 4 characters a token."""
+    return list(texts), [len(t) // 4 + 2 for t in texts]
+
+
+@dataclass(slots=True)
+class _Item:
+    """One polled record on its way through the pipeline."""
+
+    record: Any
+    gen: int  # the rebalance generation it was polled in
+    msg: Post | Deletion | None = None
+    text: str = ""  # what the scorer gets (pre-tokenized when the tokenizer is known)
+    dlq: tuple[str, str] | None = None  # (reason, detail) when it cannot be decoded
+
+
+@dataclass
+class _InFlight:
+    """A batch handed to the model thread."""
+
+    items: list[_Item]
+    scores: Future[list[Any]] | None  # None when the batch has no post to score
+    tokens: int = 0
+    reason: str = ""
+
+    def state(self) -> ModelState:
+        return "done" if self.scores is None or self.scores.done() else "busy"
+
+    def result(self) -> list[Any]:
+        return self.scores.result() if self.scores is not None else []
 
 
 @dataclass
@@ -104,6 +150,8 @@ class Worker:
         matcher: TopicMatcher,
         *,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        encode: EncodeFn = estimate_tokens,
+        limits: BatchLimits | None = None,
     ) -> None:
         self.cfg = config
         self.consumer = consumer
@@ -113,18 +161,25 @@ class Worker:
         self.store = store
         self.matcher = matcher
         self.clock_ms = clock_ms
+        self.encode = encode
+        self.limits = limits or BatchLimits()
         self.running = True
-        self.revoked: set[tuple[str, int]] = set()
         self.totals = BatchResult()
         self._signals = 0
+        # rebalance generations: bumped by every revocation (on the client's IO thread, while the
+        # main thread is inside poll); a record polled in an older generation than its
+        # partition's revocation is stale
+        self._gen = 0
+        self._revocations: list[tuple[int, frozenset[tuple[str, int]]]] = []
 
     # ---- lifecycle ----------------------------------------------------------------------
     def on_revoked(self, parts: list[tuple[str, int]]) -> None:
-        self.revoked.update(parts)
+        if parts:
+            self._revocations.append((self._gen + 1, frozenset(parts)))
+            self._gen += 1
         log.info("partitions revoked: %s", ",".join(f"{t}:{p}" for t, p in parts) or "-")
 
     def on_assigned(self, parts: list[tuple[str, int]]) -> None:
-        self.revoked.difference_update(parts)
         log.info("partitions assigned: %s", ",".join(f"{t}:{p}" for t, p in parts) or "-")
 
     def stop(self) -> None:
@@ -142,35 +197,129 @@ class Worker:
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
-        batches = 0
+        submitted = done = 0
         idle_since = time.monotonic()
-        log.info("worker %s starting model=%s", self.cfg.process_name, self.scorer.name)
+        log.info("worker %s starting model=%s max_posts=%d max_tokens=%d max_wait_ms=%d",
+                 self.cfg.process_name, self.scorer.name, self.limits.max_posts, self.limits.max_tokens,
+                 self.limits.max_wait_ms)
         self._heartbeat()
+        model = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        pending: _InFlight | None = None
         try:
-            while self.running and (max_batches is None or batches < max_batches):
-                records = self.consumer.poll_batch(idle_timeout_ms=500)
-                if self.revoked:
-                    records = [r for r in records if (r.topic, r.partition) not in self.revoked]
-                if not records:
-                    self._idle()
-                    if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
-                        log.info("idle for %.1fs: stopping (bounded mode)", idle_timeout_s)
-                        break
+            while True:
+                taking = self.running and (max_batches is None or submitted < max_batches)
+                batch = self._gather(pending) if taking else Batch[_Item]()
+                outs = pending.result() if pending is not None else []  # waits for the model
+                nxt = self._submit(model, batch) if batch.items else None
+                submitted += nxt is not None
+                if pending is not None:
+                    if not self._complete_with_retry(pending, outs):
+                        break  # asked to stop while the outside world was down: nothing committed
+                    done += 1
+                pending = nxt
+                if pending is not None:
+                    idle_since = time.monotonic()
                     continue
-                idle_since = time.monotonic()
-                if not self._process_with_retry(records):
-                    break  # asked to stop while the outside world was down: nothing committed
-                batches += 1
+                if not taking:
+                    break
+                self._idle()
+                if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                    log.info("idle for %.1fs: stopping (bounded mode)", idle_timeout_s)
+                    break
         finally:
+            model.shutdown(wait=True, cancel_futures=True)
             self.consumer.close()
             try:
                 self.producer.close()
             except Exception as exc:  # noqa: BLE001 - closing must not hide the real exit
                 log.warning("producer close: %s", exc)
         log.info("worker stopped: batches=%d records=%d scored=%d aggregated=%d dlq=%d",
-                 batches, self.totals.records, self.totals.scored, self.totals.aggregated,
+                 done, self.totals.records, self.totals.scored, self.totals.aggregated,
                  sum(self.totals.dlq.values()))
         return 0
+
+    # ---- the pipeline's stages ------------------------------------------------------------
+    def _gather(self, pending: _InFlight | None) -> Batch[_Item]:
+        """Poll, decode and tokenize the next batch while ``pending`` runs through the model."""
+
+        def poll(timeout_ms: int, max_records: int) -> list[tuple[Any, int]]:
+            records = self.consumer.poll(timeout_ms, max_records)
+            gen = self._gen  # read after the poll: rebalance callbacks run inside it
+            return [(r, gen) for r in records]
+
+        return gather(poll, self._prepare, self.limits, clock_ms=lambda: int(time.monotonic() * 1000),
+                      model=lambda: pending.state() if pending is not None else "idle",
+                      stopping=lambda: not self.running)
+
+    def _prepare(self, polled: Sequence[tuple[Any, int]]) -> list[tuple[_Item, int]]:
+        """Decode a chunk of records (poison -> DLQ later), settle each post's language (the
+        source's tag, else detected: stored, counted and used to route the post to a
+        per-language model) and tokenize the texts."""
+        items = []
+        for r, gen in polled:
+            item = _Item(r, gen)
+            try:
+                msg = decode(r.value if r.value is not None else b"", max_text_chars=self.cfg.max_text_chars)
+            except DecodeError as exc:
+                item.dlq = (f"decode:{exc.field}", str(exc))
+            else:
+                if isinstance(msg, Post) and msg.lang != (lang := post_language(msg.lang, msg.text)):
+                    msg = replace(msg, lang=lang)
+                item.msg = msg
+            items.append(item)
+        posts = [(it, it.msg) for it in items if isinstance(it.msg, Post)]
+        texts, tokens = self.encode([p.text for _, p in posts])
+        counts: dict[int, int] = {}
+        for (it, _), text, n in zip(posts, texts, tokens, strict=True):
+            it.text = text
+            counts[id(it)] = n
+        return [(it, counts.get(id(it), 0)) for it in items]
+
+    def _submit(self, model: ThreadPoolExecutor, batch: Batch[_Item]) -> _InFlight:
+        posts = [it.msg for it in batch.items if isinstance(it.msg, Post)]
+        scores = None
+        if posts:
+            texts = [it.text for it in batch.items if isinstance(it.msg, Post)]
+            scores = model.submit(self.scorer.score, texts, [p.lang for p in posts])
+        return _InFlight(batch.items, scores, batch.tokens, batch.reason)
+
+    def _stale(self, item: _Item) -> bool:
+        part = (item.record.topic, item.record.partition)
+        return any(gen > item.gen and part in parts for gen, parts in self._revocations)
+
+    def _complete_with_retry(self, batch: _InFlight, outs: list[Any]) -> bool:
+        """Write a scored batch and commit it; retry transient failures with backoff."""
+        posts = [it for it in batch.items if isinstance(it.msg, Post)]
+        scores = dict(zip(map(id, posts), outs, strict=True))
+        items = [it for it in batch.items if not self._stale(it)]
+        if len(items) < len(batch.items):
+            log.info("dropped %d records of revoked partitions: their next owner reads them again",
+                     len(batch.items) - len(items))
+        oldest = min((it.gen for it in items), default=self._gen)
+        self._revocations = [(g, p) for g, p in self._revocations if g > oldest]
+        if not items:
+            return True
+        delay = 0.2
+        while True:
+            try:
+                t0 = time.monotonic()
+                res = self._finish(items, [scores.get(id(it)) for it in items], self.clock_ms())
+                self.consumer.commit([it.record for it in items])
+                self._account(res)
+                log.info(
+                    "batch records=%d tokens=%d why=%s scored=%d aggregated=%d dlq=%d too_late=%d "
+                    "replayed=%d write_ms=%.0f", res.records, batch.tokens, batch.reason, res.scored,
+                    res.aggregated, sum(res.dlq.values()), res.too_late, res.replayed,
+                    (time.monotonic() - t0) * 1000)
+                self._heartbeat()
+                return True
+            except TransientError as exc:
+                if not self.running:
+                    log.warning("stopping with an unwritten batch (%s); it will be redelivered", exc)
+                    return False
+                log.warning("transient failure, retrying the same batch in %.1fs: %s", delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, self.cfg.backoff_max_s)
 
     def _idle(self) -> None:
         try:
@@ -226,37 +375,42 @@ class Worker:
         except TransientError as exc:  # counters are best effort; figures are not
             log.warning("stats update failed: %s", exc)
 
-    # ---- one batch --------------------------------------------------------------------------
+    # ---- one batch ---------------------------------------------------------------------------
     def process(self, records: Sequence[_Record]) -> BatchResult:
-        res = BatchResult(records=len(records))
-        now = self.clock_ms()
+        """One batch, start to end, in the calling thread (no commit)."""
+        items = [it for it, _ in self._prepare([(r, self._gen) for r in records])]
+        posts = [(it, it.msg) for it in items if isinstance(it.msg, Post)]
+        outs: dict[int, Any] = {}
+        if posts:
+            scores = self.scorer.score([it.text for it, _ in posts], [p.lang for _, p in posts])
+            outs = {id(it): out for (it, _), out in zip(posts, scores, strict=True)}
+        return self._finish(items, [outs.get(id(it)) for it in items], self.clock_ms())
+
+    def _finish(self, items: Sequence[_Item], outs: Sequence[Any], now: int) -> BatchResult:
+        """Everything after the forward pass: id claims, aggregates, Redis, Kafka outputs."""
+        res = BatchResult(records=len(items))
         dlq: list[tuple[_Record, str, str]] = []
-        posts: list[tuple[_Record, Post]] = []
+        posts: list[tuple[_Record, Post, Any]] = []
         deletions: list[Deletion] = []
-        for r in records:
-            try:
-                msg = decode(r.value if r.value is not None else b"",
-                             max_text_chars=self.cfg.max_text_chars)
-            except DecodeError as exc:
-                dlq.append((r, f"decode:{exc.field}", str(exc)))
-                continue
-            if isinstance(msg, Deletion):
-                deletions.append(msg)
-            else:
-                posts.append((r, msg))
+        for it, out in zip(items, outs, strict=True):
+            if it.dlq is not None:
+                dlq.append((it.record, *it.dlq))
+            elif isinstance(it.msg, Deletion):
+                deletions.append(it.msg)
+            elif isinstance(it.msg, Post):
+                posts.append((it.record, it.msg, out))
 
         # duplicate post ids (a source re-sent a post): the first record wins
         if posts:
-            claims = self.store.claim_ids([(p.id, r.origin) for r, p in posts])
+            claims = self.store.claim_ids([(p.id, r.origin) for r, p, _ in posts])
             kept = []
-            for (r, p), first in zip(posts, claims, strict=True):
+            for (r, p, out), first in zip(posts, claims, strict=True):
                 if first is None:
-                    kept.append((r, p))
+                    kept.append((r, p, out))
                 else:
                     dlq.append((r, "duplicate_id", f"post id already counted from {first}"))
             posts = kept
 
-        # which records were already applied, per (topic, partition)
         scored = self._score(posts, now)
         res.scored = len(scored)
         writes, counted, late, recent = self._plan_writes(scored, now)
@@ -285,16 +439,10 @@ class Worker:
             res.deletions = len(deletions)
         return res
 
-    def _score(self, posts: list[tuple[_Record, Post]], now: int) -> list[tuple[_Record, ScoredPost, int]]:
-        if not posts:
-            return []
-        # the source's language tag when it gave one, else detected: stored, counted and used
-        # to route the post to a per-language model (or to count it as unsupported)
-        posts = [(r, p if p.lang == (lang := post_language(p.lang, p.text)) else replace(p, lang=lang))
-                 for r, p in posts]
-        outs = self.scorer.score([p.text for _, p in posts], [p.lang for _, p in posts])
+    def _score(self, posts: list[tuple[_Record, Post, Any]],
+               now: int) -> list[tuple[_Record, ScoredPost, int]]:
         scored = []
-        for (r, p), out in zip(posts, outs, strict=True):
+        for r, p, out in posts:
             if out is None:
                 sent, score, conf, emo, econf = UNSUPPORTED, 0.0, 0.0, UNSUPPORTED, 0.0
             else:
