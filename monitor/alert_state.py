@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from monitor import keys
-from monitor.store import RedisAggregateStore, RedisAlertState, _translated
+from monitor.store import RedisAggregateStore, RedisAlertState, translated
 
 FINGERPRINT_TTL_S = 30 * 24 * 3600
 EPISODE_TTL_S = 14 * 24 * 3600
@@ -48,21 +48,21 @@ class RedisAlertLedger(RedisAlertState):
         self._commit = self.client.register_script(_COMMIT)
         self._replace = self.client.register_script(_REPLACE)
 
-    @_translated
+    @translated
     def replace(self, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> None:
         """Drop an outbox entry, or update it IN PLACE (a retried message keeps its turn)."""
         new_json = orjson.dumps(dict(new)).decode() if new else ""
         old_json = orjson.dumps(dict(old)).decode()
         self._replace(keys=[keys.alert_outbox(self.prefix)], args=[old_json, new_json])
 
-    @_translated
+    @translated
     def episodes(self, topic: str, rules: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not rules:
             return {}
         vals = self.client.mget([keys.alert_episode(self.prefix, topic, r) for r in rules])
         return {r: orjson.loads(v) for r, v in zip(rules, vals, strict=True) if v}
 
-    @_translated
+    @translated
     def commit(self, owner: str, topic: str, rule: str, episode: Mapping[str, Any], fingerprint: str = "",
                entries: Sequence[Mapping[str, Any]] = ()) -> int:
         """Save the episode; with a fingerprint, queue ``entries`` once ever for it.
@@ -74,12 +74,12 @@ class RedisAlertLedger(RedisAlertState):
             args=[owner, orjson.dumps(dict(episode)).decode(), fingerprint, FINGERPRINT_TTL_S, EPISODE_TTL_S,
                   *(orjson.dumps(dict(e)).decode() for e in entries)]))
 
-    @_translated
+    @translated
     def mark_delivered(self, fingerprint: str, destination: str) -> None:
         key = keys.alert_delivered(self.prefix, destination, fingerprint)
         self.client.set(key, "1", ex=FINGERPRINT_TTL_S)
         self.mark_sent(fingerprint, destination)
 
-    @_translated
+    @translated
     def was_delivered(self, fingerprint: str, destination: str) -> bool:
         return bool(self.client.exists(keys.alert_delivered(self.prefix, destination, fingerprint)))

@@ -28,7 +28,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _translated(fn: Callable[P, R]) -> Callable[P, R]:
+def translated(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -86,11 +86,11 @@ class RedisAggregateStore:
         self._apply = self.client.register_script(lua)
 
     # ---- writes -------------------------------------------------------------------------
-    @_translated
+    @translated
     def ping(self) -> bool:
         return bool(self.client.ping())
 
-    @_translated
+    @translated
     def watermarks(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """(topic, partition) -> last applied offset (-1 when none)."""
         pairs = list(pairs)
@@ -100,7 +100,7 @@ class RedisAggregateStore:
         vals = pipe.execute()
         return {p: int(v) if v is not None else -1 for p, v in zip(pairs, vals, strict=True)}
 
-    @_translated
+    @translated
     def apply(self, writes: Mapping[str, Sequence[PartitionWrite]]) -> tuple[int, int]:
         """Apply per-topic partition writes; returns (parts applied, parts skipped as replays)."""
         if not writes:
@@ -129,7 +129,7 @@ class RedisAggregateStore:
         skipped = sum(int(r[1]) for r in results if isinstance(r, list))
         return applied, skipped
 
-    @_translated
+    @translated
     def replace_buckets(self, topic: str, kind: str, starts: Sequence[int],
                         deltas: Mapping[int, Delta]) -> None:
         """Rebuild: overwrite the ``kind`` buckets at ``starts`` of a topic with ``deltas``
@@ -149,7 +149,7 @@ class RedisAggregateStore:
         pipe.sadd(keys.topics(self.prefix), topic)
         pipe.execute()
 
-    @_translated
+    @translated
     def claim_ids(self, items: Sequence[tuple[str, str]]) -> list[str | None]:
         """Claim post ids for their records. For each (post_id, origin) returns None when the id
         is new or was claimed by this same record before (a redelivery), else the origin of
@@ -162,7 +162,7 @@ class RedisAggregateStore:
             out.append(None if prev is None or prev == origin else str(prev))
         return out
 
-    @_translated
+    @translated
     def incr_stats(self, name: str, counts: Mapping[str, int]) -> None:
         if not counts:
             return
@@ -171,11 +171,11 @@ class RedisAggregateStore:
             pipe.hincrby(keys.stat(self.prefix, name), k, v)
         pipe.execute()
 
-    @_translated
+    @translated
     def stats(self, name: str) -> dict[str, int]:
         return {k: int(v) for k, v in self.client.hgetall(keys.stat(self.prefix, name)).items()}
 
-    @_translated
+    @translated
     def remember(self, posts: Sequence[RecentPost]) -> None:
         """Keep short texts of recent posts per topic (for the alert's representative posts)."""
         if not posts:
@@ -195,14 +195,14 @@ class RedisAggregateStore:
             pipe.expire(rk, self.text_ttl_s)
         pipe.execute()
 
-    @_translated
+    @translated
     def forget_text(self, post_ids: Sequence[str]) -> int:
         """A source deleted these posts: drop every stored text of theirs."""
         if not post_ids:
             return 0
         return int(self.client.delete(*(keys.text(self.prefix, pid) for pid in post_ids)))
 
-    @_translated
+    @translated
     def recent_posts(self, topic: str, start_ms: int, end_ms: int, limit: int = 50) -> list[dict[str, Any]]:
         ids = self.client.zrevrangebyscore(keys.recent(self.prefix, topic), end_ms, start_ms,
                                            start=0, num=limit)
@@ -211,7 +211,7 @@ class RedisAggregateStore:
         vals = self.client.mget([keys.text(self.prefix, i) for i in ids])
         return [{"id": i, **orjson.loads(v)} for i, v in zip(ids, vals, strict=True) if v]
 
-    @_translated
+    @translated
     def advance_seal(self, until_ms: int) -> int:
         """Minutes strictly before ``until_ms`` are sealed; the seal only moves forward."""
         until_ms = minute_start(until_ms)
@@ -222,17 +222,17 @@ class RedisAggregateStore:
             return until_ms
         return int(cur)
 
-    @_translated
+    @translated
     def sealed_until_ms(self) -> int:
         v = self.client.get(keys.sealed(self.prefix))
         return int(v) if v is not None else 0
 
-    @_translated
+    @translated
     def heartbeat(self, process: str, ttl_s: int, info: Mapping[str, Any] | None = None) -> None:
         body = {"ts_ms": int(time.time() * 1000), **(info or {})}
         self.client.set(keys.health(self.prefix, process), orjson.dumps(body).decode(), ex=ttl_s)
 
-    @_translated
+    @translated
     def health(self) -> dict[str, dict[str, Any]]:
         pattern = keys.health(self.prefix, "*")
         out: dict[str, dict[str, Any]] = {}
@@ -243,11 +243,11 @@ class RedisAggregateStore:
         return out
 
     # ---- reads (dashboards, alerter, `mood-monitor mood`) --------------------------------
-    @_translated
+    @translated
     def topics(self) -> list[str]:
         return sorted(self.client.smembers(keys.topics(self.prefix)))
 
-    @_translated
+    @translated
     def read_minutes(self, topic: str, start_ms: int, end_ms: int) -> list[Bucket]:
         starts = list(range(minute_start(start_ms), end_ms, MINUTE_MS))
         if not starts:
@@ -257,7 +257,7 @@ class RedisAggregateStore:
             pipe.hgetall(keys.minute(self.prefix, topic, s))
         return [Bucket.from_hash(s, h) for s, h in zip(starts, pipe.execute(), strict=True)]
 
-    @_translated
+    @translated
     def read_window(self, topic: str, start_ms: int, end_ms: int) -> Bucket:
         minutes, hours = window_plan(start_ms, end_ms)
         pipe = self.client.pipeline(transaction=False)
@@ -290,32 +290,32 @@ class RedisAlertState:
         self.prefix = store.prefix
         self._renew = self.client.register_script(self._RENEW)
 
-    @_translated
+    @translated
     def hold_lease(self, owner: str, ttl_s: int) -> bool:
         """Take or renew the lease: exactly one alerter evaluates and sends at a time."""
         return bool(self._renew(keys=[keys.alert_lease(self.prefix)], args=[owner, ttl_s]))
 
-    @_translated
+    @translated
     def release_lease(self, owner: str) -> None:
         if self.client.get(keys.alert_lease(self.prefix)) == owner:
             self.client.delete(keys.alert_lease(self.prefix))
 
-    @_translated
+    @translated
     def claim(self, topic: str, rule: str, fingerprint: str, cooldown_s: int) -> bool:
         """True once per cooldown for a (topic, rule): a restart cannot send the same alert again."""
         return bool(self.client.set(keys.alert_cooldown(self.prefix, topic, rule), fingerprint, nx=True,
                                     ex=max(1, cooldown_s)))
 
-    @_translated
+    @translated
     def enqueue(self, entries: Sequence[Mapping[str, Any]]) -> None:
         if entries:
             self.client.rpush(keys.alert_outbox(self.prefix), *(orjson.dumps(e).decode() for e in entries))
 
-    @_translated
+    @translated
     def outbox(self) -> list[dict[str, Any]]:
         return [orjson.loads(v) for v in self.client.lrange(keys.alert_outbox(self.prefix), 0, -1)]
 
-    @_translated
+    @translated
     def replace(self, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> None:
         """Drop an outbox entry (delivered / given up) or put it back updated (retry later)."""
         k = keys.alert_outbox(self.prefix)
@@ -325,20 +325,20 @@ class RedisAlertState:
             pipe.rpush(k, orjson.dumps(new).decode())
         pipe.execute()
 
-    @_translated
+    @translated
     def mark_sent(self, fingerprint: str, destination: str) -> None:
         k = keys.alert_sent(self.prefix)
         self.client.lpush(k, f"{destination}|{fingerprint}")
         self.client.ltrim(k, 0, 9999)
 
-    @_translated
+    @translated
     def sent(self) -> list[str]:
         return list(self.client.lrange(keys.alert_sent(self.prefix), 0, -1))
 
-    @_translated
+    @translated
     def disable(self, destination: str, reason: str) -> None:
         self.client.hset(keys.alert_disabled(self.prefix), destination, reason)
 
-    @_translated
+    @translated
     def disabled(self) -> dict[str, str]:
         return dict(self.client.hgetall(keys.alert_disabled(self.prefix)))
