@@ -273,6 +273,30 @@ def _atoms(node: Node) -> Iterable[Atom]:
         yield from _atoms(c)
 
 
+# an atom true for most posts is a poor trigger: prefer any other atom of an AND
+_TRIGGER_COST = {"lang": 1000, "prefix": 3}
+
+
+def _triggers(node: Node) -> frozenset[Atom] | None:
+    """Atoms of which at least one must be true for ``node`` to be true (None: no such set, e.g.
+    under NOT). The index wakes a query only on these, so ``lang:en AND phonex`` is looked at
+    for posts that say phonex, not for every English post."""
+    if node.op == "atom":
+        assert node.atom is not None
+        return frozenset((node.atom,))
+    if node.op == "not":
+        return None
+    subs = [_triggers(c) for c in node.children]
+    if node.op == "or":
+        if any(t is None for t in subs):
+            return None
+        return frozenset().union(*[t for t in subs if t is not None])
+    known = [t for t in subs if t is not None]
+    if not known:
+        return None
+    return min(known, key=lambda t: sum(_TRIGGER_COST.get(a.kind, 1) for a in t))
+
+
 def _compile(node: Node, ids: dict[Atom, int]) -> Eval:
     if node.op == "atom":
         assert node.atom is not None
@@ -318,18 +342,20 @@ class QuerySet:
         self._evals: list[Eval] = []
         self._ids: dict[Atom, int] = {}
         self._by_atom: dict[int, list[int]] = {}
-        self._always: list[int] = []  # queries true on a post with no atoms (e.g. "NOT spam")
+        self._always: list[int] = []  # queries with no trigger atoms (e.g. "NOT spam")
         for name, text in queries:
             tree = parse_query(text, source=f"{source} {name!r}")
             qi = len(self.names)
             self.names.append(name)
             for a in dict.fromkeys(_atoms(tree)):
-                aid = self._ids.setdefault(a, len(self._ids))
-                self._by_atom.setdefault(aid, []).append(qi)
-            ev = _compile(tree, self._ids)
-            self._evals.append(ev)
-            if ev(frozenset()):
+                self._ids.setdefault(a, len(self._ids))
+            trig = _triggers(tree)
+            if trig is None:  # e.g. "NOT spam": looked at for every post
                 self._always.append(qi)
+            else:
+                for a in trig:
+                    self._by_atom.setdefault(self._ids[a], []).append(qi)
+            self._evals.append(_compile(tree, self._ids))
         self._word: dict[str, int] = {}
         self._tag: dict[str, int] = {}
         self._mention: dict[str, int] = {}

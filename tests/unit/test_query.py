@@ -107,3 +107,26 @@ def test_queryset_agrees_with_single_queries(text: str, lang: str) -> None:
 def test_queryset_error_names_the_topic() -> None:
     with pytest.raises(ConfigError, match=r"topics 'bad': query: column 3"):
         QuerySet([("ok", "a"), ("bad", "a )")])
+
+
+def test_queryset_index_agrees_with_every_query_on_random_queries_and_posts() -> None:
+    """The index wakes a query only on its trigger atoms: it must never miss a match."""
+    import random
+
+    rng = random.Random(7)
+    words = ["phone", "battery", "screen", "new", "giveaway", "spam", "coffee", "x"]
+    atoms = [*words, "#acme", "@acme", "lang:en", "lang:fr", "batt*", '"new phone"']
+
+    def expr(depth: int) -> str:
+        if depth == 0 or rng.random() < 0.3:
+            return rng.choice(atoms)
+        op = rng.choice([" AND ", " OR ", " AND NOT ", " "])
+        return f"({expr(depth - 1)}{op}{expr(depth - 1)})"
+
+    queries = [(f"q{i}", expr(3)) for i in range(300)]
+    qs = QuerySet(queries)
+    single = [(n, compile_query(q)) for n, q in queries]
+    for _ in range(300):
+        text = " ".join(rng.choice([*words, "#acme", "@acme", "batteries", "other"]) for _ in range(rng.randrange(0, 6)))
+        f = PostFeatures.of(text, rng.choice(["en", "fr", ""]))
+        assert qs.match_features(f) == tuple(n for n, q in single if q.matches_features(f)), text
