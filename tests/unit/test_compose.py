@@ -61,3 +61,19 @@ def test_config_points_the_slack_destination_at_the_secret_file():
     cfg = yaml.safe_load((ROOT / "config" / "monitor.yaml").read_text())
     dest = cfg["alerts"]["destinations"][0]
     assert dest["url_file"] == "/run/secrets/slack_webhook"
+
+
+def test_live_sources_are_opt_in_and_take_secrets_from_files():
+    from connectors.registry import CONNECTORS
+
+    for name in ("bluesky", "mastodon", "reddit", "rss", "push"):
+        svc = S[name]
+        assert svc["profiles"] == ["sources"]
+        assert svc["command"][:4] == ["mood-monitor", "connectors", "run", name]
+        assert name in CONNECTORS
+        for key, value in svc.get("environment", {}).items():
+            if key.endswith(("TOKEN", "SECRET", "CLIENT_ID")):
+                raise AssertionError(f"{name}: {key} must come from a *_FILE secret, not the environment")
+            if key.endswith("_FILE"):
+                assert value.startswith("/run/secrets/")
+    assert {"mastodon_token", "reddit_client_secret", "push_webhook_secret"} <= set(C["secrets"])
