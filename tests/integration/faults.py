@@ -173,5 +173,26 @@ def write_report(path: Path) -> None:
         lines.append(f"| {r['fault']} | {r['sent']} | {r['counted']} | {r['lost']} | {r['duplicated']} | "
                      f"{r['dlq']} ({r['dlq_expected']}) | {'ok' if ok else 'FAIL'} |")
     lines += ["", *REPORT_NOTES] if REPORT_NOTES else []
+    lines += [
+        "",
+        "## How to regenerate",
+        "",
+        "```sh",
+        "make reliability      # = MOOD_RELIABILITY_REPORT=docs/reliability.md pytest -m faults tests -s",
+        "```",
+        "",
+        "The same tests run in every `make test` (marker `faults`); only the report file is extra.",
+        "",
+        "## Known limits",
+        "",
+        "- Redis is *stopped* in the AOF test (it flushes its append-only file). Killed with -9 under",
+        "  `appendfsync everysec` (the default here and in docker-compose) it can lose the last second",
+        "  of writes whose offsets Kafka already committed; use `appendfsync always` where a second of",
+        "  figures matters more than write throughput.",
+        "- `rebuild` restores the buckets, not the offset watermarks: run it with the workers stopped",
+        "  and only for the range that was lost.",
+        "- Duplicate post ids are recognised for 48 h (`seen_ttl_s`); a source re-sending a post later",
+        "  than that is counted again.",
+    ]
     lines += ["", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
     path.write_text("\n".join(lines))
