@@ -67,6 +67,9 @@ class ScoredPost:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+_SCORED_FIELDS = dataclasses.fields(ScoredPost)
+
+
 def encode_post(post: Post) -> bytes:
     d = dataclasses.asdict(post)
     d["topic_hints"] = list(post.topic_hints)
@@ -84,10 +87,9 @@ def encode_deletion(deletion: Deletion) -> bytes:
 
 
 def encode_scored(sp: ScoredPost) -> bytes:
-    d = dataclasses.asdict(sp)
-    d["post"]["topic_hints"] = list(sp.post.topic_hints)
-    d["post"]["hashtags"] = list(sp.post.hashtags)
-    d["topics"] = list(sp.topics)
+    # orjson serializes the nested Post dataclass (tuples as arrays) natively: the same JSON
+    # as dataclasses.asdict, at a fraction of the cost (asdict deep-copies every field)
+    d: dict[str, Any] = {f.name: getattr(sp, f.name) for f in _SCORED_FIELDS}
     d["v"] = SCHEMA_VERSION
     return orjson.dumps(d)
 

@@ -181,16 +181,18 @@ class RedisAggregateStore:
         if not posts:
             return
         pipe = self.client.pipeline(transaction=False)
-        touched: set[str] = set()
+        per_topic: dict[str, dict[str, int]] = {}
+        written: set[str] = set()
         for p in posts:
-            pipe.set(keys.text(self.prefix, p.post_id),
-                     orjson.dumps({"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms,
-                                   "sentiment": p.sentiment}).decode(),
-                     ex=self.text_ttl_s)
-            rk = keys.recent(self.prefix, p.topic)
-            pipe.zadd(rk, {p.post_id: p.ts_ms})
-            touched.add(rk)
-        for rk in touched:
+            if p.post_id not in written:  # a post in several topics: its text once
+                written.add(p.post_id)
+                pipe.set(keys.text(self.prefix, p.post_id),
+                         orjson.dumps({"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms,
+                                       "sentiment": p.sentiment}).decode(),
+                         ex=self.text_ttl_s)
+            per_topic.setdefault(keys.recent(self.prefix, p.topic), {})[p.post_id] = p.ts_ms
+        for rk, members in per_topic.items():  # one ZADD per topic, not one per post
+            pipe.zadd(rk, members)
             pipe.zremrangebyrank(rk, 0, -self.recent_per_topic - 1)
             pipe.expire(rk, self.text_ttl_s)
         pipe.execute()

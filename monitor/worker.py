@@ -104,6 +104,8 @@ class _InFlight:
     scores: Future[list[Any]] | None  # None when the batch has no post to score
     tokens: int = 0
     reason: str = ""
+    model_ms: float = 0.0  # time the forward pass took in the model thread
+    idle_ms: float = 0.0  # how long the model sat idle before this batch reached it
 
     def state(self) -> ModelState:
         return "done" if self.scores is None or self.scores.done() else "busy"
@@ -169,6 +171,7 @@ class Worker:
         # rebalance generations: bumped by every revocation (on the client's IO thread, while the
         # main thread is inside poll); a record polled in an older generation than its
         # partition's revocation is stale
+        self._model_free = 0.0  # when the model thread last finished a batch (monotonic)
         self._gen = 0
         self._revocations: list[tuple[int, frozenset[tuple[str, int]]]] = []
 
@@ -280,7 +283,19 @@ class Worker:
         scores = None
         if posts:
             texts = [it.text for it in batch.items if isinstance(it.msg, Post)]
-            scores = model.submit(self.scorer.score, texts, [p.lang for p in posts])
+            flight = _InFlight(batch.items, None, batch.tokens, batch.reason)
+
+            def score() -> list[Any]:
+                t0 = time.monotonic()
+                flight.idle_ms = (t0 - self._model_free) * 1000 if self._model_free else 0.0
+                try:
+                    return list(self.scorer.score(texts, [p.lang for p in posts]))
+                finally:
+                    self._model_free = time.monotonic()
+                    flight.model_ms = (self._model_free - t0) * 1000
+
+            flight.scores = model.submit(score)
+            return flight
         return _InFlight(batch.items, scores, batch.tokens, batch.reason)
 
     def _stale(self, item: _Item) -> bool:
@@ -308,9 +323,9 @@ class Worker:
                 self._account(res)
                 log.info(
                     "batch records=%d tokens=%d why=%s scored=%d aggregated=%d dlq=%d too_late=%d "
-                    "replayed=%d write_ms=%.0f", res.records, batch.tokens, batch.reason, res.scored,
-                    res.aggregated, sum(res.dlq.values()), res.too_late, res.replayed,
-                    (time.monotonic() - t0) * 1000)
+                    "replayed=%d model_ms=%.0f model_idle_ms=%.0f write_ms=%.0f", res.records, batch.tokens,
+                    batch.reason, res.scored, res.aggregated, sum(res.dlq.values()), res.too_late,
+                    res.replayed, batch.model_ms, batch.idle_ms, (time.monotonic() - t0) * 1000)
                 self._heartbeat()
                 return True
             except TransientError as exc:
@@ -334,28 +349,6 @@ class Worker:
                                  {"records": self.totals.records, "model": self.scorer.name})
         except TransientError as exc:
             log.warning("heartbeat failed: %s", exc)
-
-    def _process_with_retry(self, records: Sequence[_Record]) -> bool:
-        delay = 0.2
-        while True:
-            try:
-                t0 = time.monotonic()
-                res = self.process(records)
-                self.consumer.commit(records)
-                self._account(res)
-                log.info(
-                    "batch records=%d scored=%d aggregated=%d dlq=%d too_late=%d replayed=%d "
-                    "ms=%.0f", res.records, res.scored, res.aggregated, sum(res.dlq.values()),
-                    res.too_late, res.replayed, (time.monotonic() - t0) * 1000)
-                self._heartbeat()
-                return True
-            except TransientError as exc:
-                if not self.running:
-                    log.warning("stopping with an unwritten batch (%s); it will be redelivered", exc)
-                    return False
-                log.warning("transient failure, retrying the same batch in %.1fs: %s", delay, exc)
-                time.sleep(delay)
-                delay = min(delay * 2, self.cfg.backoff_max_s)
 
     def _account(self, res: BatchResult) -> None:
         t = self.totals
