@@ -305,27 +305,42 @@ def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0,
         raise BrokerUnavailable(f"reading {topic} failed: {exc}") from exc
 
 
-def group_progress(bootstrap_servers: str, group_id: str, topic: str,
-                   timeout_s: float = 10.0) -> tuple[dict[int, int], dict[int, int]]:
-    """(committed offset, end offset) per partition of ``topic`` for a consumer group: the group
-    has processed everything when the two are equal (for benchmarks and operators)."""
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mood-monitor-progress",
-                                 bootstrap_timeout_ms=int(timeout_s * 1000))
+class GroupProgress:
+    """Committed vs end offsets of a consumer group on one topic (benchmarks, operators): the
+    group has processed everything when ``caught_up()``. Keeps its clients open between calls."""
+
+    def __init__(self, bootstrap_servers: str, group_id: str, topic: str, timeout_s: float = 10.0) -> None:
+        self.group_id = group_id
+        self.topic = topic
         try:
-            committed = admin.list_consumer_group_offsets(group_id)
-        finally:
-            admin.close()
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+            self._admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers,
+                                           client_id="mood-monitor-progress",
+                                           bootstrap_timeout_ms=int(timeout_s * 1000))
+            self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
+                                           enable_auto_commit=False)
+            parts = self._consumer.partitions_for_topic(topic) or set()
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"group progress of {group_id}: {exc}") from exc
+        self._tps = [TopicPartition(topic, p) for p in sorted(parts)]
+
+    def offsets(self) -> tuple[dict[int, int], dict[int, int]]:
+        """(committed offset, end offset) per partition."""
         try:
-            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            ends = consumer.end_offsets(tps) if tps else {}
-        finally:
-            consumer.close()
-    except KafkaError as exc:
-        raise BrokerUnavailable(f"group progress of {group_id} failed: {exc}") from exc
-    done = {tp.partition: int(om.offset) for tp, om in committed.items() if tp.topic == topic}
-    return done, {tp.partition: int(off) for tp, off in ends.items()}
+            committed = self._admin.list_group_offsets({self.group_id: None}).get(self.group_id, {})
+            ends = self._consumer.end_offsets(self._tps) if self._tps else {}
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"group progress of {self.group_id}: {exc}") from exc
+        done = {tp.partition: int(om.offset) for tp, om in committed.items() if tp.topic == self.topic}
+        return done, {tp.partition: int(off) for tp, off in ends.items()}
+
+    def caught_up(self) -> bool:
+        done, ends = self.offsets()
+        return bool(ends) and all(done.get(p, -1) >= end for p, end in ends.items())
+
+    def close(self) -> None:
+        for client in (self._admin, self._consumer):
+            with contextlib.suppress(KafkaError):
+                client.close()
 
 
 def broker_answers(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:

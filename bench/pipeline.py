@@ -1,0 +1,521 @@
+"""Throughput and latency of the whole pipeline against the model alone, in ONE run, on the same
+posts and the same model.
+
+    .venv/bin/python bench/pipeline.py [--posts 6000] [--model default|tiny|HUB_ID|DIR]
+                                       [--precision auto|fp32|bf16|fp16|int8] [--workers N]
+
+It starts (or reuses) the local Kafka + Redis stack and a fixed synthetic stream
+(`monitor.synthetic.stream`, seed 7), then measures, in this order:
+
+    agreement            labels of every non-fp32 precision this device can run vs fp32, on
+                         held-out TweetEval sentiment test texts (>= 99 % required)
+    naive_posts_per_s    one `transformers.pipeline("text-classification")` call per post, fp32:
+                         the tutorial baseline (for the default multi-head model: the same merged
+                         MiniLM encoder and its sentiment head as a BertForSequenceClassification)
+    forward_posts_per_s  the best of two batched forward passes over all the posts (pre-tokenized,
+                         length-sorted, token-budgeted), no Kafka, no Redis
+    e2e_posts_per_s      worker(s) as real subprocesses (`mood-monitor worker`): from the first
+                         post produced to the last post's aggregate visible in Redis with the
+                         group's offsets committed
+    latency_ms_p50/p99   produce time -> the post's aggregate visible in Redis, at a steady offered
+                         load of 70 % of e2e_posts_per_s. Visibility is the per-(topic, partition)
+                         offset watermark that the worker's Lua script advances in the same atomic
+                         call as the buckets: a post at offset o is visible once its topic's
+                         watermark for its partition is >= o. Polled every 10 ms.
+    worker_peak_rss_mb   the largest VmHWM of the worker processes
+
+It prints a table and, as its last line, one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import gc
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monitor.messages import SCHEMA_VERSION  # noqa: E402
+from monitor.synthetic import demo_topics_config, stream  # noqa: E402
+
+HELDOUT = Path("/work/shared/data/tweeteval/sentiment/test_text.txt")
+TARGETS = {"e2e_over_naive": 4.0, "e2e_over_forward": 0.85, "latency_ms_p99": 2000.0,
+           "worker_peak_rss_mb": 1500.0}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--posts", type=int, default=6000, help="posts in the e2e run (and in the latency run)")
+    ap.add_argument("--model", default="default", help="default | tiny | a hub id | a local directory")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
+    ap.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group")
+    ap.add_argument("--partitions", type=int, default=None,
+                    help="partitions of the raw topic (default max(4, workers))")
+    ap.add_argument("--max-batch", type=int, default=256)
+    ap.add_argument("--batch-tokens", type=int, default=8192)
+    ap.add_argument("--max-wait-ms", type=int, default=250)
+    ap.add_argument("--token-budget", type=int, default=8192, help="padded tokens per forward sub-batch")
+    ap.add_argument("--naive-posts", type=int, default=300, help="0: skip (while developing)")
+    ap.add_argument("--agreement-posts", type=int, default=2000, help="0: skip (while developing)")
+    ap.add_argument("--heldout", default=str(HELDOUT), help="one text per line (TweetEval format)")
+    ap.add_argument("--load", type=float, default=0.7, help="offered load of the latency run, share of e2e")
+    ap.add_argument("--latency-max-s", type=float, default=60.0, help="longest latency run")
+    return ap.parse_args(argv)
+
+
+# ---- model side (in this process) ---------------------------------------------------------
+def model_settings(args: argparse.Namespace, dtype: str, threads: int | None = None) -> dict[str, Any]:
+    from monitor.inference import TINY
+
+    if args.model == "default":
+        m: dict[str, Any] = {"sentiment": "default", "emotion": "default"}
+    elif args.model == "tiny":
+        m = {"sentiment": TINY, "emotion": None}
+    else:
+        m = {"sentiment": args.model, "emotion": None}
+    m.update(dtype=dtype, token_budget=args.token_budget)
+    if threads:
+        m["threads"] = threads
+    return m
+
+
+def load(args: argparse.Namespace, dtype: str) -> Any:
+    from monitor.inference import load_scorer
+    from monitor.model_settings import ModelSettings
+
+    return load_scorer(ModelSettings(**model_settings(args, dtype)))
+
+
+def labels_of(scorer: Any, texts: list[str]) -> list[tuple[int, int]]:
+    out = []
+    for o in scorer.score(texts):
+        s = max(range(3), key=o.sentiment.__getitem__)
+        e = max(range(len(o.emotion)), key=o.emotion.__getitem__) if o.emotion else -1
+        out.append((s, e))
+    return out
+
+
+def agreement(args: argparse.Namespace, chosen: str, device: Any) -> dict[str, dict[str, float]]:
+    """Label agreement with fp32 of each non-fp32 precision runnable here (and the chosen one)."""
+    from monitor.inference import cpu_has_bf16
+
+    path = Path(args.heldout)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    texts = [t.strip() for t in lines if t.strip()][: args.agreement_posts]
+    cands = ["bf16", "fp16"] if device.type == "cuda" else (["bf16"] if cpu_has_bf16() else []) + ["int8"]
+    if chosen != "fp32" and chosen not in cands:
+        cands.append(chosen)
+    ref_scorer = load(args, "fp32")
+    ref = labels_of(ref_scorer, texts)
+    del ref_scorer
+    out = {}
+    for prec in cands:
+        got = labels_of(load(args, prec), texts)
+        same_s = sum(a[0] == b[0] for a, b in zip(ref, got, strict=True)) / len(ref)
+        same_e = sum(a[1] == b[1] for a, b in zip(ref, got, strict=True)) / len(ref)
+        has_emotion = any(e >= 0 for _, e in ref)
+        out[prec] = {"sentiment": round(same_s, 4), "emotion": round(same_e, 4) if has_emotion else None,
+                     "n": len(ref)}
+        gc.collect()
+    return out
+
+
+def naive_pipeline(args: argparse.Namespace, texts: list[str]) -> tuple[float, str]:
+    """Per-post `transformers.pipeline` calls, fp32 (what tutorials do)."""
+    import torch
+    from transformers import BertForSequenceClassification, pipeline
+
+    scorer = load(args, "fp32")
+    if hasattr(scorer, "model") and hasattr(scorer.model, "encoder"):  # the default multi-head
+        enc = scorer.model.encoder
+        cfg = enc.config.__class__(**{**enc.config.to_dict(), "num_labels": 3})
+        clf = BertForSequenceClassification(cfg)
+        clf.bert.load_state_dict(enc.state_dict(), strict=False)
+        with torch.no_grad():
+            clf.classifier.weight.copy_(scorer.model.sentiment.weight)
+            clf.classifier.bias.copy_(scorer.model.sentiment.bias)
+        tok, how = scorer.tok, ("transformers.pipeline per post over the same merged MiniLM encoder + "
+                                "sentiment head as BertForSequenceClassification, fp32")
+    else:
+        clf, tok = scorer.sentiment.model, scorer.sentiment.tokenizer
+        how = "transformers.pipeline per post over the same model, fp32"
+    pipe = pipeline("text-classification", model=clf.eval(), tokenizer=tok, device=-1)
+    for t in texts[:10]:
+        pipe(t)
+    t0 = time.perf_counter()
+    for t in texts:
+        pipe(t)
+    return len(texts) / (time.perf_counter() - t0), how
+
+
+def forward(args: argparse.Namespace, dtype: str, texts: list[str]) -> tuple[float, Any]:
+    """Best of two batched forward passes over all the posts, pre-tokenized (tokenizing is the
+    worker's prefetch stage, overlapped with the model)."""
+    from monitor.inference import pretokenizer
+
+    scorer = load(args, dtype)
+    pre, _ = pretokenizer(scorer)(texts)
+    scorer.score(pre[:64])
+    best = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        scorer.score(pre)
+        best = max(best, len(pre) / (time.perf_counter() - t0))
+    return best, scorer
+
+
+# ---- pipeline side (real stack, worker subprocesses) ----------------------------------------
+class Run:
+    def __init__(self, args: argparse.Namespace, dtype: str) -> None:
+        from monitor.kafka import KafkaPostProducer, ensure_topics
+        from monitor.settings import load_settings
+        from monitor.store import RedisAggregateStore
+
+        base = load_settings(None)
+        self.args = args
+        self.run = time.strftime("%Y%m%d%H%M%S")
+        self.dir = REPO / ".bench" / self.run
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.bootstrap = base.kafka.bootstrap_servers
+        self.partitions = args.partitions or max(4, args.workers)
+        self.raw = f"bench-{self.run}.raw"
+        self.group = f"bench-{self.run}"
+        cores = os.cpu_count() or 1
+        threads = max(1, cores // args.workers) if args.workers > 1 else None
+        cfg = {
+            "kafka": {"bootstrap_servers": self.bootstrap, "raw_topic": self.raw,
+                      "scored_topic": f"bench-{self.run}.scored", "dlq_topic": f"bench-{self.run}.dlq",
+                      "partitions": self.partitions, "group_id": self.group},
+            "redis": {"url": base.redis.url.get_secret_value(), "prefix": f"bench-{self.run}"},
+            "worker": {"max_batch": args.max_batch, "batch_tokens": args.batch_tokens,
+                       "max_wait_ms": args.max_wait_ms, "lateness_s": 3600},
+            "model": model_settings(args, dtype, threads),
+            "topics": demo_topics_config(),
+        }
+        self.cfg_path = self.dir / "monitor.yaml"
+        self.cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        ensure_topics(self.bootstrap, {self.raw: self.partitions,
+                                       cfg["kafka"]["scored_topic"]: self.partitions,
+                                       cfg["kafka"]["dlq_topic"]: 1})
+        self.store = RedisAggregateStore(base.redis.url.get_secret_value(), f"bench-{self.run}")
+        self.producer = KafkaPostProducer(self.bootstrap, self.raw, linger_ms=5)
+        self.topics = [t["name"] for t in demo_topics_config()]
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    # workers
+    def start_workers(self) -> None:
+        env = {**os.environ, "MOOD_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1"}
+        for i in range(self.args.workers):
+            log = (self.dir / f"worker-{i}.log").open("wb")
+            cmd = [sys.executable, "-m", "monitor", "worker", "--config", str(self.cfg_path)]
+            self.workers.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
+                                                 stderr=subprocess.STDOUT))
+
+    def check_workers(self) -> None:
+        for i, w in enumerate(self.workers):
+            if w.poll() is not None:
+                raise SystemExit(f"bench: worker {i} exited with {w.returncode}; "
+                                 f"see {self.dir}/worker-{i}.log")
+
+    def group_stable(self) -> bool:
+        """Every worker's last assignment is non-empty (or there are more workers than partitions)."""
+        busy = 0
+        for i in range(len(self.workers)):
+            lines = [ln for ln in (self.dir / f"worker-{i}.log").read_text(errors="replace").splitlines()
+                     if "partitions assigned:" in ln or "partitions revoked:" in ln]
+            if lines and "partitions assigned:" in lines[-1] and not lines[-1].rstrip().endswith("-"):
+                busy += 1
+        return busy >= min(len(self.workers), self.partitions)
+
+    def peak_rss_mb(self) -> list[float]:
+        out = []
+        for w in self.workers:
+            try:
+                for line in Path(f"/proc/{w.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        out.append(int(line.split()[1]) / 1024)
+            except OSError:
+                out.append(float("nan"))
+        return out
+
+    def stop_workers(self) -> list[int]:
+        for w in self.workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        codes = []
+        for w in self.workers:
+            try:
+                codes.append(w.wait(timeout=60))
+            except subprocess.TimeoutExpired:
+                w.kill()
+                codes.append(w.wait())
+        return codes
+
+    # posts
+    def produce(self, posts: list[dict[str, Any]],
+                rate: float | None = None) -> list[tuple[float, int, int, str]]:
+        """-> (produce time, partition, offset, topic) per post; paced at ``rate`` posts/s if given."""
+        sent = []
+        t0 = time.perf_counter()
+        for i, p in enumerate(posts):
+            if rate:
+                wait = t0 + i / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            now_ms = int(time.time() * 1000)
+            body = {"v": SCHEMA_VERSION, "kind": "post", "id": p["id"], "source": "bench", "text": p["text"],
+                    "lang": "en", "author_id": p["author_id"], "url": p["url"], "created_ms": now_ms,
+                    "ingested_ms": now_ms}
+            t = time.perf_counter()
+            sent.append((t, self.producer.send(str(p["id"]).encode(), orjson.dumps(body)), p["topic"]))
+        self.producer.flush(60)
+        return [(t, *s.where(), topic) for t, s, topic in sent]
+
+    def watermarks(self) -> dict[tuple[str, int], int]:
+        pipe = self.store.client.pipeline(transaction=False)
+        from monitor import keys
+
+        for t in self.topics:
+            pipe.hgetall(keys.watermark(self.store.prefix, t))
+        out = {}
+        for t, h in zip(self.topics, pipe.execute(), strict=True):
+            for part, off in h.items():
+                out[(t, int(part.rsplit(":", 1)[1]))] = int(off)
+        return out
+
+    def wait_visible(self, watcher: Watcher, sent: list[tuple[float, int, int, str]],
+                     timeout_s: float = 600) -> list[float]:
+        """Wait until every post of ``sent`` is visible; -> the time each one became visible."""
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            seen = watcher.visible_times(sent)
+            if all(v is not None for v in seen):
+                return [float(v) for v in seen if v is not None]
+            self.check_workers()
+            time.sleep(0.05)
+        raise SystemExit(f"bench: some posts never became visible in Redis; see {self.dir}")
+
+    def wait_committed(self, progress: Any, timeout_s: float = 120) -> float:
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            if progress.caught_up():
+                return time.perf_counter()
+            time.sleep(0.01)
+        raise SystemExit("bench: the group's offsets were not committed in time")
+
+    def counted(self) -> int:
+        now = int(time.time() * 1000)
+        return sum(self.store.read_window(t, now - 3_600_000, now + 120_000).n for t in self.topics)
+
+
+class Watcher(threading.Thread):
+    """Records every change of the topics' offset watermarks in Redis with the time it was first
+    seen (polled every ``every_s``), so that each post's visibility time can be resolved later."""
+
+    def __init__(self, run: Run, every_s: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.run_ = run
+        self.every_s = every_s
+        self.stop = threading.Event()
+        self.changes: dict[tuple[str, int], list[tuple[float, int]]] = {}
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        last: dict[tuple[str, int], int] = {}
+        while not self.stop.is_set():
+            t = time.perf_counter()
+            wm = self.run_.watermarks()
+            with self.lock:
+                for key, off in wm.items():
+                    if off != last.get(key):
+                        self.changes.setdefault(key, []).append((t, off))
+                        last[key] = off
+            time.sleep(self.every_s)
+
+    def visible_times(self, sent: list[tuple[float, int, int, str]]) -> list[float | None]:
+        out: list[float | None] = []
+        with self.lock:
+            changes = {k: list(v) for k, v in self.changes.items()}
+        for _t, part, off, topic in sent:
+            hist = changes.get((topic, part), [])
+            i = bisect.bisect_left([o for _, o in hist], off)
+            out.append(hist[i][0] if i < len(hist) else None)
+        return out
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def stack_pids() -> dict[str, int]:
+    out = {}
+    for name in ("kafka", "redis"):
+        with contextlib.suppress(OSError, ValueError):
+            out[name] = int((REPO / ".stack" / f"{name}.pid").read_text().strip())
+    return out
+
+
+def posts_for(tag: str, n: int) -> list[dict[str, Any]]:
+    return [{**p, "id": f"{tag}-{p['id']}"} for p in stream(n, id_prefix="b")]
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from monitor import stack
+    from monitor.inference import pick_device, pick_dtype
+    from monitor.kafka import GroupProgress
+
+    if stack.cli(["up"]) != 0:
+        return 4
+    device = pick_device("auto")
+    dtype = pick_dtype(args.precision, device)
+    posts = list(stream(args.posts, id_prefix="b"))
+    texts = [str(p["text"]) for p in posts]
+    print(f"bench: {args.posts} synthetic posts, model={args.model} device={device.type} dtype={dtype} "
+          f"workers={args.workers} cpus={os.cpu_count()}", flush=True)
+
+    agree = agreement(args, dtype, device) if args.agreement_posts > 0 else {}
+    print(f"bench: agreement with fp32: {agree}", flush=True)
+    naive, naive_how = (naive_pipeline(args, texts[: args.naive_posts]) if args.naive_posts > 0
+                        else (float("nan"), "skipped"))
+    gc.collect()
+    print(f"bench: naive {naive:.1f} posts/s", flush=True)
+    fwd, scorer = forward(args, dtype, texts)
+    model_name = scorer.name
+    del scorer
+    gc.collect()
+    print(f"bench: forward {fwd:.1f} posts/s", flush=True)
+
+    run = Run(args, dtype)
+    run.start_workers()
+    watcher = Watcher(run)
+    watcher.start()
+    try:
+        warm = posts_for("warm", 64 * args.workers)
+        run.wait_visible(watcher, run.produce(warm), timeout_s=300)
+        t_stable = time.perf_counter() + 120
+        while not run.group_stable() and time.perf_counter() < t_stable:
+            run.check_workers()
+            time.sleep(0.2)
+        print(f"bench: {args.workers} worker(s) warm; e2e run (config {run.cfg_path})", flush=True)
+
+        procs = {**{f"worker-{i}": w.pid for i, w in enumerate(run.workers)}, **stack_pids(),
+                 "bench": os.getpid()}
+        cpu0 = {k: cpu_s(p) for k, p in procs.items()}
+        progress = GroupProgress(run.bootstrap, run.group, run.raw)
+        t0 = time.perf_counter()
+        sent = run.produce(posts_for("e2e", args.posts))
+        t_vis = max(run.wait_visible(watcher, sent))
+        t_done = max(t_vis, run.wait_committed(progress))
+        progress.close()
+        wall = t_done - t0
+        e2e = args.posts / wall
+        cpu = {k: round((cpu_s(p) - cpu0[k]) / wall, 2) for k, p in procs.items()}
+        print(f"bench: e2e {e2e:.1f} posts/s; CPU cores busy per process: {cpu}", flush=True)
+
+        rate = args.load * e2e
+        n_lat = max(50, min(args.posts, int(rate * args.latency_max_s)))
+        sent_lat = run.produce(posts_for("lat", n_lat), rate=rate)
+        seen = run.wait_visible(watcher, sent_lat)
+        lat = [(v - s[0]) * 1000 for v, s in zip(seen, sent_lat, strict=True)]
+        rss = run.peak_rss_mb()
+        counted = run.counted()
+    finally:
+        watcher.stop.set()
+        codes = run.stop_workers()
+    expected = 64 * args.workers + args.posts + n_lat
+    figures = {
+        "naive_posts_per_s": round(naive, 1),
+        "forward_posts_per_s": round(fwd, 1),
+        "e2e_posts_per_s": round(e2e, 1),
+        "latency_ms_p50": round(statistics.median(lat), 1),
+        "latency_ms_p99": round(pct(lat, 0.99), 1),
+        "worker_peak_rss_mb": round(max(rss), 1),
+        "device": device.type,
+        "dtype": dtype,
+        "model": model_name,
+        "batch": {"max_batch": args.max_batch, "batch_tokens": args.batch_tokens,
+                  "max_wait_ms": args.max_wait_ms, "token_budget": args.token_budget},
+        "agreement_with_fp32": agree,
+        "posts": args.posts,
+        "workers": args.workers,
+        "partitions": run.partitions,
+        "offered_load_posts_per_s": round(rate, 1),
+        "latency_posts": n_lat,
+        "cpus": os.cpu_count(),
+        "naive_method": naive_how,
+        "counted_in_redis": counted,
+        "expected_in_redis": expected,
+        "worker_exit_codes": codes,
+        "e2e_cpu_cores_busy": cpu,
+    }
+    figures["e2e_over_naive"] = round(e2e / naive, 2)
+    figures["e2e_over_forward"] = round(e2e / fwd, 3)
+    checks = {
+        "e2e_over_naive": figures["e2e_over_naive"] >= TARGETS["e2e_over_naive"],
+        "e2e_over_forward": figures["e2e_over_forward"] >= TARGETS["e2e_over_forward"],
+        "latency_ms_p99": figures["latency_ms_p99"] <= TARGETS["latency_ms_p99"],
+        "worker_peak_rss_mb": figures["worker_peak_rss_mb"] <= TARGETS["worker_peak_rss_mb"],
+        "agreement_99": all(min(a["sentiment"], a["emotion"] if a["emotion"] is not None else 1.0) >= 0.99
+                            for p, a in agree.items() if p == dtype),
+        "nothing_lost_or_doubled": counted == expected,
+        "workers_exit_0": all(c == 0 for c in codes),
+    }
+    figures["targets_met"] = checks
+    print_table(figures)
+    print(orjson.dumps(figures).decode())
+    return 0 if checks["nothing_lost_or_doubled"] and checks["workers_exit_0"] else 1
+
+
+def print_table(f: dict[str, Any]) -> None:
+    load = f"{f['offered_load_posts_per_s']:.0f}"
+    rows = [
+        ("naive per-post pipeline (fp32)", f"{f['naive_posts_per_s']:.1f} posts/s", ""),
+        ("best batched forward pass", f"{f['forward_posts_per_s']:.1f} posts/s", ""),
+        ("end to end (Kafka -> Redis, committed)", f"{f['e2e_posts_per_s']:.1f} posts/s",
+         f"x{f['e2e_over_naive']} naive (>= 4), {f['e2e_over_forward']:.0%} of forward (>= 85%)"),
+        (f"latency p50 at {load} posts/s", f"{f['latency_ms_p50']:.0f} ms", ""),
+        (f"latency p99 at {load} posts/s", f"{f['latency_ms_p99']:.0f} ms", "(<= 2000)"),
+        ("worker peak RSS", f"{f['worker_peak_rss_mb']:.0f} MB", "(<= 1500)"),
+    ]
+    for prec, a in f["agreement_with_fp32"].items():
+        emo = f"{a['emotion']:.2%}" if a["emotion"] is not None else "-"
+        ok = min(a["sentiment"], a["emotion"] if a["emotion"] is not None else 1.0) >= 0.99
+        rows.append((f"label agreement {prec} vs fp32", f"{a['sentiment']:.2%} / {emo}",
+                     f"sentiment / emotion, n={a['n']} {'(>= 99%)' if ok else '(BELOW 99%: do not use)'}"))
+    print()
+    print(f"model {f['model']}  device {f['device']} ({f['cpus']} cpus)  dtype {f['dtype']}  "
+          f"workers {f['workers']}  partitions {f['partitions']}  batch {f['batch']}")
+    w = max(len(r[0]) for r in rows)
+    for name, val, note in rows:
+        print(f"  {name:<{w}}  {val:>18}  {note}")
+    print(f"  counted in Redis {f['counted_in_redis']} of {f['expected_in_redis']}; targets: "
+          + ", ".join(f"{k}={'ok' if v else 'MISSED'}" for k, v in f["targets_met"].items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
