@@ -32,7 +32,7 @@ ModelState = Literal["idle", "busy", "done"]
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
-    max_posts: int = 256
+    max_posts: int = 512
     max_tokens: int = 8192
     max_wait_ms: int = 250
     # longest single poll while waiting, so that a finished model or a stop is noticed quickly

@@ -49,7 +49,7 @@ class RedisSettings(_Section):
 class WorkerSettings(_Section):
     # a batch is filled until it holds max_batch posts or batch_tokens tokens; while the model is
     # idle it waits at most max_wait_ms for more (while the model is busy it keeps filling)
-    max_batch: int = Field(256, ge=1, le=4096)
+    max_batch: int = Field(512, ge=1, le=4096)
     batch_tokens: int = Field(8192, ge=16)
     max_wait_ms: int = Field(250, ge=1, le=60_000)
     max_text_chars: int = Field(20_000, ge=1)
