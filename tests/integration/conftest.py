@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .faults import REPORT, write_report
+import pytest
+
+from .faults import REPORT, kill_started, write_report
+
+
+@pytest.fixture(autouse=True)
+def _no_orphan_workers():
+    """A failed fault test must not leave its workers running into the next tests."""
+    yield
+    kill_started()
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001

@@ -112,9 +112,22 @@ def config(tmp: Path, bootstrap: str, redis_url: str, unique: str, partitions: i
     return path
 
 
+STARTED: list[subprocess.Popen[bytes]] = []  # killed after each test (conftest), even a failed one
+
+
 def worker(cfg: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "monitor", "worker", "--config", str(cfg), *extra],
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "worker", "--config", str(cfg), *extra],
                             cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    STARTED.append(proc)
+    return proc
+
+
+def kill_started() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def hostile_records(n: int, good_ids: list[str], seed: int = 3) -> list[tuple[bytes, bytes]]:
