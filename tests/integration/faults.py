@@ -86,6 +86,15 @@ def figures(fault: str, store: RedisAggregateStore, sent: list[dict[str, Any]], 
     return f
 
 
+def wait_log(path: Path, needle: str, timeout_s: float) -> bool:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if path.exists() and needle in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def wait_counted(store: RedisAggregateStore, n: int, timeout_s: float) -> bool:
     deadline = time.time() + timeout_s
     while time.time() < deadline:

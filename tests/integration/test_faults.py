@@ -55,6 +55,8 @@ def test_group_members_killed_and_added_mid_stream(tmp_path, kafka_bootstrap, re
     procs[0].kill()
     procs[0].wait()
     procs.append(F.worker(cfg, tmp_path / "w-new.log"))
+    # the new member must really join mid-stream (not still be importing torch when it ends)
+    assert F.wait_log(tmp_path / "w-new.log", "partitions assigned", 180)
     F.produce(kafka_bootstrap, f"{unique}.raw", posts[900:])
     assert F.wait_counted(store, len(posts), 300)
     assert _stop_all(procs[1:]) == [0] * (len(procs) - 1)
