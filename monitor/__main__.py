@@ -123,6 +123,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from monitor.memory import limit_growth
+
+    limit_growth()  # before torch starts: bounded oneDNN primitive cache, fewer malloc arenas
     s = load_settings(args.config)
     worker = build_worker(s)
     return int(worker.run(max_batches=args.max_batches, idle_timeout_s=args.idle_timeout_s,

@@ -36,6 +36,7 @@ from monitor.aggregates import add_into, event_time, hour_start, minute_start, p
 from monitor.batcher import Batch, BatchLimits, ModelState, gather
 from monitor.errors import DecodeError, TransientError
 from monitor.language import post_language
+from monitor.memory import trim
 from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
 from monitor.store import PartitionWrite, RecentPost
 from monitor.taxonomy import UNSUPPORTED
@@ -291,6 +292,7 @@ class Worker:
                 try:
                     return list(self.scorer.score(texts, [p.lang for p in posts]))
                 finally:
+                    trim()  # activations differ in shape every batch: give their pages back
                     self._model_free = time.monotonic()
                     flight.model_ms = (self._model_free - t0) * 1000
 
