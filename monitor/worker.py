@@ -14,7 +14,9 @@ changes nothing because each (topic, partition) watermark in Redis records what 
 Rebalance callbacks run inside ``poll`` (on the client's IO thread, which cannot commit): the
 records of a revoked partition that were polled before the revocation, in the batch being
 gathered or in the one in the model, are dropped unwritten and uncommitted: their next owner
-reads them again. On SIGTERM the worker stops gathering, finishes the batch in the model and the
+reads them again. A partition revoked and given straight back keeps its fetch position in the
+client, so its records in hand are kept (dropping them would lose them).
+On SIGTERM the worker stops gathering, finishes the batch in the model and the
 one it had gathered, writes and commits them, then leaves the group.
 """
 
@@ -175,6 +177,7 @@ class Worker:
         self._model_free = 0.0  # when the model thread last finished a batch (monotonic)
         self._gen = 0
         self._revocations: list[tuple[int, frozenset[tuple[str, int]]]] = []
+        self._owned: frozenset[tuple[str, int]] = frozenset()
 
     # ---- lifecycle ----------------------------------------------------------------------
     def on_revoked(self, parts: list[tuple[str, int]]) -> None:
@@ -184,6 +187,10 @@ class Worker:
         log.info("partitions revoked: %s", ",".join(f"{t}:{p}" for t, p in parts) or "-")
 
     def on_assigned(self, parts: list[tuple[str, int]]) -> None:
+        # the whole new assignment (eager rebalancing): a partition revoked and given straight
+        # back keeps its fetch position in the client, so the records of it in hand are not
+        # read again by anyone: they must be kept, not dropped as stale
+        self._owned = frozenset(parts)
         log.info("partitions assigned: %s", ",".join(f"{t}:{p}" for t, p in parts) or "-")
 
     def stop(self) -> None:
@@ -302,6 +309,8 @@ class Worker:
 
     def _stale(self, item: _Item) -> bool:
         part = (item.record.topic, item.record.partition)
+        if part in self._owned:  # revoked and given back: nobody else reads these records again
+            return False
         return any(gen > item.gen and part in parts for gen, parts in self._revocations)
 
     def _complete_with_retry(self, batch: _InFlight, outs: list[Any]) -> bool:

@@ -276,3 +276,24 @@ def test_bad_records_and_duplicates_are_parked_and_committed_without_reaching_th
     dlq = [orjson.loads(v)["reason"] for t, v in w.producer.sent if t == "posts.dlq"]
     assert sorted(dlq) == ["decode:value", "duplicate_id"]
     assert consumer.committed == {("raw", 0): 3}
+
+
+def test_a_partition_revoked_and_given_back_keeps_its_records_in_hand():
+    """kafka-python keeps the fetch position of a partition that stays assigned across a
+    rebalance: the records already polled are never delivered again, so dropping them loses them."""
+    release = threading.Event()
+    scorer = GatedScorer([release])
+    first = [rec(0, 0), rec(0, 1), rec(1, 0), rec(1, 1)]
+    later = [rec(1, 2)]
+    w, consumer, store, log = make([first, later], scorer)
+
+    def on_poll(n):
+        if n == 2:  # eager rebalance inside the next poll: everything revoked, then p0 and p1 back
+            w.on_revoked([("raw", 0), ("raw", 1)])
+            w.on_assigned([("raw", 0), ("raw", 1)])
+            release.set()
+
+    consumer.on_poll = on_poll
+    w.run(idle_timeout_s=0.05)
+    assert consumer.committed == {("raw", 0): 2, ("raw", 1): 3}
+    assert store.counts["t0"] == 5
