@@ -46,6 +46,19 @@ BUILTIN: Mapping[str, Mapping[str, str]] = {
 MULTI_LABEL = {"SamLowe/roberta-base-go_emotions"}
 
 
+def _builtin_for_path(model_id: str) -> Mapping[str, str] | None:
+    """A local copy of a known hub model: a directory named like it (``.../twitter-roberta-base-
+    sentiment``) or the hub cache's ``models--<org>--<name>/snapshots/<rev>``."""
+    parts = [p for p in model_id.replace("\\", "/").split("/") if p]
+    for part in reversed(parts):
+        if part.startswith("models--"):
+            return BUILTIN.get(part[len("models--"):].replace("--", "/"))
+    if parts:
+        hits = [v for k, v in BUILTIN.items() if k.split("/", 1)[1] == parts[-1]]
+        return hits[0] if len(hits) == 1 else None
+    return None
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """For each of the model's output indices, the taxonomy label it feeds (None: ignored)."""
@@ -75,7 +88,7 @@ def build(task: str, id2label: Mapping[int, str], model_id: str = "", problem_ty
     if task not in ("sentiment", "emotion"):
         raise ModelError(f"unknown task {task!r}")
     labels = [id2label[i] for i in sorted(id2label)]
-    builtin = BUILTIN.get(model_id.rstrip("/"))
+    builtin = BUILTIN.get(model_id.rstrip("/")) or _builtin_for_path(model_id)
     synonyms = _SENTIMENT_SYNONYMS if task == "sentiment" else {**_EMOTION_SYNONYMS, **GOEMOTIONS_EKMAN}
     targets: list[str | None] = []
     for lab in labels:
@@ -91,5 +104,6 @@ def build(task: str, id2label: Mapping[int, str], model_id: str = "", problem_ty
             f"{task} model {model_id or '(local)'}: cannot map its labels {labels} onto "
             f"{sorted(wanted)}; missing {sorted(wanted - mapped)}. Use a model with these labels or "
             f"rename its id2label in config.json.")
-    multi = problem_type == "multi_label_classification" or model_id.rstrip("/") in MULTI_LABEL
+    multi = (problem_type == "multi_label_classification" or model_id.rstrip("/") in MULTI_LABEL
+             or (builtin is not None and builtin == BUILTIN["SamLowe/roberta-base-go_emotions"]))
     return LabelMap(task, tuple(targets), multi)
