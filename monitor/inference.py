@@ -297,16 +297,14 @@ class HFClassifier:
         return [r for r in out if r is not None]
 
 
-def _load_classifier(auto: Any, source: str, device: torch.device) -> nn.Module:
+def _load_classifier(auto: Any, source: str, device: torch.device) -> Any:
     """On CUDA ask for SDPA attention (fused kernels); an architecture without it loads as is."""
     if device.type == "cuda":
         try:
-            model: nn.Module = auto.from_pretrained(source, attn_implementation="sdpa", **_hf_kwargs())
-            return model
+            return auto.from_pretrained(source, attn_implementation="sdpa", **_hf_kwargs())
         except (ValueError, ImportError) as exc:
             log.warning("%s: no SDPA attention (%s); using the default", source, str(exc).splitlines()[0])
-    model = auto.from_pretrained(source, **_hf_kwargs())
-    return model
+    return auto.from_pretrained(source, **_hf_kwargs())
 
 
 def build_tiny(task: str, seed: int = 0) -> tuple[nn.Module, Any]:
