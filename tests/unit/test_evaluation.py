@@ -41,3 +41,15 @@ def test_default_model_counts_uncovered_languages_as_unsupported():
     outs = sc.score(["I love this phone so much", "Je déteste vraiment ce téléphone", "meh"], ["en", "fr", "und"])
     assert outs[0] is not None and outs[2] is not None
     assert outs[1] is None  # French is not forced through the English model
+
+
+def test_both_heads_cost_one_encoder_pass_per_batch():
+    from monitor.inference import load_scorer
+    from monitor.model_settings import ModelSettings
+
+    sc = load_scorer(ModelSettings())
+    calls = []
+    sc.model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    outs = sc.score([f"post number {i} about the new phone" for i in range(32)], ["en"] * 32)
+    assert all(o.sentiment is not None and o.emotion is not None for o in outs)
+    assert len(calls) == 1
