@@ -197,8 +197,13 @@ def decode_scored(raw: bytes) -> ScoredPost:
     if not isinstance(post_obj, dict):
         raise DecodeError("post", "expected an object")
     post_obj = {**post_obj, "v": SCHEMA_VERSION, "kind": "post"}
+    textless = post_obj.get("text") == ""  # the worker drops texts from posts.scored
+    if textless:
+        post_obj["text"] = "-"
     post = decode(orjson.dumps(post_obj), max_text_chars=10_000_000)
     assert isinstance(post, Post)
+    if textless:
+        post = dataclasses.replace(post, text="")
     sentiment = _str(obj, "sentiment", max_chars=32)
     emotion = _str(obj, "emotion", max_chars=32)
     for name, lab in (("sentiment", sentiment), ("emotion", emotion)):

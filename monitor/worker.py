@@ -430,7 +430,10 @@ class Worker:
         res.replayed = sum(1 for _ in scored) - counted - late - res.unmatched
 
         for r, sp, _ in scored:
-            self.producer.send(r.key, encode_scored(sp), topic=self.cfg.scored_topic)
+            # posts.scored keeps what a rebuild needs, not the text: a deletion at the source
+            # must not leave the text in Kafka for the topic's retention
+            self.producer.send(r.key, encode_scored(replace(sp, post=replace(sp.post, text=""))),
+                               topic=self.cfg.scored_topic)
         for r, reason, detail in dlq:
             res.dlq[reason.split(":")[0]] += 1
             self.producer.send(r.key, _dlq_value(r, reason, detail, now), topic=self.cfg.dlq_topic,

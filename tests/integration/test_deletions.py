@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from monitor.kafka import read_topic
 from monitor.messages import Deletion, encode_deletion
 from monitor.settings import load_settings
 from monitor.store import RedisAggregateStore
@@ -32,3 +33,7 @@ def test_deleted_posts_lose_their_text_but_stay_counted(tmp_path, kafka_bootstra
     assert kept == {p["id"] for p in posts[10:]}, "deleted posts must not be offered as examples"
     assert store.client.exists(*(f"{s.redis.prefix}:text:{pid}" for pid in gone)) == 0
     assert store.client.exists(f"{s.redis.prefix}:text:{posts[20]['id']}") == 1
+    # and Kafka's posts.scored (kept for rebuilds) never carried the texts in the first place
+    scored = read_topic(kafka_bootstrap, f"{unique}.scored", timeout_s=10)
+    assert len(scored) == len(posts)
+    assert not any(b"and nothing else" in r.value for r in scored)

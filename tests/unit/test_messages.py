@@ -92,3 +92,18 @@ def test_bad_source_markup_names_the_field(over, field):
     with pytest.raises(DecodeError) as ei:
         decode(_raw(**over))
     assert ei.value.field == field
+
+
+def test_scored_posts_travel_without_their_text_and_still_decode():
+    import dataclasses
+
+    from monitor.messages import Post, ScoredPost, decode_scored, encode_scored
+
+    p = Post(id="a", source="s", text="secret words", created_ms=1, ingested_ms=2, lang="en")
+    sp = ScoredPost(post=dataclasses.replace(p, text=""), sentiment="negative", sentiment_score=-0.5,
+                    confidence=0.9, emotion="anger", emotion_confidence=0.8, topics=("t",), model="m",
+                    scored_ms=3, origin="raw:0:1")
+    raw = encode_scored(sp)
+    assert b"secret" not in raw
+    back = decode_scored(raw)
+    assert back.post.text == "" and back.topics == ("t",) and back.sentiment == "negative"
