@@ -196,6 +196,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """One look at the whole daemon: process heartbeats, then every connector's state."""
+    s = load_settings(args.config)
+    try:
+        health = build_store(s).health()
+    except TransientError as exc:
+        print(f"redis unreachable: {exc}")
+        return 2
+    now = time.time() * 1000
+    print("processes (heartbeats)")
+    for p in sorted(health) or ["(none)"]:
+        age = f"{(now - health[p]['ts_ms']) / 1000:.1f}s ago" if p in health else ""
+        print(f"  {p:<40}{age}")
+    print("connectors")
+    from connectors.registry import cmd_status as connectors_status
+
+    return connectors_status(argparse.Namespace(config=args.config, json=False))
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from monitor.kafka import read_topic
 
@@ -264,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("check", help="health check: exit 1 when no fresh heartbeat"))
     sp.add_argument("--process", default=None, help="name prefix, e.g. worker or alerter")
     sp.set_defaults(func=cmd_check)
+
+    sp = with_config(sub.add_parser("status", help="process heartbeats and connector states"))
+    sp.set_defaults(func=cmd_status)
 
     sp = with_config(sub.add_parser("dlq", help="summarise the dead-letter topic"))
     sp.add_argument("--timeout-s", type=float, default=5.0)

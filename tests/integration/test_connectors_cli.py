@@ -33,6 +33,8 @@ def test_run_rss_then_status(tmp_path, kafka_bootstrap, redis_url, unique):
     assert st["rss"]["produced"] == "10"
     table = cli("connectors", "status", "--config", str(cfg)).stdout
     assert table.splitlines()[1].split()[:2] == ["rss", "down"]  # it stopped; status says so
+    overall = cli("status", "--config", str(cfg)).stdout  # the daemon-wide view includes it
+    assert "connectors" in overall and any(ln.split()[:2] == ["rss", "down"] for ln in overall.splitlines())
 
 
 def test_missing_secret_is_a_clear_config_error(tmp_path, kafka_bootstrap, redis_url, unique):
