@@ -179,12 +179,18 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    s = load_settings(args.config)
+def _heartbeats(s: Settings) -> dict[str, dict[str, Any]] | None:
+    """Fresh heartbeats by process, or None (said on stdout) when Redis cannot be read."""
     try:
-        health = build_store(s).health()
+        return build_store(s).health()
     except TransientError as exc:
         print(f"unhealthy: redis unreachable: {exc}")
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    health = _heartbeats(load_settings(args.config))
+    if health is None:
         return 2
     wanted = [p for p in health if not args.process or p.startswith(args.process)]
     if not wanted:
@@ -198,11 +204,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """One look at the whole daemon: process heartbeats, then every connector's state."""
-    s = load_settings(args.config)
-    try:
-        health = build_store(s).health()
-    except TransientError as exc:
-        print(f"redis unreachable: {exc}")
+    health = _heartbeats(load_settings(args.config))
+    if health is None:
         return 2
     now = time.time() * 1000
     print("processes (heartbeats)")

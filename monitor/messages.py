@@ -145,8 +145,10 @@ def _bool(obj: dict[str, Any], name: str) -> bool:
     return val
 
 
-def decode(raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Post | Deletion:
-    """Decode a record of ``posts.raw``; raise `DecodeError` naming the bad field."""
+def decode(raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+           require_text: bool = True) -> Post | Deletion:
+    """Decode a record of ``posts.raw``; raise `DecodeError` naming the bad field.
+    ``require_text=False`` accepts an empty text (``posts.scored`` records carry none)."""
     obj = _load(raw)
     kind = obj.get("kind", "post")
     if kind == "delete":
@@ -161,7 +163,7 @@ def decode(raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Post 
     if not post_id.strip():
         raise DecodeError("id", "empty")
     text = _str(obj, "text", max_chars=max_text_chars)
-    if not text.strip():
+    if require_text and not text.strip():
         raise DecodeError("text", "empty")
     bad = _CONTROL.search(text)
     if bad:
@@ -197,13 +199,8 @@ def decode_scored(raw: bytes) -> ScoredPost:
     if not isinstance(post_obj, dict):
         raise DecodeError("post", "expected an object")
     post_obj = {**post_obj, "v": SCHEMA_VERSION, "kind": "post"}
-    textless = post_obj.get("text") == ""  # the worker drops texts from posts.scored
-    if textless:
-        post_obj["text"] = "-"
-    post = decode(orjson.dumps(post_obj), max_text_chars=10_000_000)
+    post = decode(orjson.dumps(post_obj), max_text_chars=10_000_000, require_text=False)
     assert isinstance(post, Post)
-    if textless:
-        post = dataclasses.replace(post, text="")
     sentiment = _str(obj, "sentiment", max_chars=32)
     emotion = _str(obj, "emotion", max_chars=32)
     for name, lab in (("sentiment", sentiment), ("emotion", emotion)):

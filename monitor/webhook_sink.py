@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from monitor.serving import BackgroundServer
+
 SLACK_BODIES = {200: b"ok", 400: b"invalid_payload", 403: b"action_prohibited", 404: b"no_service",
                 410: b"channel_is_archived", 429: b"rate_limited", 500: b"rollup_error"}
 
@@ -27,7 +29,7 @@ class Received:
 
 
 @dataclass
-class WebhookSink:
+class WebhookSink(BackgroundServer):
     host: str = "127.0.0.1"
     port: int = 0
     received: list[Received] = field(default_factory=list)
@@ -62,20 +64,11 @@ class WebhookSink:
                 return
 
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._serve_in_background(ThreadingHTTPServer((self.host, self.port), Handler))
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def url(self, path: str = "/slack") -> str:
         return f"http://{self.host}:{self.port}{path}"
-
-    def __enter__(self) -> WebhookSink:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def start(self) -> WebhookSink:
         return self.__enter__()

@@ -4,12 +4,13 @@ and every request is logged for assertions."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from monitor.serving import BackgroundServer
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Answer:
     cut_after: int | None = None  # close the socket after this many body bytes (a dropped link)
 
 
-class FakeHTTP:
+class FakeHTTP(BackgroundServer):
     def __init__(self, route: Callable[[Request], Answer]) -> None:
         self.route = route
         self.requests: list[Request] = []
@@ -80,19 +81,11 @@ class FakeHTTP:
 
             do_GET = do_POST = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._serve_in_background(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> FakeHTTP:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -5,7 +5,6 @@ cut a connection without a close frame after N frames, slip malformed frames in.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +12,8 @@ import orjson
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 from websockets.sync.server import ServerConnection, serve
+
+from monitor.serving import BackgroundServer
 
 
 @dataclass
@@ -24,27 +25,19 @@ class JetstreamScript:
     bad_frames: dict[int, str | bytes] = field(default_factory=dict)  # before the Nth frame (1st conn)
 
 
-class FakeJetstream:
+class FakeJetstream(BackgroundServer):
     def __init__(self, script: JetstreamScript) -> None:
         self.script = script
         self.handshakes = 0
         self.cursors: list[int | None] = []
         self.sent = 0
-        self._server = serve(self._handler, "127.0.0.1", 0, process_request=self._process_request,
-                             compression=None)
+        self._serve_in_background(serve(self._handler, "127.0.0.1", 0, process_request=self._process_request,
+                                        compression=None))
         self.port = self._server.socket.getsockname()[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/subscribe"
-
-    def __enter__(self) -> FakeJetstream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
 
     def _process_request(self, conn: ServerConnection, request) -> Response | None:
         self.handshakes += 1

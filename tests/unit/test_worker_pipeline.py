@@ -8,12 +8,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import orjson
 
 from monitor.batcher import BatchLimits
 from monitor.errors import StoreUnavailable
+from monitor.kafka import Record
 from monitor.messages import SCHEMA_VERSION
 from monitor.topics import TopicMatcher, TopicRule
 from monitor.worker import Worker, WorkerConfig
@@ -21,17 +21,8 @@ from monitor.worker import Worker, WorkerConfig
 WAIT_S = 20  # a safety net against a hang, never a measured time
 
 
-@dataclass(frozen=True)
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-    @property
-    def origin(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offset}"
+def Rec(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Record:  # noqa: N802
+    return Record(topic, partition, offset, key, value, 0)
 
 
 def rec(partition, offset, text="kw0 hello there", pid=None):
