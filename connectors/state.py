@@ -10,6 +10,7 @@ name, e.g. ``bluesky`` or ``rss-news``)::
                                  Reddit newest fullname per listing, ...)
     mm:conn:<i>:status   hash    connected, last_event_ms, lag_ms, produced, deletions, bad,
                                  errors, updated_ms (expires after ``status_ttl_s``)
+    mm:conn:<i>:claim:<id> string a webhook-id already accepted by the push endpoint, TTL
     mm:conn:index        set     instance names that have reported a status
 
 A key is marked seen only after its record was flushed to Kafka (`commit`), so a crash between
