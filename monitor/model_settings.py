@@ -25,4 +25,8 @@ class ModelSettings(BaseModel):
     # language. Empty: every post goes to ``sentiment``. With routes and no "*", a post in an
     # uncovered language is counted as "unsupported".
     languages: dict[str, str] = {}
+    # CPU threads for inference (default: one per core)
     threads: int | None = Field(None, ge=1)
+    # on a CPU, how many single-threaded forward passes run side by side on the sub-batches of
+    # a batch (default: one per thread; 1 = one pass over all threads)
+    cpu_lanes: int | None = Field(None, ge=1)

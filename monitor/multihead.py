@@ -192,13 +192,14 @@ class _Head:
 class MultiHeadScorer:
     def __init__(self, model: MultiHead, tok: Any, meta: dict[str, Any], cfg: ModelSettings,
                  with_emotion: bool) -> None:
-        from monitor.inference import pick_device, pick_dtype, prepare
+        from monitor.inference import SubBatches, cpu_lanes, pick_device, pick_dtype, prepare
 
         self.device = pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
         self.model = prepare(model, self.device, self.dtype)
         if self.dtype == "int8":
             self.device = torch.device("cpu")
+        self.sub_batches = SubBatches(cfg.token_budget, cpu_lanes(cfg, self.device))
         self.tok = tok
         self.meta = meta
         self.cfg = cfg
@@ -222,12 +223,11 @@ class MultiHeadScorer:
     def raw(self, texts: Sequence[str],
             normalise: bool = True) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
         """(sentiment probs, emotion probs) per text, one encoder pass per sub-batch."""
-        from monitor.inference import _Encoded, length_batches, run_halving
+        from monitor.inference import _Encoded
 
         if not texts:
             return []
         enc = _Encoded(self.tok, texts, self.cfg.max_length)
-        out: list[Any] = [None] * len(texts)
         multi = bool(self.meta.get("emotion_multilabel", False))
 
         def run(idx: list[int]) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
@@ -243,10 +243,7 @@ class MultiHeadScorer:
                     pe = torch.softmax(e_logits.float() / self.t_emo, -1)
             return list(zip(map(tuple, ps.cpu().tolist()), map(tuple, pe.cpu().tolist()), strict=True))
 
-        for idx in length_batches(enc.lengths(), self.cfg.token_budget):
-            for i, r in zip(idx, run_halving(run, idx), strict=True):
-                out[i] = r
-        return out
+        return list(self.sub_batches.map(run, enc.lengths()))
 
     def covers(self, lang: str) -> bool:
         """Whether the model was trained for ``lang``; an undetermined language gets the benefit."""

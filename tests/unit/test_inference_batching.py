@@ -71,3 +71,46 @@ def test_auto_precision_takes_bf16_on_a_cpu_only_when_it_computes_bf16_natively(
     assert pick_dtype("fp32", cpu) == "fp32" and pick_dtype("int8", cpu) == "int8"
     assert pick_dtype("auto", cpu) == ("bf16" if cpu_has_bf16() else "fp32")
     assert pick_dtype("auto", torch.device("cuda")) == "bf16"
+
+
+def test_cpu_lanes_run_sub_batches_side_by_side_and_keep_input_order():
+    import threading
+
+    from monitor.inference import SubBatches
+
+    lengths = [n * 30 for n in (5, 40, 7, 33, 6, 39, 8, 1, 12, 35, 9, 30)]  # several lane-sized parts
+    both_running = threading.Barrier(2, timeout=5)  # a sequential runner would time out here
+    seen: list[str] = []
+
+    def run(idx):
+        if len(seen) < 2:
+            seen.append(threading.current_thread().name)
+            both_running.wait()
+        return [lengths[i] * 10 for i in idx]
+
+    lanes = SubBatches(token_budget=8192, lanes=2)
+    out = lanes.map(run, lengths)
+    assert out == [n * 10 for n in lengths]
+    assert len(set(seen)) == 2 and all(name.startswith("lane") for name in seen)
+    one = SubBatches(token_budget=8192, lanes=1).map(lambda idx: [lengths[i] * 10 for i in idx], lengths)
+    assert one == out
+
+
+def test_cpu_lanes_score_like_one_pass_on_a_real_model():
+    from monitor.inference import CPU_THREADS, cpu_lanes, pick_device
+
+    texts = [f"post number {i} " + "about the metro " * (i % 9) for i in range(300)]  # several parts
+    one = _load_one(TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu", cpu_lanes=1))
+    two = _load_one(TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu", cpu_lanes=2,
+                                                      threads=2))
+    assert one.sub_batches.lanes == 1 and two.sub_batches.lanes == 2
+    a, b = one.probs(texts), two.probs(texts)
+    assert len(a) == len(b) == 300
+    assert all(abs(x - y) < 1e-4 for pa, pb in zip(a, b, strict=True) for x, y in zip(pa, pb, strict=True))
+    # one lane per thread by default on a CPU, never more lanes than threads, one on a GPU
+    cpu = pick_device("cpu")
+    assert cpu_lanes(ModelSettings(), cpu) == CPU_THREADS
+    assert cpu_lanes(ModelSettings(threads=1, cpu_lanes=4), cpu) == 1
+    import torch
+
+    assert cpu_lanes(ModelSettings(cpu_lanes=4), torch.device("cuda")) == 1
