@@ -183,13 +183,32 @@ class SubBatches:
                 for i, r in zip(idx, run_halving(run, idx), strict=True):
                     out[i] = r
             return out
-        parts = length_batches(lengths, min(self.token_budget, LANE_TOKENS))
-        # the costliest first, so that the lanes finish together
-        parts.sort(key=lambda idx: len(idx) * max(lengths[i] for i in idx), reverse=True)
-        for idx, fut in [(idx, self._pool.submit(run, idx)) for idx in parts]:
+        for idx, fut in [(idx, self._pool.submit(run, idx)) for idx in self.lane_parts(lengths)]:
             for i, r in zip(idx, fut.result(), strict=True):
                 out[i] = r
         return out
+
+
+    def lane_parts(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Length-sorted runs of about equal tokens, as many as a multiple of the lanes, each
+        at most about `LANE_TOKENS`: a batch cut greedily by budget leaves a short last part
+        and one lane idle at the end of every batch (5 parts on 2 lanes: 1/6 of the time)."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        cost = [max(lengths[i], 1) for i in order]
+        budget = min(self.token_budget, LANE_TOKENS)
+        n = min(len(order), self.lanes * max(1, -(-sum(cost) // (self.lanes * budget))))
+        parts: list[list[int]] = []
+        cur: list[int] = []
+        done = 0
+        for i, c in zip(order, cost, strict=True):
+            cur.append(i)
+            done += c
+            if len(parts) < n - 1 and done * n >= sum(cost) * (len(parts) + 1):
+                parts.append(cur)
+                cur = []
+        if cur:
+            parts.append(cur)
+        return parts
 
 
 def run_halving(fn: Callable[[list[int]], list[Any]], idx: list[int]) -> list[Any]:

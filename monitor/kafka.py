@@ -177,6 +177,10 @@ class KafkaBatchConsumer:
                 session_timeout_ms=session_timeout_ms,
                 heartbeat_interval_ms=max(1000, session_timeout_ms // 3),
                 max_poll_interval_ms=max_poll_interval_ms,
+                # under a trickle, a fetch that answers with the first record costs a round trip
+                # (and the broker's, the IO thread's and the model's CPU) every few posts: let the
+                # broker gather up to 64 KiB for at most 100 ms (never more than the batch wait)
+                fetch_min_bytes=64 * 1024,
                 fetch_max_wait_ms=min(100, max_wait_ms),
             )
             self._consumer.subscribe(

@@ -129,3 +129,23 @@ def test_the_direct_backend_tokenization_gives_the_wrappers_ids():
         want = tok(texts, truncation=True, max_length=64, padding=False)["input_ids"]
         assert _tokenize(tok, texts, 64) == want
         assert max(len(x) for x in want) == 64
+
+
+def test_lane_parts_are_sorted_even_and_a_multiple_of_the_lanes():
+    import random
+
+    from monitor.inference import LANE_TOKENS, SubBatches
+
+    rng = random.Random(3)
+    lanes = SubBatches(token_budget=8192, lanes=2)
+    for n in (1, 3, 40, 300, 512):
+        lengths = [rng.randint(8, 40) for _ in range(n)]
+        parts = lanes.lane_parts(lengths)
+        assert sorted(i for p in parts for i in p) == list(range(n))
+        flat = [lengths[i] for p in parts for i in p]
+        assert flat == sorted(flat)
+        assert len(parts) % 2 == 0 or len(parts) == n
+        tokens = [sum(lengths[i] for i in p) for p in parts]
+        assert max(tokens) <= LANE_TOKENS + 40  # about the lane budget: one post over at most
+        if n >= 40:
+            assert max(tokens) - min(tokens) <= 2 * 40  # even: the lanes finish together
