@@ -48,8 +48,10 @@ def test_both_heads_cost_one_encoder_pass_per_batch():
     from monitor.model_settings import ModelSettings
 
     sc = load_scorer(ModelSettings())
-    calls = []
-    sc.model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    rows = []  # posts per encoder call (a CPU splits a batch over its lanes)
+    sc.model.encoder.register_forward_hook(lambda _m, _a, kw, _o: rows.append(len(kw["input_ids"])),
+                                           with_kwargs=True)
     outs = sc.score([f"post number {i} about the new phone" for i in range(32)], ["en"] * 32)
     assert all(o.sentiment is not None and o.emotion is not None for o in outs)
-    assert len(calls) == 1
+    assert sum(rows) == 32  # every post through the encoder once, for both heads
+    assert len(rows) == sc.sub_batches.lanes
