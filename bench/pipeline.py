@@ -143,7 +143,10 @@ def naive_pipeline(args: argparse.Namespace, texts: list[str]) -> tuple[float, s
     import torch
     from transformers import BertForSequenceClassification, pipeline
 
+    from monitor.inference import CPU_THREADS
+
     scorer = load(args, "fp32")
+    torch.set_num_threads(CPU_THREADS)  # loading set the worker's per-lane threads; tutorials get torch's default
     if hasattr(scorer, "model") and hasattr(scorer.model, "encoder"):  # the default multi-head
         enc = scorer.model.encoder
         cfg = enc.config.__class__(**{**enc.config.to_dict(), "num_labels": 3})
