@@ -96,10 +96,7 @@ def build_worker(s: Settings, *, name: str | None = None) -> Any:
                        future_skew_ms=w.future_skew_s * 1000, uncertain_below=floor,
                        backoff_max_s=w.backoff_max_s, health_ttl_s=w.health_ttl_s,
                        keep_texts=w.keep_texts, process_name=name or process_name("worker"))
-    # the worker flushes after every batch: records wait for that flush in large batches instead
-    # of waking kafka-python's sender thread for every few records (CPU the model needs)
-    producer = KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.scored_topic, linger_ms=1000,
-                                 batch_size=512 * 1024)
+    producer = KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.scored_topic)
     worker: Any = None
 
     def revoked(parts: list[tuple[str, int]]) -> None:

@@ -96,14 +96,12 @@ class Sent:
 class KafkaPostProducer:
     """Produces keyed records to one topic; idempotent, acks=all."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, linger_ms: int = 5,
-                 batch_size: int = 16384) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str, *, linger_ms: int = 5) -> None:
         self.topic = topic
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap_servers,
                 linger_ms=linger_ms,
-                batch_size=batch_size,
                 max_request_size=MAX_MESSAGE_BYTES,
                 client_id=f"mood-monitor-{topic}",
             )
