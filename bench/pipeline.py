@@ -146,7 +146,8 @@ def naive_pipeline(args: argparse.Namespace, texts: list[str]) -> tuple[float, s
     from monitor.inference import CPU_THREADS
 
     scorer = load(args, "fp32")
-    torch.set_num_threads(CPU_THREADS)  # loading set the worker's per-lane threads; tutorials get torch's default
+    # loading set the worker's threads per lane; tutorial code runs with torch's default
+    torch.set_num_threads(CPU_THREADS)
     if hasattr(scorer, "model") and hasattr(scorer.model, "encoder"):  # the default multi-head
         enc = scorer.model.encoder
         cfg = enc.config.__class__(**{**enc.config.to_dict(), "num_labels": 3})

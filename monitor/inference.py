@@ -12,7 +12,8 @@
 
 Texts are sorted by length and cut into sub-batches of about ``token_budget`` padded tokens,
 so little padding is computed; results come back in input order. On CUDA out-of-memory a
-sub-batch is halved and retried, never dropped.
+sub-batch is halved and retried, never dropped. On a CPU the sub-batches are smaller and run in
+parallel single-threaded lanes (`SubBatches`, ``model.cpu_lanes``).
 """
 
 from __future__ import annotations
@@ -188,22 +189,22 @@ class SubBatches:
                 out[i] = r
         return out
 
-
     def lane_parts(self, lengths: Sequence[int]) -> list[list[int]]:
         """Length-sorted runs of about equal tokens, as many as a multiple of the lanes, each
         at most about `LANE_TOKENS`: a batch cut greedily by budget leaves a short last part
         and one lane idle at the end of every batch (5 parts on 2 lanes: 1/6 of the time)."""
         order = sorted(range(len(lengths)), key=lambda i: lengths[i])
         cost = [max(lengths[i], 1) for i in order]
+        total = sum(cost)
         budget = min(self.token_budget, LANE_TOKENS)
-        n = min(len(order), self.lanes * max(1, -(-sum(cost) // (self.lanes * budget))))
+        n = min(len(order), self.lanes * max(1, -(-total // (self.lanes * budget))))
         parts: list[list[int]] = []
         cur: list[int] = []
         done = 0
         for i, c in zip(order, cost, strict=True):
             cur.append(i)
             done += c
-            if len(parts) < n - 1 and done * n >= sum(cost) * (len(parts) + 1):
+            if len(parts) < n - 1 and done * n >= total * (len(parts) + 1):
                 parts.append(cur)
                 cur = []
         if cur:
