@@ -243,7 +243,7 @@ class MultiHeadScorer:
                     pe = torch.softmax(e_logits.float() / self.t_emo, -1)
             return list(zip(map(tuple, ps.cpu().tolist()), map(tuple, pe.cpu().tolist()), strict=True))
 
-        return list(self.sub_batches.map(run, enc.lengths()))
+        return self.sub_batches.map(run, enc.lengths())
 
     def covers(self, lang: str) -> bool:
         """Whether the model was trained for ``lang``; an undetermined language gets the benefit."""
