@@ -83,7 +83,7 @@ def build_scorer(s: Settings) -> tuple[Any, Any, float]:
 
 def build_worker(s: Settings, *, name: str | None = None) -> Any:
     from monitor.batcher import BatchLimits
-    from monitor.inference import pretokenizer
+    from monitor.inference import pretokenizer, scorer_lanes
     from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
     from monitor.topics import TopicMatcher
     from monitor.worker import Worker, WorkerConfig
@@ -95,7 +95,8 @@ def build_worker(s: Settings, *, name: str | None = None) -> Any:
                        max_text_chars=w.max_text_chars, lateness_ms=w.lateness_s * 1000,
                        future_skew_ms=w.future_skew_s * 1000, uncertain_below=floor,
                        backoff_max_s=w.backoff_max_s, health_ttl_s=w.health_ttl_s,
-                       keep_texts=w.keep_texts, process_name=name or process_name("worker"))
+                       keep_texts=w.keep_texts, process_name=name or process_name("worker"),
+                       batches_in_model=2 if scorer_lanes(scorer) > 1 else 1)
     producer = KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.scored_topic)
     worker: Any = None
 

@@ -212,6 +212,15 @@ class SubBatches:
         return parts
 
 
+def scorer_lanes(scorer: Any) -> int:
+    """The CPU lanes the scorer's (first) model runs in; 1 on a GPU or when it has none."""
+    for obj in (scorer, getattr(scorer, "sentiment", None), getattr(scorer, "parent", None)):
+        sub = getattr(obj, "sub_batches", None)
+        if isinstance(sub, SubBatches):
+            return sub.lanes
+    return 1
+
+
 def run_halving(fn: Callable[[list[int]], list[Any]], idx: list[int]) -> list[Any]:
     """Run ``fn`` on a sub-batch; on CUDA out-of-memory halve it and retry, never drop."""
     try:

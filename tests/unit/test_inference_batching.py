@@ -114,6 +114,11 @@ def test_cpu_lanes_score_like_one_pass_on_a_real_model():
     import torch
 
     assert cpu_lanes(ModelSettings(cpu_lanes=4), torch.device("cuda")) == 1
+    # the worker reads a scorer's lanes (two batches in the model when it has several)
+    from monitor.inference import PairScorer, scorer_lanes
+
+    assert scorer_lanes(PairScorer(two, None)) == 2 and scorer_lanes(PairScorer(one, None)) == 1
+    assert scorer_lanes(object()) == 1
 
 
 def test_the_direct_backend_tokenization_gives_the_wrappers_ids():

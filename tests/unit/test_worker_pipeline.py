@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 import orjson
+import pytest
 
 from monitor.batcher import BatchLimits
 from monitor.errors import StoreUnavailable
@@ -19,6 +20,9 @@ from monitor.topics import TopicMatcher, TopicRule
 from monitor.worker import Worker, WorkerConfig
 
 WAIT_S = 20  # a safety net against a hang, never a measured time
+# every behaviour holds with one batch in the model at a time and with the next one queued
+# behind it (CPU lanes)
+IN_MODEL = pytest.mark.parametrize("in_model", [1, 2])
 
 
 def Rec(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> Record:  # noqa: N802
@@ -144,20 +148,22 @@ def labels(_out, _floor):
     return "positive", 0.5, 0.9, "joy", 0.8
 
 
-def make(chunks, scorer, **limits):
+def make(chunks, scorer, in_model=1, **limits):
     log = []
     consumer, store = FakeConsumer(chunks, log), FakeStore(log)
-    w = Worker(WorkerConfig(lateness_ms=10**12, backoff_max_s=0.01), consumer, FakeProducer(), scorer, labels,
+    cfg = WorkerConfig(lateness_ms=10**12, backoff_max_s=0.01, batches_in_model=in_model)
+    w = Worker(cfg, consumer, FakeProducer(), scorer, labels,
                store, TopicMatcher([TopicRule("t0", ("kw0",), ())]),
                limits=BatchLimits(**{"max_posts": 4, "max_tokens": 10_000, "max_wait_ms": 1, **limits}))
     return w, consumer, store, log
 
 
-def test_the_next_batch_is_polled_while_the_model_runs_and_commits_follow_writes():
+@IN_MODEL
+def test_the_next_batch_is_polled_while_the_model_runs_and_commits_follow_writes(in_model):
     release = threading.Event()
     scorer = GatedScorer([release])
     chunks = [[rec(0, i) for i in range(4)], [rec(0, i) for i in range(4, 8)]]
-    w, consumer, store, log = make(chunks, scorer)
+    w, consumer, store, log = make(chunks, scorer, in_model)
     # the model is held inside the first batch until the second one has been polled
     consumer.on_poll = lambda n: release.set() if n == 2 else None
     assert w.run(idle_timeout_s=0.05) == 0
@@ -168,7 +174,8 @@ def test_the_next_batch_is_polled_while_the_model_runs_and_commits_follow_writes
     assert store.counts["t0"] == 8
 
 
-def test_texts_reach_the_model_as_the_encoder_prepared_them():
+@IN_MODEL
+def test_texts_reach_the_model_as_the_encoder_prepared_them(in_model):
     prepared = []
 
     def encode(texts):
@@ -176,7 +183,7 @@ def test_texts_reach_the_model_as_the_encoder_prepared_them():
         return [f"<{t}>" for t in texts], [7] * len(texts)
 
     scorer = GatedScorer()
-    w, consumer, store, _ = make([[rec(0, 0), rec(0, 1, text=""), rec(0, 2)]], scorer)
+    w, consumer, store, _ = make([[rec(0, 0), rec(0, 1, text=""), rec(0, 2)]], scorer, in_model)
     w.encode = encode
     w.run(idle_timeout_s=0.05)
     assert prepared == ["kw0 hello there", "kw0 hello there"]  # the bad record is not encoded
@@ -184,12 +191,13 @@ def test_texts_reach_the_model_as_the_encoder_prepared_them():
     assert store.counts["t0"] == 2 and consumer.committed == {("raw", 0): 3}
 
 
-def test_a_partition_revoked_while_its_batch_was_in_the_model_is_not_written_or_committed():
+@IN_MODEL
+def test_a_partition_revoked_while_its_batch_was_in_the_model_is_not_written_or_committed(in_model):
     release = threading.Event()
     scorer = GatedScorer([release])
     first = [rec(0, 0), rec(0, 1), rec(1, 0), rec(1, 1)]
     later = [rec(0, 2)]
-    w, consumer, store, log = make([first, later], scorer)
+    w, consumer, store, log = make([first, later], scorer, in_model)
 
     def on_poll(n):
         if n == 2:  # a rebalance happens inside the poll for the next batch: partition 1 goes
@@ -204,9 +212,10 @@ def test_a_partition_revoked_while_its_batch_was_in_the_model_is_not_written_or_
     assert store.counts["t0"] == 3  # p0:0, p0:1, p0:2; partition 1's two records are left to their new owner
 
 
-def test_records_polled_after_a_rebalance_are_kept():
+@IN_MODEL
+def test_records_polled_after_a_rebalance_are_kept(in_model):
     scorer = GatedScorer()
-    w, consumer, store, _ = make([[rec(1, 5)]], scorer)
+    w, consumer, store, _ = make([[rec(1, 5)]], scorer, in_model)
 
     def on_poll(n):
         if n == 1:  # the rebalance happens inside the poll that returns these records
@@ -227,11 +236,12 @@ def test_records_polled_after_a_rebalance_are_kept():
     assert store.counts["t0"] == 1
 
 
-def test_stop_finishes_the_batch_in_the_model_and_the_one_gathered():
+@IN_MODEL
+def test_stop_finishes_the_batch_in_the_model_and_the_one_gathered(in_model):
     release = threading.Event()
     scorer = GatedScorer([release])
     chunks = [[rec(0, i) for i in range(4)], [rec(0, 4), rec(0, 5)], [rec(0, 6)]]
-    w, consumer, store, _ = make(chunks, scorer, max_wait_ms=10_000)
+    w, consumer, store, _ = make(chunks, scorer, in_model, max_wait_ms=10_000)
 
     def on_poll(n):
         if n == 2:  # SIGTERM arrives while batch 1 is in the model and batch 2 is being gathered
@@ -246,9 +256,10 @@ def test_stop_finishes_the_batch_in_the_model_and_the_one_gathered():
     assert consumer.closed
 
 
-def test_a_store_outage_retries_the_same_scored_batch_and_commits_after_the_write():
+@IN_MODEL
+def test_a_store_outage_retries_the_same_scored_batch_and_commits_after_the_write(in_model):
     scorer = GatedScorer()
-    w, consumer, store, log = make([[rec(0, 0), rec(0, 1)]], scorer)
+    w, consumer, store, log = make([[rec(0, 0), rec(0, 1)]], scorer, in_model)
     store.fail_applies = 2
     w.run(idle_timeout_s=0.05)
     assert len(scorer.calls) == 1  # scored once, written on the third try
@@ -257,10 +268,11 @@ def test_a_store_outage_retries_the_same_scored_batch_and_commits_after_the_writ
     assert store.counts["t0"] == 2
 
 
-def test_bad_records_and_duplicates_are_parked_and_committed_without_reaching_the_model():
+@IN_MODEL
+def test_bad_records_and_duplicates_are_parked_and_committed_without_reaching_the_model(in_model):
     scorer = GatedScorer()
     chunk = [rec(0, 0, pid="same"), Rec("raw", 0, 1, b"k", b"{not json"), rec(0, 2, pid="same")]
-    w, consumer, store, _ = make([chunk], scorer)
+    w, consumer, store, _ = make([chunk], scorer, in_model)
     w.run(idle_timeout_s=0.05)
     assert len(scorer.calls[0]) == 2  # the undecodable record never reaches the model
     assert store.counts["t0"] == 1
@@ -269,14 +281,15 @@ def test_bad_records_and_duplicates_are_parked_and_committed_without_reaching_th
     assert consumer.committed == {("raw", 0): 3}
 
 
-def test_a_partition_revoked_and_given_back_keeps_its_records_in_hand():
+@IN_MODEL
+def test_a_partition_revoked_and_given_back_keeps_its_records_in_hand(in_model):
     """kafka-python keeps the fetch position of a partition that stays assigned across a
     rebalance: the records already polled are never delivered again, so dropping them loses them."""
     release = threading.Event()
     scorer = GatedScorer([release])
     first = [rec(0, 0), rec(0, 1), rec(1, 0), rec(1, 1)]
     later = [rec(1, 2)]
-    w, consumer, store, log = make([first, later], scorer)
+    w, consumer, store, log = make([first, later], scorer, in_model)
 
     def on_poll(n):
         if n == 2:  # eager rebalance inside the next poll: everything revoked, then p0 and p1 back
@@ -288,3 +301,33 @@ def test_a_partition_revoked_and_given_back_keeps_its_records_in_hand():
     w.run(idle_timeout_s=0.05)
     assert consumer.committed == {("raw", 0): 2, ("raw", 1): 3}
     assert store.counts["t0"] == 5
+
+
+@pytest.mark.parametrize("in_model", [1, 2])
+def test_the_next_batch_reaches_the_model_before_the_one_running_is_written_only_with_two(in_model):
+    """With two batches in the model, CPU lanes that finish their part of one batch go on with
+    the next instead of waiting for the whole batch to be written and committed."""
+    second = threading.Event()
+    order = []
+
+    class Scorer(GatedScorer):
+        def score(self, texts, langs=None):
+            self.calls.append(list(texts))
+            n = len(self.calls)
+            order.append(("start", n))
+            if n == 1 and in_model == 2:
+                assert second.wait(WAIT_S), "the next batch never reached the model"
+            second.set()
+            order.append(("end", n))
+            return [object()] * len(texts)
+
+    chunks = [[rec(0, i) for i in range(4)], [rec(0, i) for i in range(4, 8)]]
+    w, consumer, store, log = make(chunks, Scorer(), in_model)
+    assert w.run(idle_timeout_s=0.05) == 0
+    if in_model == 2:
+        assert order[:2] == [("start", 1), ("start", 2)]  # both in the model at once
+    else:
+        assert order == [("start", 1), ("end", 1), ("start", 2), ("end", 2)]
+    # written and committed in order all the same
+    assert [e[0] for e in log if e[0] != "poll"] == ["apply", "commit", "apply", "commit"]
+    assert consumer.committed == {("raw", 0): 8} and store.counts["t0"] == 8
