@@ -446,8 +446,7 @@ class Worker:
         for r, sp, _ in scored:
             # posts.scored keeps what a rebuild needs, not the text: a deletion at the source
             # must not leave the text in Kafka for the topic's retention
-            self.producer.send(r.key, encode_scored(replace(sp, post=replace(sp.post, text=""))),
-                               topic=self.cfg.scored_topic)
+            self.producer.send(r.key, encode_scored(sp, with_text=False), topic=self.cfg.scored_topic)
         for r, reason, detail in dlq:
             res.dlq[reason.split(":")[0]] += 1
             self.producer.send(r.key, _dlq_value(r, reason, detail, now), topic=self.cfg.dlq_topic,

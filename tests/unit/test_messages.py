@@ -32,6 +32,12 @@ def test_scored_round_trip():
     sp = ScoredPost(post=POST, sentiment="negative", sentiment_score=-0.8, confidence=0.9, emotion="anger",
                     emotion_confidence=0.7, topics=("phonex",), model="m", scored_ms=9, origin="posts.raw:0:5")
     assert decode_scored(encode_scored(sp)) == sp
+    # what posts.scored keeps: the same record, byte for byte, with the text left out
+    from dataclasses import replace
+
+    without = replace(sp, post=replace(POST, text=""))
+    assert encode_scored(sp, with_text=False) == encode_scored(without)
+    assert decode_scored(encode_scored(sp, with_text=False)) == without
 
 
 def _raw(**over):
