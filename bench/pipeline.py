@@ -12,12 +12,19 @@ It starts (or reuses) the local Kafka + Redis stack and a fixed synthetic stream
     naive_posts_per_s    one `transformers.pipeline("text-classification")` call per post, fp32:
                          the tutorial baseline (for the default multi-head model: the same merged
                          MiniLM encoder and its sentiment head as a BertForSequenceClassification)
-    forward_posts_per_s  the model alone, no Kafka, no Redis: the best of two passes over all the
-                         posts (pre-tokenized, length-sorted, token-budgeted), taking the better of
-                         two batchings: the whole set sorted at once, and the worker's batches
+    forward_posts_per_s  the model alone, no Kafka, no Redis: passes over all the posts
+                         (pre-tokenized, length-sorted, token-budgeted) in two batchings (the
+                         whole set sorted at once, and the worker's batches) and, on a CPU, two
+                         layouts (one pass over all threads, parallel single-threaded lanes)
     e2e_posts_per_s      worker(s) as real subprocesses (`mood-monitor worker`): from the first
                          post produced to the last post's aggregate visible in Redis with the
                          group's offsets committed
+                         The two take turns, ``--rounds`` times (default 2): a forward round
+                         (one pass of each batching and layout), then an e2e run of ``--posts``
+                         new posts (the same texts, new ids), after one more forward round before
+                         the workers start. Each figure is its best round: a shared VM's speed
+                         drifts by 10 % within minutes, and taking turns lets both see the same
+                         machine.
     latency_ms_p50/p99   produce time -> the post's aggregate visible in Redis, at a steady offered
                          load of 70 % of e2e_posts_per_s. Visibility is the per-(topic, partition)
                          offset watermark that the worker's Lua script advances in the same atomic
@@ -60,7 +67,9 @@ TARGETS = {"e2e_over_naive": 4.0, "e2e_over_forward": 0.85, "latency_ms_p99": 20
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--posts", type=int, default=6000, help="posts in the e2e run (and in the latency run)")
+    ap.add_argument("--posts", type=int, default=6000, help="posts in each e2e run (and in the latency run)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="forward-pass rounds and e2e runs, taking turns; each figure is its best")
     ap.add_argument("--model", default="default", help="default | tiny | a hub id | a local directory")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     ap.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group")
@@ -170,34 +179,55 @@ def naive_pipeline(args: argparse.Namespace, texts: list[str]) -> tuple[float, s
     return len(texts) / (time.perf_counter() - t0), how
 
 
-def forward(args: argparse.Namespace, dtype: str, texts: list[str]) -> tuple[float, dict[str, float], Any]:
+class Forward:
     """The model alone on the same posts, pre-tokenized (tokenizing is the worker's prefetch
-    stage, overlapped with the model), best of two passes for each batch geometry and each CPU
-    layout. Geometries: all posts sorted by length at once (the least padding there can be) and
-    the worker's own batches (``--max-batch`` posts, each sorted). Layouts (a CPU with several
+    stage, overlapped with the model). Each `round` times one pass for each batch geometry and
+    each CPU layout; the figure is the best pass of all rounds, whichever the worker uses.
+    Geometries: all posts sorted by length at once (the least padding there can be) and the
+    worker's own batches (``--max-batch`` posts, each sorted). Layouts (a CPU with several
     threads): one pass over all threads on ``--token-budget`` sub-batches, and the worker's
-    default, parallel single-threaded lanes (`monitor.inference.SubBatches`). The figure is the
-    best of them all, whichever the worker uses."""
-    from monitor.inference import CPU_THREADS, pick_device, pretokenizer
+    default, parallel single-threaded lanes (`monitor.inference.SubBatches`)."""
 
-    layouts: dict[str, int | None] = {"one_pass": 1}
-    if pick_device("auto").type == "cpu" and CPU_THREADS > 1:
-        layouts["lanes"] = None
-    best: dict[str, float] = {}
-    scorer = None
-    for layout, lanes in layouts.items():
-        scorer = load(args, dtype, lanes)
-        pre, _ = pretokenizer(scorer)(texts)
-        scorer.score(pre[:64])
-        for _ in range(2):
+    def __init__(self, args: argparse.Namespace, dtype: str, texts: list[str]) -> None:
+        import torch
+
+        from monitor.inference import CPU_THREADS, pick_device, pretokenizer
+
+        self.args = args
+        layouts: dict[str, int | None] = {"one_pass": 1}
+        if pick_device("auto").type == "cpu" and CPU_THREADS > 1:
+            layouts["lanes"] = None
+        # (scorer, its pre-tokenized posts, the torch threads its loading chose)
+        self.layouts: dict[str, tuple[Any, list[str], int]] = {}
+        for layout, lanes in layouts.items():
+            scorer = load(args, dtype, lanes)
+            pre, _ = pretokenizer(scorer)(texts)
+            scorer.score(pre[:64])
+            self.layouts[layout] = (scorer, pre, torch.get_num_threads())
+        self.name = next(iter(self.layouts.values()))[0].name
+        self.best: dict[str, float] = {}
+        self.rounds: list[dict[str, float]] = []
+
+    def round(self) -> float:
+        import torch
+
+        this: dict[str, float] = {}
+        for layout, (scorer, pre, threads) in self.layouts.items():
+            torch.set_num_threads(threads)
             for geometry in ("whole_set_sorted", "worker_batches"):
-                chunk = len(pre) if geometry == "whole_set_sorted" else args.max_batch
+                chunk = len(pre) if geometry == "whole_set_sorted" else self.args.max_batch
                 t0 = time.perf_counter()
                 for i in range(0, len(pre), chunk):
                     scorer.score(pre[i:i + chunk])
-                key = f"{geometry}/{layout}"
-                best[key] = max(best.get(key, 0.0), len(pre) / (time.perf_counter() - t0))
-    return max(best.values()), {k: round(v, 1) for k, v in best.items()}, scorer
+                this[f"{geometry}/{layout}"] = len(pre) / (time.perf_counter() - t0)
+        for k, v in this.items():
+            self.best[k] = max(self.best.get(k, 0.0), v)
+        self.rounds.append({k: round(v, 1) for k, v in this.items()})
+        gc.collect()
+        return max(this.values())
+
+    def figure(self) -> float:
+        return max(self.best.values())
 
 
 # ---- pipeline side (real stack, worker subprocesses) ----------------------------------------
@@ -437,16 +467,17 @@ def main(argv: list[str] | None = None) -> int:
                         else (float("nan"), "skipped"))
     gc.collect()
     print(f"bench: naive {naive:.1f} posts/s", flush=True)
-    fwd, fwd_by_geometry, scorer = forward(args, dtype, texts)
-    model_name = scorer.name
-    del scorer
-    gc.collect()
-    print(f"bench: forward {fwd:.1f} posts/s {fwd_by_geometry}", flush=True)
+    fwd = Forward(args, dtype, texts)
+    model_name = fwd.name
+    # a first round before the workers start: the model's first passes over these shapes are
+    # slower (oneDNN builds its kernels), and it counts too, so the bar is never lowered by that
+    print(f"bench: round 0: forward {fwd.round():.1f} posts/s {fwd.rounds[-1]}", flush=True)
 
     run = Run(args, dtype)
     run.start_workers()
     watcher = Watcher(run)
     watcher.start()
+    e2e_runs: list[dict[str, Any]] = []
     try:
         warm = posts_for("warm", 64 * args.workers)
         run.wait_visible(watcher, run.produce(warm), timeout_s=300)
@@ -454,21 +485,29 @@ def main(argv: list[str] | None = None) -> int:
         while not run.group_stable() and time.perf_counter() < t_stable:
             run.check_workers()
             time.sleep(0.2)
-        print(f"bench: {args.workers} worker(s) warm; e2e run (config {run.cfg_path})", flush=True)
+        print(f"bench: {args.workers} worker(s) warm (config {run.cfg_path})", flush=True)
 
         procs = {**{f"worker-{i}": w.pid for i, w in enumerate(run.workers)}, **stack_pids(),
                  "bench": os.getpid()}
-        cpu0 = {k: cpu_s(p) for k, p in procs.items()}
-        progress = GroupProgress(run.bootstrap, run.group, run.raw)
-        t0 = time.perf_counter()
-        sent = run.produce(posts_for("e2e", args.posts))
-        t_vis = max(run.wait_visible(watcher, sent))
-        t_done = max(t_vis, run.wait_committed(progress))
-        progress.close()
-        wall = t_done - t0
-        e2e = args.posts / wall
-        cpu = {k: round((cpu_s(p) - cpu0[k]) / wall, 2) for k, p in procs.items()}
-        print(f"bench: e2e {e2e:.1f} posts/s; CPU cores busy per process: {cpu}", flush=True)
+        # the model alone and the pipeline take turns, so that both see the same machine (a
+        # shared VM's speed drifts by 10 % within minutes): each figure is its best round
+        for r in range(args.rounds):
+            f = fwd.round()
+            print(f"bench: round {r + 1}: forward {f:.1f} posts/s {fwd.rounds[-1]}", flush=True)
+            cpu0 = {k: cpu_s(p) for k, p in procs.items()}
+            progress = GroupProgress(run.bootstrap, run.group, run.raw)
+            t0 = time.perf_counter()
+            sent = run.produce(posts_for(f"e2e{r + 1}", args.posts))
+            t_vis = max(run.wait_visible(watcher, sent))
+            t_done = max(t_vis, run.wait_committed(progress))
+            progress.close()
+            wall = t_done - t0
+            cpu = {k: round((cpu_s(p) - cpu0[k]) / wall, 2) for k, p in procs.items()}
+            e2e_runs.append({"posts_per_s": round(args.posts / wall, 1), "cpu_cores_busy": cpu})
+            print(f"bench: round {r + 1}: e2e {args.posts / wall:.1f} posts/s; CPU cores busy per process: "
+                  f"{cpu}", flush=True)
+        best = max(e2e_runs, key=lambda x: float(x["posts_per_s"]))
+        e2e = float(best["posts_per_s"])
 
         rate = args.load * e2e
         n_lat = max(50, min(args.posts, int(rate * args.latency_max_s)))
@@ -480,12 +519,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         watcher.stop.set()
         codes = run.stop_workers()
-    expected = 64 * args.workers + args.posts + n_lat
+    expected = 64 * args.workers + args.posts * args.rounds + n_lat
     figures = {
         "naive_posts_per_s": round(naive, 1),
-        "forward_posts_per_s": round(fwd, 1),
-        "forward_by_batching": fwd_by_geometry,
+        "forward_posts_per_s": round(fwd.figure(), 1),
+        "forward_by_batching": {k: round(v, 1) for k, v in fwd.best.items()},
+        "forward_rounds": fwd.rounds,
         "e2e_posts_per_s": round(e2e, 1),
+        "e2e_rounds": [x["posts_per_s"] for x in e2e_runs],
         "latency_ms_p50": round(statistics.median(lat), 1),
         "latency_ms_p99": round(pct(lat, 0.99), 1),
         "worker_peak_rss_mb": round(max(rss), 1),
@@ -505,10 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         "counted_in_redis": counted,
         "expected_in_redis": expected,
         "worker_exit_codes": codes,
-        "e2e_cpu_cores_busy": cpu,
+        "e2e_cpu_cores_busy": best["cpu_cores_busy"],
     }
     figures["e2e_over_naive"] = round(e2e / naive, 2)
-    figures["e2e_over_forward"] = round(e2e / fwd, 3)
+    figures["e2e_over_forward"] = round(e2e / fwd.figure(), 3)
     checks = {
         "e2e_over_naive": figures["e2e_over_naive"] >= TARGETS["e2e_over_naive"],
         "e2e_over_forward": figures["e2e_over_forward"] >= TARGETS["e2e_over_forward"],

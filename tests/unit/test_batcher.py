@@ -120,3 +120,29 @@ def test_records_without_tokens_count_as_posts():
     s = Script([recs(6, tokens=0)])
     b = gather(s.poll, tokens_of, BatchLimits(max_posts=6), clock_ms=s.clock)
     assert (b.reason, len(b), b.tokens) == ("full", 6, 0)
+
+
+def test_an_idle_consumer_is_polled_in_long_slices_a_running_model_or_a_started_batch_in_short_ones():
+    def timeouts(script, **kw):
+        seen = []
+
+        def poll(timeout_ms, max_records):
+            seen.append(timeout_ms)
+            return script.poll(timeout_ms, max_records)
+
+        b = gather(poll, tokens_of, BatchLimits(max_wait_ms=100, slice_ms=20, idle_slice_ms=200),
+                   clock_ms=script.clock, idle_ms=1000, **kw)
+        return b, seen
+
+    b, seen = timeouts(Script([]))  # nothing in hand, nothing running: only a stop to notice
+    assert b.reason == "idle" and seen == [200] * 5
+    state = {"n": 0}
+
+    def busy_then_done():
+        state["n"] += 1
+        return "busy" if state["n"] < 4 else "done"
+
+    b, seen = timeouts(Script([]), model=busy_then_done)  # the model's end must be noticed soon
+    assert b.reason == "model-done" and seen == [20, 20, 20]
+    b, seen = timeouts(Script([recs(1)]))  # a batch has started: it closes within max_wait_ms
+    assert b.reason == "wait" and seen[0] == 200 and max(seen[1:]) <= 20
