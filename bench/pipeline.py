@@ -20,11 +20,11 @@ It starts (or reuses) the local Kafka + Redis stack and a fixed synthetic stream
                          post produced to the last post's aggregate visible in Redis with the
                          group's offsets committed
                          The two take turns, ``--rounds`` times (default 2): a forward round
-                         (one pass of each batching and layout), then an e2e run of ``--posts``
-                         new posts (the same texts, new ids), after one more forward round before
-                         the workers start. Each figure is its best round: a shared VM's speed
-                         drifts by 10 % within minutes, and taking turns lets both see the same
-                         machine.
+                         (one pass of each batching and layout, no worker alive), then freshly
+                         started workers, warmed on 64 posts, get an e2e run of ``--posts`` new
+                         posts (the same texts, new ids). One more forward round comes first.
+                         Each figure is its best round: a shared VM's speed drifts by 10 % within
+                         minutes, and taking turns lets both see the same machine.
     latency_ms_p50/p99   produce time -> the post's aggregate visible in Redis, at a steady offered
                          load of 70 % of e2e_posts_per_s. Visibility is the per-(topic, partition)
                          offset watermark that the worker's Lua script advances in the same atomic
@@ -267,31 +267,40 @@ class Run:
         self.producer = KafkaPostProducer(self.bootstrap, self.raw, linger_ms=5)
         self.topics = [t["name"] for t in demo_topics_config()]
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
 
     # workers
-    def start_workers(self) -> None:
+    def start_workers(self, tag: str) -> None:
         env = {**os.environ, "MOOD_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1"}
+        self.workers, self.logs = [], []
         for i in range(self.args.workers):
-            log = (self.dir / f"worker-{i}.log").open("wb")
+            self.logs.append(self.dir / f"worker-{tag}-{i}.log")
             cmd = [sys.executable, "-m", "monitor", "worker", "--config", str(self.cfg_path)]
-            self.workers.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log,
+            self.workers.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.logs[-1].open("wb"),
                                                  stderr=subprocess.STDOUT))
 
     def check_workers(self) -> None:
-        for i, w in enumerate(self.workers):
+        for w, log in zip(self.workers, self.logs, strict=True):
             if w.poll() is not None:
-                raise SystemExit(f"bench: worker {i} exited with {w.returncode}; "
-                                 f"see {self.dir}/worker-{i}.log")
+                raise SystemExit(f"bench: a worker exited with {w.returncode}; see {log}")
 
     def group_stable(self) -> bool:
         """Every worker's last assignment is non-empty (or there are more workers than partitions)."""
         busy = 0
-        for i in range(len(self.workers)):
-            lines = [ln for ln in (self.dir / f"worker-{i}.log").read_text(errors="replace").splitlines()
+        for log in self.logs:
+            lines = [ln for ln in log.read_text(errors="replace").splitlines()
                      if "partitions assigned:" in ln or "partitions revoked:" in ln]
             if lines and "partitions assigned:" in lines[-1] and not lines[-1].rstrip().endswith("-"):
                 busy += 1
         return busy >= min(len(self.workers), self.partitions)
+
+    def warm_up(self, watcher: Watcher, tag: str) -> None:
+        """Wait until the workers have joined the group and scored a first few posts."""
+        self.wait_visible(watcher, self.produce(posts_for(tag, 64 * self.args.workers)), timeout_s=300)
+        t_stable = time.perf_counter() + 120
+        while not self.group_stable() and time.perf_counter() < t_stable:
+            self.check_workers()
+            time.sleep(0.2)
 
     def peak_rss_mb(self) -> list[float]:
         out = []
@@ -391,10 +400,13 @@ class Watcher(threading.Thread):
         self.stop = threading.Event()
         self.changes: dict[tuple[str, int], list[tuple[float, int]]] = {}
         self.lock = threading.Lock()
+        self.active = threading.Event()  # cleared while the model alone is measured
 
     def run(self) -> None:
         last: dict[tuple[str, int], int] = {}
         while not self.stop.is_set():
+            if not self.active.wait(0.1):
+                continue
             t = time.perf_counter()
             wm = self.run_.watermarks()
             with self.lock:
@@ -474,38 +486,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: round 0: forward {fwd.round():.1f} posts/s {fwd.rounds[-1]}", flush=True)
 
     run = Run(args, dtype)
-    run.start_workers()
     watcher = Watcher(run)
     watcher.start()
     e2e_runs: list[dict[str, Any]] = []
+    rss: list[float] = []
+    codes: list[int] = []
     try:
-        warm = posts_for("warm", 64 * args.workers)
-        run.wait_visible(watcher, run.produce(warm), timeout_s=300)
-        t_stable = time.perf_counter() + 120
-        while not run.group_stable() and time.perf_counter() < t_stable:
-            run.check_workers()
-            time.sleep(0.2)
-        print(f"bench: {args.workers} worker(s) warm (config {run.cfg_path})", flush=True)
-
-        procs = {**{f"worker-{i}": w.pid for i, w in enumerate(run.workers)}, **stack_pids(),
-                 "bench": os.getpid()}
         # the model alone and the pipeline take turns, so that both see the same machine (a
-        # shared VM's speed drifts by 10 % within minutes): each figure is its best round
-        for r in range(args.rounds):
+        # shared VM's speed drifts by 10 % within minutes): each figure is its best round. The
+        # model alone runs with no worker alive (an idle worker and its broker still use a few
+        # % of the CPU); each round starts the workers afresh
+        for r in range(1, args.rounds + 1):
+            watcher.active.clear()
             f = fwd.round()
-            print(f"bench: round {r + 1}: forward {f:.1f} posts/s {fwd.rounds[-1]}", flush=True)
+            print(f"bench: round {r}: forward {f:.1f} posts/s {fwd.rounds[-1]}", flush=True)
+            watcher.active.set()
+            run.start_workers(f"r{r}")
+            run.warm_up(watcher, f"warm{r}")
+            print(f"bench: round {r}: {args.workers} worker(s) warm (config {run.cfg_path})", flush=True)
+            procs = {**{f"worker-{i}": w.pid for i, w in enumerate(run.workers)}, **stack_pids(),
+                     "bench": os.getpid()}
             cpu0 = {k: cpu_s(p) for k, p in procs.items()}
             progress = GroupProgress(run.bootstrap, run.group, run.raw)
             t0 = time.perf_counter()
-            sent = run.produce(posts_for(f"e2e{r + 1}", args.posts))
+            sent = run.produce(posts_for(f"e2e{r}", args.posts))
             t_vis = max(run.wait_visible(watcher, sent))
             t_done = max(t_vis, run.wait_committed(progress))
             progress.close()
             wall = t_done - t0
             cpu = {k: round((cpu_s(p) - cpu0[k]) / wall, 2) for k, p in procs.items()}
             e2e_runs.append({"posts_per_s": round(args.posts / wall, 1), "cpu_cores_busy": cpu})
-            print(f"bench: round {r + 1}: e2e {args.posts / wall:.1f} posts/s; CPU cores busy per process: "
+            print(f"bench: round {r}: e2e {args.posts / wall:.1f} posts/s; CPU cores busy per process: "
                   f"{cpu}", flush=True)
+            if r < args.rounds:  # the last round's workers go on to the latency run
+                rss += run.peak_rss_mb()
+                codes += run.stop_workers()
         best = max(e2e_runs, key=lambda x: float(x["posts_per_s"]))
         e2e = float(best["posts_per_s"])
 
@@ -514,12 +529,12 @@ def main(argv: list[str] | None = None) -> int:
         sent_lat = run.produce(posts_for("lat", n_lat), rate=rate)
         seen = run.wait_visible(watcher, sent_lat)
         lat = [(v - s[0]) * 1000 for v, s in zip(seen, sent_lat, strict=True)]
-        rss = run.peak_rss_mb()
+        rss += run.peak_rss_mb()
         counted = run.counted()
     finally:
         watcher.stop.set()
-        codes = run.stop_workers()
-    expected = 64 * args.workers + args.posts * args.rounds + n_lat
+        codes += run.stop_workers()
+    expected = (64 * args.workers + args.posts) * args.rounds + n_lat
     figures = {
         "naive_posts_per_s": round(naive, 1),
         "forward_posts_per_s": round(fwd.figure(), 1),
