@@ -68,6 +68,9 @@ TARGETS = {"e2e_over_naive": 4.0, "e2e_over_forward": 0.85, "latency_ms_p99": 20
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--posts", type=int, default=6000, help="posts in each e2e run (and in the latency run)")
+    ap.add_argument("--model-threads", type=int, default=None,
+                    help="CPU threads for the model, in the forward pass and in each worker (default: "
+                         "all); fewer than the cores leaves the rest to Kafka, Redis and the host side")
     ap.add_argument("--rounds", type=int, default=2,
                     help="forward-pass rounds and e2e runs, taking turns; each figure is its best")
     ap.add_argument("--model", default="default", help="default | tiny | a hub id | a local directory")
@@ -99,6 +102,7 @@ def model_settings(args: argparse.Namespace, dtype: str, threads: int | None = N
     else:
         m = {"sentiment": args.model, "emotion": None}
     m.update(dtype=dtype, token_budget=args.token_budget)
+    threads = threads or args.model_threads
     if threads:
         m["threads"] = threads
     if lanes:
@@ -195,7 +199,7 @@ class Forward:
 
         self.args = args
         layouts: dict[str, int | None] = {"one_pass": 1}
-        if pick_device("auto").type == "cpu" and CPU_THREADS > 1:
+        if pick_device("auto").type == "cpu" and (args.model_threads or CPU_THREADS) > 1:
             layouts["lanes"] = None
         # (scorer, its pre-tokenized posts, the torch threads its loading chose)
         self.layouts: dict[str, tuple[Any, list[str], int]] = {}
@@ -553,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         "agreement_with_fp32": agree,
         "posts": args.posts,
         "workers": args.workers,
+        "model_threads": args.model_threads or os.cpu_count(),
         "partitions": run.partitions,
         "offered_load_posts_per_s": round(rate, 1),
         "latency_posts": n_lat,

@@ -5,12 +5,12 @@ DLQ -> commit.
 It is a two-stage pipeline. The model runs in its own thread (torch releases the GIL); meanwhile
 the main thread gathers, decodes and tokenizes the next batch (`monitor.batcher`) and writes and
 commits the previous one. At most one batch is in the model and one is being gathered: that is
-the bounded queue. With parallel CPU lanes (``batches_in_model`` 2) a gathered batch is handed
-to the model at once, queued behind the one running, so that a lane that finishes its share of
-one batch goes on with the next instead of idling while the rest of the batch finishes and is
-written (measured: the machine's idle CPU during a saturated run fell from 8 % to 4 %); batches
-are still written and committed one at a time, in order. Every consumer call (poll, commit, close)
-stays on the main thread, because kafka-python's consumer is not thread-safe.
+the bounded queue. With parallel CPU lanes (``batches_in_model`` 2) the gathered batch is handed
+to the model at once, queued behind the one running, so that for a moment two are in the model:
+a lane that finishes its share of one batch goes on with the next instead of idling until the
+whole batch is done (measured: the machine's idle CPU during a saturated run fell from 8 % to
+4 %). Batches are still written and committed one at a time, in order. Every consumer call (poll,
+commit, close) stays on the main thread, because kafka-python's consumer is not thread-safe.
 
 Offsets are committed only after Redis and Kafka writes succeed. A transient failure (Redis or
 Kafka down) retries the same batch's writes with backoff and never commits; a redelivered batch
