@@ -159,6 +159,16 @@ def cpu_lanes(cfg: ModelSettings, device: torch.device) -> int:
     return max(1, min(cfg.cpu_lanes or threads, threads))
 
 
+def pass_tokens(cfg: ModelSettings, device: torch.device) -> int:
+    """Padded tokens per forward pass: ``model.token_budget``, but at most `LANE_TOKENS` where
+    each pass runs on one CPU thread (in lanes, or a model given one thread): small passes stay
+    in the core's caches and sort the batch into more, evener parts (measured on one thread,
+    512-post batches: 1024 tokens 468-477 posts/s, 8192 tokens 410-422)."""
+    if device.type == "cpu" and (cfg.threads or CPU_THREADS) // cpu_lanes(cfg, device) <= 1:
+        return min(cfg.token_budget, LANE_TOKENS)
+    return cfg.token_budget
+
+
 class SubBatches:
     """Runs a model function over the length-sorted sub-batches of one batch; results come back
     in input order.
@@ -348,7 +358,7 @@ class HFClassifier:
         self.dtype = dtype
         self.cfg = cfg
         self.trained = trained
-        self.sub_batches = SubBatches(cfg.token_budget, cpu_lanes(cfg, self.device))
+        self.sub_batches = SubBatches(pass_tokens(cfg, self.device), cpu_lanes(cfg, self.device))
 
     @classmethod
     def load(cls, source: str, task: str, cfg: ModelSettings) -> HFClassifier:

@@ -192,14 +192,14 @@ class _Head:
 class MultiHeadScorer:
     def __init__(self, model: MultiHead, tok: Any, meta: dict[str, Any], cfg: ModelSettings,
                  with_emotion: bool) -> None:
-        from monitor.inference import SubBatches, cpu_lanes, pick_device, pick_dtype, prepare
+        from monitor.inference import SubBatches, cpu_lanes, pass_tokens, pick_device, pick_dtype, prepare
 
         self.device = pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
         self.model = prepare(model, self.device, self.dtype)
         if self.dtype == "int8":
             self.device = torch.device("cpu")
-        self.sub_batches = SubBatches(cfg.token_budget, cpu_lanes(cfg, self.device))
+        self.sub_batches = SubBatches(pass_tokens(cfg, self.device), cpu_lanes(cfg, self.device))
         self.tok = tok
         self.meta = meta
         self.cfg = cfg

@@ -114,6 +114,16 @@ def test_cpu_lanes_score_like_one_pass_on_a_real_model():
     import torch
 
     assert cpu_lanes(ModelSettings(cpu_lanes=4), torch.device("cuda")) == 1
+    # passes on one CPU thread are kept small; a pass over several threads or a GPU takes the budget
+    from monitor.inference import LANE_TOKENS, pass_tokens
+
+    # one lane over all of this machine's threads; two lanes of one thread each
+    assert one.sub_batches.token_budget == (8192 if CPU_THREADS > 1 else LANE_TOKENS)
+    assert two.sub_batches.token_budget == LANE_TOKENS
+    assert pass_tokens(ModelSettings(threads=1), cpu) == LANE_TOKENS
+    assert pass_tokens(ModelSettings(threads=1, token_budget=512), cpu) == 512
+    assert pass_tokens(ModelSettings(threads=2, cpu_lanes=1), cpu) == 8192
+    assert pass_tokens(ModelSettings(threads=1), torch.device("cuda")) == 8192
     # the worker reads a scorer's lanes (two batches in the model when it has several)
     from monitor.inference import PairScorer, scorer_lanes
 
