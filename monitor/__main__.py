@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", default=None, help="YAML config (default: $MOOD_CONFIG or config/monitor.yaml)")
+        sp.add_argument("--config", default=None,
+                        help="YAML config (default: $MOOD_CONFIG or config/monitor.yaml)")
         return sp
 
     sp = sub.add_parser("stack", help="start, check and stop the local Kafka + Redis stack")
@@ -271,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_config(sub.add_parser("replay", help="replay a JSONL file of posts into Kafka"))
     sp.add_argument("file")
-    sp.add_argument("--rate", type=float, default=None, help="posts per second (default: as fast as possible)")
+    sp.add_argument("--rate", type=float, default=None,
+                    help="posts per second (default: as fast as possible)")
     sp.add_argument("--now", action="store_true", help="stamp posts with the current time")
     sp.add_argument("--loop", action="store_true")
     sp.add_argument("--max", type=int, default=None)
@@ -301,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_config(sub.add_parser("demo", help="run the whole pipeline locally for a while"))
     sp.add_argument("--duration", type=float, default=120.0)
-    sp.add_argument("--rate", type=float, default=None, help="posts per second (default: from the model speed)")
+    sp.add_argument("--rate", type=float, default=None,
+                    help="posts per second (default: from the model speed)")
     sp.set_defaults(func=cmd_demo)
 
     for mod in _PLUGINS:
