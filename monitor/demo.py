@@ -134,7 +134,16 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
                                   stdout=logs["worker"], stderr=subprocess.STDOUT)
         alerter = subprocess.Popen(_cli("alerts", "--config", str(cfg_path)), env=env,
                                    stdout=logs["alerter"], stderr=subprocess.STDOUT)
-        time.sleep(3.0)  # let the worker join its group before the stream starts
+        # the stream starts once the worker has loaded its model and joined its group: posts
+        # older than the demo's 10 s lateness when scored would not be counted (a cold first
+        # start, with torch not yet in the page cache, took 25 s)
+        if not _wait_assigned(workdir / "worker.log", worker, timeout_s=180):
+            print(f"demo: the worker did not join its group; see {workdir}/worker.log")
+            _stop(worker, "worker")
+            _stop(alerter, "alerter")
+            for fh in logs.values():
+                fh.close()
+            return 1
         connector = subprocess.Popen(_cli("replay", str(jsonl), "--config", str(cfg_path), "--now",
                                           "--rate", str(rate)), env=env,
                                      stdout=subprocess.PIPE, stderr=logs["connector"])
@@ -183,6 +192,17 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
     print(orjson.dumps(result).decode())
     ok = scored == aggregated == produced - dlq and rc_worker == 0
     return 0 if ok else 1
+
+
+def _wait_assigned(log: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """True once the worker's log shows it was given partitions; False if it exits or times out."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if "partitions assigned:" in ln]
+        if lines and not lines[-1].rstrip().endswith("-"):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _aggregated(store: Any, since_ms: int) -> int:
