@@ -222,9 +222,17 @@ class SubBatches:
         return parts
 
 
+def _first_model(scorer: Any) -> list[Any]:
+    """The objects that may hold a scorer's first model pass, nearest first: the scorer, its
+    sentiment model, the multi-head scorer behind a head."""
+    sentiment = getattr(scorer, "sentiment", None)
+    objs = (scorer, sentiment, getattr(scorer, "parent", None), getattr(sentiment, "parent", None))
+    return [o for o in objs if o is not None]
+
+
 def scorer_lanes(scorer: Any) -> int:
     """The CPU lanes the scorer's (first) model runs in; 1 on a GPU or when it has none."""
-    for obj in (scorer, getattr(scorer, "sentiment", None), getattr(scorer, "parent", None)):
+    for obj in _first_model(scorer):
         sub = getattr(obj, "sub_batches", None)
         if isinstance(sub, SubBatches):
             return sub.lanes
@@ -280,10 +288,7 @@ class Pretokenized(str):
 
 def find_tokenizer(scorer: Any) -> tuple[Any, int] | None:
     """(tokenizer, max_length) the scorer's first model pass uses; None when it has none."""
-    for obj in (scorer, getattr(scorer, "sentiment", None), getattr(scorer, "parent", None),
-                getattr(getattr(scorer, "sentiment", None), "parent", None)):
-        if obj is None:
-            continue
+    for obj in _first_model(scorer):
         tok = getattr(obj, "tok", None) or getattr(obj, "tokenizer", None)
         cfg = getattr(obj, "cfg", None)
         if tok is not None and callable(tok) and cfg is not None:

@@ -129,6 +129,13 @@ def test_cpu_lanes_score_like_one_pass_on_a_real_model():
 
     assert scorer_lanes(PairScorer(two, None)) == 2 and scorer_lanes(PairScorer(one, None)) == 1
     assert scorer_lanes(object()) == 1
+    # the default model's head behind a PairScorer (language routes): its lanes are the parent's
+    from types import SimpleNamespace
+
+    from monitor.inference import SubBatches
+
+    head = SimpleNamespace(parent=SimpleNamespace(sub_batches=SubBatches(LANE_TOKENS, 2)))
+    assert scorer_lanes(SimpleNamespace(sentiment=head)) == 2
 
 
 def test_the_direct_backend_tokenization_gives_the_wrappers_ids():
