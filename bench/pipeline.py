@@ -290,12 +290,9 @@ class Run:
 
     def group_stable(self) -> bool:
         """Every worker's last assignment is non-empty (or there are more workers than partitions)."""
-        busy = 0
-        for log in self.logs:
-            lines = [ln for ln in log.read_text(errors="replace").splitlines()
-                     if "partitions assigned:" in ln or "partitions revoked:" in ln]
-            if lines and "partitions assigned:" in lines[-1] and not lines[-1].rstrip().endswith("-"):
-                busy += 1
+        from monitor.worker import holds_partitions
+
+        busy = sum(holds_partitions(log.read_text(errors="replace")) for log in self.logs)
         return busy >= min(len(self.workers), self.partitions)
 
     def warm_up(self, watcher: Watcher, tag: str) -> None:

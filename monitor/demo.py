@@ -196,10 +196,11 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
 
 def _wait_assigned(log: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
     """True once the worker's log shows it was given partitions; False if it exits or times out."""
+    from monitor.worker import holds_partitions
+
     deadline = time.time() + timeout_s
     while time.time() < deadline and proc.poll() is None:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if "partitions assigned:" in ln]
-        if lines and not lines[-1].rstrip().endswith("-"):
+        if holds_partitions(log.read_text(errors="replace")):
             return True
         time.sleep(0.2)
     return False

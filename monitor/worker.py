@@ -516,6 +516,14 @@ class Worker:
         return dict(writes), len(counted_posts), late, recent
 
 
+def holds_partitions(log_text: str) -> bool:
+    """Whether a worker's log (INFO lines, as `Worker.on_assigned` and `on_revoked` write them)
+    says it holds partitions now: its last assignment or revocation is a non-empty assignment."""
+    changes = [ln for ln in log_text.splitlines()
+               if "partitions assigned:" in ln or "partitions revoked:" in ln]
+    return bool(changes) and "partitions assigned:" in changes[-1] and not changes[-1].rstrip().endswith("-")
+
+
 def _dlq_value(r: _Record, reason: str, detail: str, now_ms: int) -> bytes:
     raw = r.value or b""
     return orjson.dumps({
