@@ -35,7 +35,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monitor.messages import SCHEMA_VERSION  # noqa: E402
+from monitor.messages import Post, encode_post  # noqa: E402
 from monitor.synthetic import stream  # noqa: E402
 
 
@@ -45,11 +45,12 @@ def cpu_s() -> float:
 
 
 def records(n: int) -> list[tuple[bytes, bytes]]:
+    """What a connector produces for the synthetic posts (`encode_post`), keyed by post id."""
     out = []
     for p in stream(n, id_prefix="k"):
-        body = {"v": SCHEMA_VERSION, "kind": "post", "id": p["id"], "source": "bench", "text": p["text"],
-                "lang": "en", "author_id": p["author_id"], "url": p["url"], "created_ms": 1, "ingested_ms": 1}
-        out.append((str(p["id"]).encode(), orjson.dumps(body)))
+        post = Post(id=str(p["id"]), source="bench", text=str(p["text"]), created_ms=1, ingested_ms=1,
+                    author_id=str(p["author_id"]), lang="en", url=str(p["url"]))
+        out.append((post.id.encode(), encode_post(post)))
     return out
 
 

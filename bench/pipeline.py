@@ -341,6 +341,8 @@ class Run:
                 if wait > 0:
                     time.sleep(max(wait, 0.01))
             now_ms = int(time.time() * 1000)
+            # a connector's record (`monitor.messages.encode_post`), built without its dataclass
+            # copy: this loop runs inside the timed window, on the pipeline's cores
             body = {"v": SCHEMA_VERSION, "kind": "post", "id": p["id"], "source": "bench", "text": p["text"],
                     "lang": "en", "author_id": p["author_id"], "url": p["url"], "created_ms": now_ms,
                     "ingested_ms": now_ms}
