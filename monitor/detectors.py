@@ -17,13 +17,13 @@ See docs/alerts.md.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 from statistics import NormalDist
 
 from monitor.aggregates import HOUR_MS, MINUTE_MS, Bucket, merge
+from monitor.patterns import TERM, TERM_NOISE
 from monitor.taxonomy import EMOTIONS
 
 WEEK_MS = 7 * 24 * HOUR_MS
@@ -228,13 +228,12 @@ _STOP = frozenset([
     "that", "the", "their", "them", "they", "this", "to", "too", "was", "we", "were", "what",
     "when", "with", "you", "your", "rt", "amp", "http", "https", "www", "com",
 ])
-_TOKEN = re.compile(r"[#@]?[^\W\d_][\w'-]{2,}", re.UNICODE)
 
 
 def tokens(text: str) -> set[str]:
     """Distinct lower-case words of a post (3+ letters, no stop words, no links or addresses)."""
-    text = re.sub(r"https?://\S+|\S+@\S+", " ", text.lower())
-    return {t.strip("'-") for t in _TOKEN.findall(text)} - _STOP
+    text = TERM_NOISE.sub(" ", text.lower())
+    return {t.strip("'-") for t in TERM.findall(text)} - _STOP
 
 
 def moved_terms(window_texts: Sequence[str], before_texts: Sequence[str], top: int = 5,

@@ -31,18 +31,25 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from monitor.errors import ConfigError
 from monitor.messages import Post
+from monitor.patterns import TOKEN as _TOKEN
 
-# emoji and pictographs, one per token (skin tones, variation selectors and ZWJ are dropped)
-_EMOJI = (
-    "\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\u3030\u303D\u3297\u3299"
-)
-_TOKEN = re.compile(rf"#\w+|@\w+(?:[.-]\w+)*(?:@\w+(?:[.-]\w+)*)?|\w+|[{_EMOJI}]")
+# configuration text only (query terms), never a post: these patterns need no linear proof
 _LANG = re.compile(r"^[a-z]{2,3}$")
+_NAME = re.compile(r"\w+(?:[.@-]\w+)*")
+_STEM = re.compile(r"\w+")
+# what a post is matched on: its first MATCH_CHARS characters, and of their normalised form
+# (NFKC can expand a character 18-fold: U+FDFA) at most MATCH_FOLDED_CHARS. Far beyond any
+# platform's post length but Reddit's, and it bounds the cost of one post for all topics
+MATCH_CHARS = 10_000
+MATCH_FOLDED_CHARS = 20_000
+# parentheses and NOT nested deeper than this are a syntax error, not a RecursionError
+MAX_QUERY_DEPTH = 64
 
 Eval = Callable[[frozenset[int] | set[int]], bool]
 
@@ -67,7 +74,7 @@ class PostFeatures:
         words: list[str] = []
         tags: set[str] = set()
         mentions: set[str] = set()
-        for tok in _TOKEN.findall(fold(text)):
+        for tok in _TOKEN.findall(fold(text[:MATCH_CHARS])[:MATCH_FOLDED_CHARS]):
             if tok[0] == "#":
                 tags.add(tok[1:])
             elif tok[0] == "@":
@@ -168,6 +175,7 @@ class _Parser:
         self.source = source
         self.toks = _lex(q, source)
         self.i = 0
+        self.depth = 0
 
     def err(self, tok: _Tok, reason: str) -> QuerySyntaxError:
         return QuerySyntaxError(self.source, self.q, tok.col, reason)
@@ -204,6 +212,17 @@ class _Parser:
 
     def parse_unary(self, after: str | None = None) -> Node:
         t = self.tok
+        if t.kind in ("NOT", "-", "("):
+            if self.depth >= MAX_QUERY_DEPTH:
+                raise self.err(t, f"nested deeper than {MAX_QUERY_DEPTH}")
+            self.depth += 1
+            try:
+                return self.parse_nested(t, after)
+            finally:
+                self.depth -= 1
+        return self.parse_atom(t, after)
+
+    def parse_nested(self, t: _Tok, after: str | None) -> Node:
         if t.kind in ("NOT", "-"):
             self.i += 1
             return Node("not", children=(self.parse_unary(t.text),))
@@ -216,6 +235,9 @@ class _Parser:
                 raise self.err(t, "unclosed '('")
             self.i += 1
             return inner
+        raise self.err(t, "expected NOT, - or (")  # unreachable: parse_unary checked the kind
+
+    def parse_atom(self, t: _Tok, after: str | None) -> Node:
         if t.kind == "PHRASE":
             self.i += 1
             return self.phrase(t)
@@ -245,12 +267,12 @@ class _Parser:
         if text.startswith(("#", "@")):
             name = text[1:]
             kind = "hashtag" if text[0] == "#" else "mention"
-            if not name or not re.fullmatch(r"\w+(?:[.@-]\w+)*", name):
+            if not name or not _NAME.fullmatch(name):
                 raise self.err(t, f"{kind} {t.text!r} needs letters, digits or _ after {text[0]!r}")
             return Node("atom", Atom(kind, name))
         if text.endswith("*"):
             stem = text[:-1]
-            if not re.fullmatch(r"\w+", stem):
+            if not _STEM.fullmatch(stem):
                 raise self.err(t, f"wildcard {t.text!r} needs a word before the '*'")
             return Node("atom", Atom("prefix", stem))
         toks = _TOKEN.findall(text)
@@ -263,6 +285,30 @@ class _Parser:
 
 def parse_query(text: str, *, source: str = "query") -> Node:
     return _Parser(text, source).parse()
+
+
+def keyword_node(keyword: str) -> Node | None:
+    """A topic keyword as an atom: one word (or ``#tag``, ``@name``, emoji), or the phrase of its
+    words; None when it has no letters, digits or emoji."""
+    toks = _TOKEN.findall(fold(keyword))
+    if not toks:
+        return None
+    if len(toks) == 1:
+        tok = toks[0]
+        kind = {"#": "hashtag", "@": "mention"}.get(tok[0], "word")
+        return Node("atom", Atom(kind, tok[1:] if kind != "word" else tok))
+    return Node("atom", Atom("phrase", " ".join(w.lstrip("#@") for w in toks)))
+
+
+def hashtag_node(tag: str) -> Node | None:
+    name = fold(tag).strip().lstrip("#")
+    return Node("atom", Atom("hashtag", name)) if name else None
+
+
+def any_of(nodes: Sequence[Node]) -> Node | None:
+    if not nodes:
+        return None
+    return nodes[0] if len(nodes) == 1 else Node("or", children=tuple(nodes))
 
 
 # ---- compilation ----------------------------------------------------------------------------
@@ -337,14 +383,14 @@ def compile_query(text: str, *, source: str = "query") -> CompiledQuery:
 class QuerySet:
     """Many named queries behind one inverted index; `match` returns the names that match."""
 
-    def __init__(self, queries: Sequence[tuple[str, str]], *, source: str = "topics") -> None:
+    def __init__(self, queries: Sequence[tuple[str, str | Node]], *, source: str = "topics") -> None:
         self.names: list[str] = []
         self._evals: list[Eval] = []
         self._ids: dict[Atom, int] = {}
         self._by_atom: dict[int, list[int]] = {}
         self._always: list[int] = []  # queries with no trigger atoms (e.g. "NOT spam")
         for name, text in queries:
-            tree = parse_query(text, source=f"{source} {name!r}")
+            tree = text if isinstance(text, Node) else parse_query(text, source=f"{source} {name!r}")
             qi = len(self.names)
             self.names.append(name)
             for a in dict.fromkeys(_atoms(tree)):
@@ -396,9 +442,12 @@ class QuerySet:
         aid = self._lang.get(f.lang)
         if aid is not None:
             s.add(aid)
-        for pid, stem in self._prefix:
-            if any(w.startswith(stem) for w in f.words):
-                s.add(pid)
+        if self._prefix:  # one sorted pass: a stem's words sort right after it
+            words = sorted(f.words)
+            for pid, stem in self._prefix:
+                i = bisect_left(words, stem)
+                if i < len(words) and words[i].startswith(stem):
+                    s.add(pid)
         return s
 
     def match_features(self, f: PostFeatures) -> tuple[str, ...]:

@@ -5,6 +5,11 @@ The range is widened to whole hours so minute and hour buckets agree. Redeliveri
 ``posts.scored`` are dropped (one record per post id, the first wins); posts that the worker
 judged too late (event time older than its processing time minus the lateness allowance) stay
 out, as they did live. Run it with the workers stopped: it overwrites the buckets in the range.
+
+A record that is not a valid scored post (`decode_scored` checks every field: finite scores in
+range, known labels) is counted as ``undecodable`` and skipped; one naming a topic that the
+configuration does not track is counted as ``untracked`` and skipped (anyone who can write to
+``posts.scored`` could otherwise create topics): one bad record never aborts a rebuild half-way.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class RebuildResult:
     posts: int = 0
     duplicates: int = 0
     undecodable: int = 0
+    untracked: int = 0  # records naming a topic the configuration does not track
     too_late: int = 0
     out_of_range: int = 0
     topics: int = 0
@@ -47,7 +53,8 @@ class RebuildResult:
 
 
 def rebuild(records: list[Any], store: Any, start_ms: int, end_ms: int, *, lateness_ms: int,
-            future_skew_ms: int, progress: bool = False) -> RebuildResult:
+            future_skew_ms: int, progress: bool = False,
+            topics: frozenset[str] | None = None) -> RebuildResult:
     """Recompute the buckets in [start_ms, end_ms) (widened to whole hours) from scored records."""
     from monitor.messages import decode_scored
 
@@ -64,8 +71,16 @@ def rebuild(records: list[Any], store: Any, start_ms: int, end_ms: int, *, laten
     for r in it:
         try:
             sp = decode_scored(r.value or b"")
+            d = post_delta(sp)
         except DecodeError:
             res.undecodable += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad record must not abort the rebuild
+            log.warning("rebuild: skipped a record (%s)", type(exc).__name__)
+            res.undecodable += 1
+            continue
+        if topics is not None and not topics.issuperset(sp.topics):
+            res.untracked += 1
             continue
         if sp.post.id in seen:
             res.duplicates += 1
@@ -81,7 +96,6 @@ def rebuild(records: list[Any], store: Any, start_ms: int, end_ms: int, *, laten
             res.too_late += 1
             continue
         res.posts += 1
-        d = post_delta(sp)
         for topic in sp.topics:
             add_into(per[topic]["m"].setdefault(minute_start(ts), {}), d)
             add_into(per[topic]["h"].setdefault(hour_start(ts), {}), d)
@@ -110,7 +124,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     records = read_topic(s.kafka.bootstrap_servers, s.kafka.scored_topic, timeout_s=args.timeout_s,
                          start_ms=None if args.from_beginning else max(0, read_from))
     res = rebuild(records, build_store(s), start, end, lateness_ms=s.worker.lateness_s * 1000,
-                  future_skew_ms=s.worker.future_skew_s * 1000, progress=not args.quiet)
+                  future_skew_ms=s.worker.future_skew_s * 1000, progress=not args.quiet,
+                  topics=frozenset(t.name for t in s.topics))
     print(orjson.dumps(res.__dict__).decode())
     return 0
 

@@ -10,26 +10,45 @@ message. Slack limits respected: header <= 150 chars, <= 10 fields, section text
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-PHONE_CANDIDATE = re.compile(r"(?<![\w+])\+?\(?\d[\d\s().-]{5,}\d(?!\w)")
+from monitor.patterns import EMAIL, PHONE_CANDIDATE, SAFE_URL
+
 ICONS = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 
 
-def _phone(m: re.Match[str]) -> str:
-    s = m.group(0)
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _phone_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """A candidate's span cut to a number's edges: not inside a word or after '+' on the left,
+    ending in a digit not followed by a word character (the lookarounds RE2 does not have)."""
+    while start < end and start > 0 and (_word(text[start - 1]) or text[start - 1] == "+"):
+        start += 1
+    while end > start and not (text[end - 1].isdigit() and (end == len(text) or not _word(text[end]))):
+        end -= 1
+    return start, end
+
+
+def _is_phone(s: str) -> bool:
     digits = sum(c.isdigit() for c in s)
-    return "[phone]" if 9 <= digits <= 15 or (s.startswith("+") and 7 <= digits <= 15) else s
+    return 9 <= digits <= 15 or (s.startswith("+") and 7 <= digits <= 15)
 
 
 def redact(text: str) -> str:
     """E-mail addresses -> [email], phone numbers (7-15 digits with +, else 9-15) -> [phone]."""
-    return PHONE_CANDIDATE.sub(_phone, EMAIL.sub("[email]", text))
+    text = EMAIL.sub("[email]", text)
+    out, last = [], 0
+    for m in PHONE_CANDIDATE.finditer(text):
+        a, b = _phone_span(text, m.start(), m.end())
+        if b > a and PHONE_CANDIDATE.fullmatch(text[a:b]) and _is_phone(text[a:b]):
+            out += [text[last:a], "[phone]"]
+            last = b
+    return "".join([*out, text[last:]])
 
 
 def escape(text: str) -> str:
@@ -44,7 +63,7 @@ def short(text: str, limit: int = 160) -> str:
 
 def safe_url(url: object) -> str | None:
     u = str(url or "")
-    return u if re.fullmatch(r"https?://[^\s<>|]+", u) else None
+    return u if SAFE_URL.fullmatch(u) else None
 
 
 @dataclass(frozen=True)

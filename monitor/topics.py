@@ -3,28 +3,26 @@
 A topic has keywords (words or phrases) and hashtags. Matching is case-insensitive (Unicode
 case folding after NFKC normalisation) and word-boundary aware: ``phone`` matches "my phone!"
 but not "phoneme"; the phrase ``new phone`` matches "NEW  Phone" (any run of spaces);
-the hashtag ``phonex`` matches "#PhoneX" but not "#phonexyz". A topic may instead (or as well)
-carry a boolean ``query`` (see `monitor.query`), and a post whose ``topic_hints`` name a topic
-matches it outright.
+the hashtag ``phonex`` matches "#PhoneX" (or a tag the source marked up) but not "#phonexyz".
+A topic may instead (or as well) carry a boolean ``query`` (see `monitor.query`), and a post
+whose ``topic_hints`` name a topic matches it outright.
+
+Keywords and hashtags are atoms of the query language, so every topic, whatever it is made
+of, sits in one `QuerySet`: a post is normalised and tokenised once, for all topics, on a
+bounded prefix (`monitor.query.MATCH_CHARS`), and only the topics whose atoms it contains are
+evaluated. A keyword is cut into words the way a post is (punctuation separates words, so
+``e-mail`` is the phrase "e mail").
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from monitor.messages import Post
-
-
-def fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold()
-
-
-class _Query(Protocol):
-    def matches(self, post: Post) -> bool: ...
+from monitor.errors import ConfigError
+from monitor.messages import MAX_HINT_CHARS, Post
+from monitor.query import Node, PostFeatures, QuerySet, any_of, fold, hashtag_node, keyword_node, parse_query
 
 
 @dataclass(frozen=True)
@@ -35,29 +33,31 @@ class TopicRule:
     query: str | None = None
 
 
-def _keyword_pattern(kw: str) -> str:
-    words = [re.escape(w) for w in fold(kw).split()]
-    return r"(?<![\w#@])" + r"\s+".join(words) + r"(?!\w)"
-
-
-def _hashtag_pattern(tag: str) -> str:
-    return "#" + re.escape(fold(tag).lstrip("#")) + r"(?!\w)"
+def rule_tree(rule: TopicRule) -> Node | None:
+    """The rule as one query tree: any keyword, any hashtag or its query (None: matches only
+    by topic hint)."""
+    nodes: list[Node] = []
+    for kw in rule.keywords:
+        if not kw.strip():
+            continue
+        node = keyword_node(kw)
+        if node is None:
+            raise ConfigError(f"topic {rule.name!r}", "keywords",
+                              f"keyword {kw!r} has no letters, digits or emoji")
+        nodes.append(node)
+    nodes += [n for n in map(hashtag_node, rule.hashtags) if n is not None]
+    if rule.query:
+        nodes.append(parse_query(rule.query, source=f"topic {rule.name!r}"))
+    return any_of(nodes)
 
 
 class TopicMatcher:
     def __init__(self, rules: Sequence[TopicRule]) -> None:
         self.names = tuple(r.name for r in rules)
-        self._regex: list[tuple[str, re.Pattern[str] | None, _Query | None]] = []
-        for r in rules:
-            parts = [_keyword_pattern(k) for k in r.keywords if k.strip()]
-            parts += [_hashtag_pattern(h) for h in r.hashtags if h.strip("# ")]
-            rx = re.compile("|".join(parts)) if parts else None
-            q: _Query | None = None
-            if r.query:
-                from monitor.query import compile_query  # the boolean query language
-
-                q = compile_query(r.query, source=f"topic {r.name!r}")
-            self._regex.append((r.name, rx, q))
+        self._order = {name: i for i, name in enumerate(self.names)}
+        self._by_fold = {fold(name): name for name in self.names}
+        trees = [(r.name, tree) for r in rules if (tree := rule_tree(r)) is not None]
+        self._queries = QuerySet(trees)
 
     @classmethod
     def from_config(cls, topics: Sequence[Any]) -> TopicMatcher:
@@ -67,14 +67,9 @@ class TopicMatcher:
         ])
 
     def match(self, post: Post) -> tuple[str, ...]:
-        folded = fold(post.text)
-        hints = {fold(h) for h in post.topic_hints}
-        out = []
-        for name, rx, q in self._regex:
-            if (
-                fold(name) in hints
-                or (rx is not None and rx.search(folded))
-                or (q is not None and q.matches(post))
-            ):
-                out.append(name)
-        return tuple(out)
+        found = set(self._queries.match_features(PostFeatures.of_post(post)))
+        for hint in post.topic_hints:
+            name = self._by_fold.get(fold(hint[:MAX_HINT_CHARS]))
+            if name is not None:
+                found.add(name)
+        return tuple(sorted(found, key=self._order.__getitem__))

@@ -22,6 +22,14 @@ reads them again. A partition revoked and given straight back keeps its fetch po
 client, so its records in hand are kept (dropping them would lose them).
 On SIGTERM the worker stops gathering, finishes the batch in the model and the
 one it had gathered, writes and commits them, then leaves the group.
+
+One record can never stop the worker. Whatever goes wrong while handling one record, in any
+stage (decode, language, topic matching, tokenizing, labelling, aggregation), bugs included, is
+contained to that record: it goes to ``posts.dlq`` with the reason
+``internal_error:stage=<stage>:<exception type>`` (a bad field is ``decode:<field>``), the
+``dlq:<kind>`` counter goes up, one log line names the record's origin and the reason (never its
+text), and the batch goes on to be committed, so a restart cannot loop on it. Only failures of
+the outside world (`TransientError`: Redis, Kafka) retry or stop a batch.
 """
 
 from __future__ import annotations
@@ -100,7 +108,28 @@ class _Item:
     gen: int  # the rebalance generation it was polled in
     msg: Post | Deletion | None = None
     text: str = ""  # what the scorer gets (pre-tokenized when the tokenizer is known)
-    dlq: tuple[str, str] | None = None  # (reason, detail) when it cannot be decoded
+    dlq: tuple[str, str] | None = None  # (reason, detail) when it cannot be used
+    topics: tuple[str, ...] = ()  # the topics the post matches
+
+    def park(self, stage: str, exc: Exception) -> None:
+        """Send this record to the DLQ for an unexpected failure in ``stage``."""
+        self.msg = None
+        self.dlq = internal_error(stage, exc)
+        log.warning("record %s parked in the DLQ: %s", _origin(self.record), self.dlq[0])
+
+
+def internal_error(stage: str, exc: BaseException) -> tuple[str, str]:
+    """(DLQ reason, detail) of an unexpected exception: its type only, since its message may
+    quote the record."""
+    name = type(exc).__name__
+    return f"internal_error:stage={stage}:{name}", f"{name} while handling the record ({stage})"
+
+
+def _origin(record: Any) -> str:
+    try:
+        return str(record.origin)
+    except Exception:  # noqa: BLE001 - a log line must not fail
+        return "?"
 
 
 @dataclass
@@ -276,26 +305,52 @@ class Worker:
     def _prepare(self, polled: Sequence[tuple[Any, int]]) -> list[tuple[_Item, int]]:
         """Decode a chunk of records (poison -> DLQ later), settle each post's language (the
         source's tag, else detected: stored, counted and used to route the post to a
-        per-language model) and tokenize the texts."""
-        items = []
-        for r, gen in polled:
-            item = _Item(r, gen)
-            try:
-                msg = decode(r.value if r.value is not None else b"", max_text_chars=self.cfg.max_text_chars)
-            except DecodeError as exc:
-                item.dlq = (f"decode:{exc.field}", str(exc))
-            else:
-                if isinstance(msg, Post) and msg.lang != (lang := post_language(msg.lang, msg.text)):
+        per-language model), match it to the topics and tokenize the texts."""
+        items = [self._read(r, gen) for r, gen in polled]
+        posts = [it for it in items if isinstance(it.msg, Post)]
+        counts = self._tokenize(posts)
+        return [(it, counts.get(id(it), 0)) for it in items]
+
+    def _read(self, record: Any, gen: int) -> _Item:
+        """One record, decoded, with its language and topics; parked on any failure."""
+        item = _Item(record, gen)
+        stage = "decode"
+        try:
+            msg = decode(record.value if record.value is not None else b"",
+                         max_text_chars=self.cfg.max_text_chars)
+            if isinstance(msg, Post):
+                stage = "language"
+                if msg.lang != (lang := post_language(msg.lang, msg.text)):
                     msg = replace(msg, lang=lang)
-                item.msg = msg
-            items.append(item)
-        posts = [(it, it.msg) for it in items if isinstance(it.msg, Post)]
-        texts, tokens = self.encode([p.text for _, p in posts])
+                stage = "match"
+                item.topics = self.matcher.match(msg)
+            item.msg = msg
+        except DecodeError as exc:
+            item.dlq = (f"decode:{exc.field}", str(exc))
+        except Exception as exc:  # noqa: BLE001 - one record's failure stays with that record
+            item.park(stage, exc)
+        return item
+
+    def _tokenize(self, posts: list[_Item]) -> dict[int, int]:
+        """Tokenize the batch's texts at once; if that fails, one by one, parking the ones
+        that fail."""
+        try:
+            texts, tokens = self.encode([it.msg.text for it in posts if isinstance(it.msg, Post)])
+            pairs = list(zip(posts, texts, tokens, strict=True))
+        except Exception:  # noqa: BLE001 - find the record that failed
+            pairs = []
+            for it in posts:
+                try:
+                    (text,), (n,) = self.encode([it.msg.text if isinstance(it.msg, Post) else ""])
+                except Exception as exc:  # noqa: BLE001 - one record's failure stays with it
+                    it.park("tokenize", exc)
+                else:
+                    pairs.append((it, text, n))
         counts: dict[int, int] = {}
-        for (it, _), text, n in zip(posts, texts, tokens, strict=True):
+        for it, text, n in pairs:
             it.text = text
             counts[id(it)] = n
-        return [(it, counts.get(id(it), 0)) for it in items]
+        return counts
 
     def _submit(self, model: ThreadPoolExecutor, batch: Batch[_Item]) -> _InFlight:
         posts = [it.msg for it in batch.items if isinstance(it.msg, Post)]
@@ -405,35 +460,27 @@ class Worker:
         return self._finish(items, [outs.get(id(it)) for it in items], self.clock_ms())
 
     def _finish(self, items: Sequence[_Item], outs: Sequence[Any], now: int) -> BatchResult:
-        """Everything after the forward pass: id claims, aggregates, Redis, Kafka outputs."""
+        """Everything after the forward pass: labels, id claims, aggregates, Redis, Kafka outputs."""
         res = BatchResult(records=len(items))
-        dlq: list[tuple[_Record, str, str]] = []
-        posts: list[tuple[_Record, Post, Any]] = []
-        deletions: list[Deletion] = []
-        for it, out in zip(items, outs, strict=True):
-            if it.dlq is not None:
-                dlq.append((it.record, *it.dlq))
-            elif isinstance(it.msg, Deletion):
-                deletions.append(it.msg)
-            elif isinstance(it.msg, Post):
-                posts.append((it.record, it.msg, out))
+        scored = self._score(items, outs, now)  # parks a post whose labels or delta fail
+        dlq: list[tuple[_Record, str, str]] = [(it.record, *it.dlq) for it in items if it.dlq is not None]
+        deletions = [it.msg for it in items if isinstance(it.msg, Deletion)]
 
         # duplicate post ids (a source re-sent a post): the first record wins
-        if posts:
-            claims = self.store.claim_ids([(p.id, r.origin) for r, p, _ in posts])
+        if scored:
+            claims = self.store.claim_ids([(s.post.post.id, s.record.origin) for s in scored])
             kept = []
-            for (r, p, out), first in zip(posts, claims, strict=True):
+            for s, first in zip(scored, claims, strict=True):
                 if first is None:
-                    kept.append((r, p, out))
+                    kept.append(s)
                 else:
-                    dlq.append((r, "duplicate_id", f"post id already counted from {first}"))
-            posts = kept
+                    dlq.append((s.record, "duplicate_id", f"post id already counted from {first}"))
+            scored = kept
 
-        scored = self._score(posts, now)
         res.scored = len(scored)
         writes, counted, late, recent = self._plan_writes(scored, now)
         res.too_late = late
-        res.unmatched = sum(1 for _, sp, _ in scored if not sp.topics)
+        res.unmatched = sum(1 for s in scored if not s.post.topics)
         applied, skipped = self.store.apply(writes)
         if skipped:
             # another consumer wrote some of these partitions since we read the watermarks
@@ -441,12 +488,12 @@ class Worker:
             writes, counted, late, recent = self._plan_writes(scored, now)
             self.store.apply(writes)
         res.aggregated = counted
-        res.replayed = sum(1 for _ in scored) - counted - late - res.unmatched
+        res.replayed = len(scored) - counted - late - res.unmatched
 
-        for r, sp, _ in scored:
+        for s in scored:
             # posts.scored keeps what a rebuild needs, not the text: a deletion at the source
             # must not leave the text in Kafka for the topic's retention
-            self.producer.send(r.key, encode_scored(sp, with_text=False), topic=self.cfg.scored_topic)
+            self.producer.send(s.record.key, s.encoded, topic=self.cfg.scored_topic)
         for r, reason, detail in dlq:
             res.dlq[reason.split(":")[0]] += 1
             self.producer.send(r.key, _dlq_value(r, reason, detail, now), topic=self.cfg.dlq_topic,
@@ -459,35 +506,46 @@ class Worker:
             res.deletions = len(deletions)
         return res
 
-    def _score(self, posts: list[tuple[_Record, Post, Any]],
-               now: int) -> list[tuple[_Record, ScoredPost, int]]:
+    def _score(self, items: Sequence[_Item], outs: Sequence[Any], now: int) -> list[_Scored]:
+        """Labels, event time, bucket delta and the posts.scored record of each post; a post
+        for which any of them fails is parked."""
         scored = []
-        for r, p, out in posts:
-            if out is None:
-                sent, score, conf, emo, econf = UNSUPPORTED, 0.0, 0.0, UNSUPPORTED, 0.0
-            else:
-                sent, score, conf, emo, econf = self.to_labels(out, self.cfg.uncertain_below)
-            ts = event_time(p.created_ms, p.ingested_ms, self.cfg.future_skew_ms)
-            sp = ScoredPost(post=p, sentiment=sent, sentiment_score=score, confidence=conf,
-                            emotion=emo, emotion_confidence=econf, topics=self.matcher.match(p),
-                            model=self.scorer.name, scored_ms=now, origin=r.origin)
-            scored.append((r, sp, ts))
+        for it, out in zip(items, outs, strict=True):
+            p = it.msg
+            if not isinstance(p, Post):
+                continue
+            stage = "label"
+            try:
+                if out is None:
+                    sent, score, conf, emo, econf = UNSUPPORTED, 0.0, 0.0, UNSUPPORTED, 0.0
+                else:
+                    sent, score, conf, emo, econf = self.to_labels(out, self.cfg.uncertain_below)
+                stage = "aggregate"
+                ts = event_time(p.created_ms, p.ingested_ms, self.cfg.future_skew_ms)
+                sp = ScoredPost(post=p, sentiment=sent, sentiment_score=score, confidence=conf,
+                                emotion=emo, emotion_confidence=econf, topics=it.topics,
+                                model=self.scorer.name, scored_ms=now, origin=it.record.origin)
+                scored.append(_Scored(it.record, sp, ts, post_delta(sp) if sp.topics else {},
+                                      encode_scored(sp, with_text=False)))
+            except Exception as exc:  # noqa: BLE001 - one record's failure stays with that record
+                it.park(stage, exc)
         return scored
 
     def _plan_writes(
-        self, scored: list[tuple[_Record, ScoredPost, int]], now: int
+        self, scored: list[_Scored], now: int
     ) -> tuple[dict[str, list[PartitionWrite]], int, int, list[RecentPost]]:
-        pairs = {(t, f"{r.topic}:{r.partition}") for r, sp, _ in scored for t in sp.topics}
+        pairs = {(t, f"{s.record.topic}:{s.record.partition}") for s in scored for t in s.post.topics}
         wms = self.store.watermarks(sorted(pairs)) if pairs else {}
         per: dict[tuple[str, str], PartitionWrite] = {}
         counted_posts: set[str] = set()
         late = 0
         recent: list[RecentPost] = []
         last_by_part: dict[str, int] = defaultdict(lambda: -1)
-        for r, _sp, _ts in scored:
-            part = f"{r.topic}:{r.partition}"
-            last_by_part[part] = max(last_by_part[part], r.offset)
-        for r, sp, ts in scored:
+        for s in scored:
+            part = f"{s.record.topic}:{s.record.partition}"
+            last_by_part[part] = max(last_by_part[part], s.record.offset)
+        for s in scored:
+            r, sp, ts = s.record, s.post, s.ts
             if not sp.topics:
                 continue
             if ts < now - self.cfg.lateness_ms:
@@ -495,7 +553,6 @@ class Worker:
                 continue
             part = f"{r.topic}:{r.partition}"
             fresh = False
-            delta = post_delta(sp)
             for topic in sp.topics:
                 if r.offset <= wms.get((topic, part), -1):
                     continue  # applied before this redelivery
@@ -505,7 +562,7 @@ class Worker:
                     pw = per[(topic, part)] = PartitionWrite(part, r.offset, last_by_part[part])
                 pw.first_offset = min(pw.first_offset, r.offset)
                 for key in (("m", minute_start(ts)), ("h", hour_start(ts))):
-                    add_into(pw.deltas.setdefault(key, {}), delta)
+                    add_into(pw.deltas.setdefault(key, {}), s.delta)
                 recent.append(RecentPost(topic, sp.post.id, ts, sp.post.text, sp.post.url,
                                          sp.sentiment))
             if fresh:
@@ -514,6 +571,17 @@ class Worker:
         for (topic, _part), pw in per.items():
             writes[topic].append(pw)
         return dict(writes), len(counted_posts), late, recent
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """A post with its labels, event time, bucket delta and posts.scored record."""
+
+    record: Any
+    post: ScoredPost
+    ts: int
+    delta: dict[str, float]
+    encoded: bytes
 
 
 def holds_partitions(log_text: str) -> bool:
