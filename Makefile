@@ -2,7 +2,7 @@
 DURATION ?= 120
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
-.PHONY: help setup stack-up stack-down stack-status demo test test-unit faults reliability lint bench train-default evaluate-default
+.PHONY: help setup stack-up stack-down stack-status demo test test-unit faults fuzz reliability lint bench bench-hostile train-default evaluate-default
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ test-unit: setup ## unit tests only (no servers)
 faults: stack-up ## the fault suite only
 	@.venv/bin/pytest -m faults tests $(PYTEST_ARGS)
 
+fuzz: setup ## the property tests with the long random Hypothesis profile
+	@HYPOTHESIS_PROFILE=fuzz .venv/bin/pytest -m "not integration" -p no:cacheprovider \
+		tests/unit/test_properties.py tests/unit/connectors $(PYTEST_ARGS)
+
 reliability: stack-up ## run the fault suite and write docs/reliability.md
 	@MOOD_RELIABILITY_REPORT=docs/reliability.md .venv/bin/pytest -m faults tests -s $(PYTEST_ARGS)
 
@@ -40,6 +44,9 @@ lint: setup ## ruff + mypy
 
 bench: stack-up ## the throughput/latency benchmark (prints a table and a JSON line)
 	@.venv/bin/python bench/pipeline.py
+
+bench-hostile: setup ## host CPU per record of a generated hostile corpus, per class (bench/hostile.py)
+	@.venv/bin/python bench/hostile.py
 
 train-default: setup ## retrain the offline default model into monitor/models/default
 	@nice -n 5 .venv/bin/python scripts/train_default.py
