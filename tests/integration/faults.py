@@ -1,9 +1,9 @@
 """The fault harness: a known stream whose every post can be traced in Redis, the ground truth,
 and the figures each fault test reports (sent, counted, lost, duplicated, DLQ).
 
-Every good post gets a unique language code ``x<i>``; the worker counts languages per bucket
-(``l:<lang>``), so the Redis figures show each post's multiplicity exactly: a lost post has
-count 0, a double-counted one 2, whatever else happened to the totals.
+Every good post gets a unique source ``fault-<i>``; the worker counts sources per bucket, so
+the Redis figures show each post's multiplicity exactly: a lost post has count 0, a
+double-counted one 2, whatever else happened to the totals.
 """
 
 from __future__ import annotations
@@ -178,6 +178,61 @@ def hostile_records(n: int, good_ids: list[str], seed: int = 3) -> list[tuple[by
     out += [(f"huge-{i}".encode(), orjson.dumps(post(text="kw3 " + "y" * 1_000_000))) for i in range(10)]
     rng.shuffle(out)
     return out
+
+
+def hostile_corpus_records(per_class: int = 2, seed: int = 7) -> list[tuple[str, bytes, bytes]]:
+    """(class, key, value) of `bench.hostile.hostile_corpus`: every hostile class of the host-path
+    benchmark, each record keyed ``hostile-<class>-<i>`` so that its origin can be found again."""
+    from bench.hostile import hostile_corpus
+
+    seen: Counter[str] = Counter()
+    out = []
+    for cls, value in hostile_corpus(seed, per_class):
+        out.append((cls, f"hostile-{cls}-{seen[cls]}".encode(), value))
+        seen[cls] += 1
+    return out
+
+
+@dataclass
+class Consumed:
+    key: bytes | None
+    value: bytes
+    origin: str
+    headers: dict[str, bytes]
+
+
+def read_with_headers(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Consumed]:
+    """A whole topic with each record's headers (`read_topic` drops them)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Consumed] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
+            for recs in consumer.poll(timeout_ms=200).values():
+                out += [Consumed(r.key, r.value, f"{r.topic}:{r.partition}:{r.offset}", dict(r.headers or ()))
+                        for r in recs]
+        return out
+    finally:
+        consumer.close()
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """end offset - committed offset of ``group`` on each partition of ``topic``."""
+    from monitor.kafka import GroupProgress
+
+    progress = GroupProgress(bootstrap, group, topic)
+    try:
+        done, ends = progress.offsets()
+    finally:
+        progress.close()
+    return {p: end - done.get(p, 0) for p, end in ends.items()}
 
 
 def write_report(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 
 import pytest
 
@@ -106,3 +107,77 @@ def test_fuzz_10000_hostile_records_mixed_with_good_ones(tmp_path, kafka_bootstr
     assert f.ok, f
     reasons = store.stats("worker")
     assert sum(v for k, v in reasons.items() if k.startswith("dlq:")) == len(bad)
+
+
+def test_hostile_corpus_mixed_with_good_posts(tmp_path, kafka_bootstrap, redis_url, unique):
+    """bench/hostile.py's corpus (every class: regex bombs, NFKC bombs, deep and wide JSON, bad
+    UTF-8, control characters in every field, ...) through a real worker on the real broker: each
+    hostile record is scored or parked in the DLQ with its reason, the good posts are counted
+    once, the worker stays up and the group's lag goes back to zero."""
+    import orjson
+
+    cfg = F.config(tmp_path, kafka_bootstrap, redis_url, unique, max_batch=64)
+    raw, scored_topic, dlq_topic = f"{unique}.raw", f"{unique}.scored", f"{unique}.dlq"
+    posts = F.good_posts(600, unique)
+    hostile = F.hostile_corpus_records(per_class=4)
+    classes = {cls for cls, _, _ in hostile}
+    F.produce(kafka_bootstrap, raw, posts[:300])
+    F.produce(kafka_bootstrap, raw, [], [(k, v) for _, k, v in hostile])
+    F.produce(kafka_bootstrap, raw, posts[300:])
+    store = _store(cfg)
+    log = tmp_path / "w.log"
+    w = F.worker(cfg, log)
+    deadline = time.monotonic() + 75
+    lag = F.group_lag(kafka_bootstrap, f"{unique}-g", raw)
+    while (sum(lag.values()) or not lag) and time.monotonic() < deadline:
+        assert w.poll() is None, f"the worker exited ({w.returncode}) on the hostile corpus:\n" + \
+            log.read_text(errors="replace")[-3000:]
+        time.sleep(1.0)
+        lag = F.group_lag(kafka_bootstrap, f"{unique}-g", raw)
+    assert lag and sum(lag.values()) == 0, f"the group's lag did not return to zero: {lag}"
+    assert w.poll() is None, "the worker must still be running"
+    assert _stop_all([w]) == [0]
+    assert "Traceback" not in log.read_text(errors="replace")
+
+    # where each record went: the raw topic gives its origin, posts.scored and the DLQ its outcome
+    origin = {r.key: r.origin for r in F.read_with_headers(kafka_bootstrap, raw)}
+    scored = [orjson.loads(r.value) for r in F.read_with_headers(kafka_bootstrap, scored_topic)]
+    dlq = F.read_with_headers(kafka_bootstrap, dlq_topic)
+    scored_origins = Counter(s["origin"] for s in scored)
+    dlq_values = [orjson.loads(r.value) for r in dlq]
+    dlq_origins = Counter(v["origin"] for v in dlq_values)
+    for r, v in zip(dlq, dlq_values, strict=True):
+        assert r.headers.get("reason"), f"a DLQ record without a reason header: {v['origin']}"
+        assert r.headers["reason"].decode() == v["reason"]
+    reasons: dict[str, Counter[str]] = {}
+    for cls, key, _ in hostile:
+        o = origin[key]
+        n_scored, n_dlq = scored_origins[o], dlq_origins[o]
+        # a valid deletion is applied (the text forgotten): neither scored nor parked
+        allowed = ((1, 0), (0, 1), (0, 0)) if cls == "deletions" else ((1, 0), (0, 1))
+        assert (n_scored, n_dlq) in allowed, f"{cls} {key!r} at {o}: scored {n_scored}, dlq {n_dlq}"
+        got = ("scored" if n_scored else "deletion" if not n_dlq else
+               next(v["reason"] for v in dlq_values if v["origin"] == o))
+        reasons.setdefault(cls, Counter())[got] += 1
+    for p in posts:
+        o = origin[p["id"].encode()]
+        assert scored_origins[o] == 1 and dlq_origins[o] == 0, f"good post {p['id']}: {o}"
+    hostile_origins = {origin[k] for _, k, _ in hostile}
+    assert not [s for s in scored if s["origin"] in hostile_origins and s["topics"]], \
+        "a hostile post matched a fault-suite topic: the corpus must not name kw0..kw3"
+    stats = store.stats("worker")
+    parked = sum(dlq_origins.values())
+    assert stats.get("records") == len(posts) + len(hostile), stats
+    assert sum(v for k, v in stats.items() if k.startswith("dlq:")) == parked, stats
+    assert stats.get("deletions", 0) == sum(c["deletion"] for c in reasons.values()), stats
+
+    name = f"hostile corpus ({len(hostile)} records, {len(classes)} classes) among {len(posts)} good"
+    f = F.figures(name, store, posts, kafka_bootstrap, dlq_topic,
+                  dlq_expected=sum(dlq_origins[origin[k]] for _, k, _ in hostile))
+    kinds = Counter(r.split(":")[0] for c in reasons.values() for r in c.elements())  # scored, decode, ...
+    internal = sorted({r for c in reasons.values() for r in c if r.startswith("internal_error")})
+    F.REPORT_NOTES.append(
+        f"- {name}: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common())
+        + (f"; contained internal errors: {', '.join(internal)}" if internal else "; no internal_error"))
+    print("\nhostile outcomes per class:", {c: dict(v) for c, v in sorted(reasons.items())})
+    assert f.ok, f
