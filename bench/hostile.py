@@ -19,7 +19,10 @@ the host path is reported as CRASHED. Either makes the exit status 1.
 It also times every pattern of `monitor.patterns` directly on each class's strings (every
 string field, and the NFKC/casefold form of the text), in the engine the module chose and in
 the other one (RE2 for a ``re`` pattern; for an RE2 pattern, Python's ``re`` with the Unicode
-classes translated), so a reader sees why each pattern is safe where it is.
+classes translated), so a reader sees why each pattern is safe where it is; and, per pattern, how
+its time grows when a class's long text doubles (about 2: linear). RE2 bounds one search, not a
+``findall``/``sub``: that is one search per match, and a pattern with an alternative that can run
+on to the end of the text (an e-mail shape over a text without spaces) is quadratic there.
 
 Prints a table per class, the regex tables and, as its LAST line, one JSON object. The target:
 every class under 50 ms of host CPU per record.
@@ -569,6 +572,28 @@ def _regex_job(cls: str, name: str, other: bool, limit: int) -> dict[str, Any]:
     return {"ms": worst * 1000}
 
 
+def _growth_job(cls: str, name: str) -> dict[str, Any]:
+    """The pattern (the module's engine) on the class's first long text and on its first half:
+    a linear pattern takes about twice as long on the whole, a quadratic one four times."""
+    rx = _State.patterns[name][1]
+    for value in _State.records[cls]:
+        try:
+            text = orjson.loads(value).get("text")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(text, str) and len(text) >= 4000:
+            times = []
+            for part in (text[: len(text) // 2], text):
+                best = math.inf
+                for _ in range(3):
+                    t0 = time.process_time()
+                    rx.findall(part)
+                    best = min(best, time.process_time() - t0)
+                times.append(best * 1000)
+            return {"half_ms": times[0], "ms": times[1], "ratio": times[1] / times[0] if times[0] else 0.0}
+    return {}
+
+
 def _child(jobs: list[tuple[Any, ...]], start: int, skip: set[str], conn: Any) -> None:
     logging.getLogger().setLevel(logging.CRITICAL)
     for k in range(start, len(jobs)):
@@ -578,7 +603,8 @@ def _child(jobs: list[tuple[Any, ...]], start: int, skip: set[str], conn: Any) -
             continue
         if job[0] == "host" and job[2] == 0:
             gc.collect()
-        res = _host_job(job[1], job[2]) if job[0] == "host" else _regex_job(*job[1:])
+        run = {"host": _host_job, "regex": _regex_job, "growth": _growth_job}[job[0]]
+        res = run(*job[1:])
         conn.send((k, res))
     conn.send(None)
 
@@ -762,23 +788,27 @@ def main(argv: list[str] | None = None) -> int:
     host_jobs = [("host", c, i) for c in classes for i in range(len(_State.records[c]))]
     regex_jobs = [("regex", c, name, other, regex_records) for c in classes for name in _State.patterns
                   for other in (False, True) if not other or _State.patterns[name][2] is not None]
-    jobs: list[tuple[Any, ...]] = host_jobs + regex_jobs
+    growth_jobs = [("growth", c, name) for c in CLASSES for name in _State.patterns]
+    jobs: list[tuple[Any, ...]] = host_jobs + regex_jobs + growth_jobs
     print(f"{len(corpus)} hostile records in {len(CLASSES)} classes, {n_base} ordinary posts, "
           f"{len(regex_jobs)} pattern timings ...", file=sys.stderr)
 
     def timeout_of(job: tuple[Any, ...]) -> float:
         if job[0] == "host":
             return rec_timeout
-        return other_timeout if job[3] else rec_timeout
+        return other_timeout if job[0] == "regex" and job[3] else rec_timeout
 
     results = run_jobs(jobs, timeout_of)
     by_class: dict[str, list[dict[str, Any]]] = {c: [] for c in classes}
     regex: dict[tuple[str, str, bool], dict[str, Any]] = {}
+    growth: dict[tuple[str, str], dict[str, Any]] = {}
     for job, res in zip(jobs, results, strict=True):
         if job[0] == "host":
             by_class[job[1]].append(res)
-        else:
+        elif job[0] == "regex":
             regex[(job[1], job[2], job[3])] = res
+        else:
+            growth[(job[1], job[2])] = res
     summary = {c: _summary(rows) for c, rows in by_class.items()}
     base = summary.pop("baseline")
 
@@ -816,28 +846,40 @@ def main(argv: list[str] | None = None) -> int:
             alt = _fmt_ms(regex.get((c, n, True), {}))
             cells.append(f"{own + '/' + alt:>{width}}")
         print(f"{c:<20}" + "".join(cells))
-    regex_summary = {}
+    regex_summary: dict[str, dict[str, Any]] = {}
     for n in names:
-        def worst(other: bool, n: str = n) -> tuple[str, float]:
-            best = ("", -1.0)
+        def worst(other: bool, n: str = n) -> tuple[str, float, bool]:
+            best = ("", -1.0, False)
             for c in classes:
                 r = regex.get((c, n, other))
                 if r:
                     v = r.get("ms", r.get("timeout_s", 0) * 1000)
                     if v > best[1]:
-                        best = (c, v)
+                        best = (c, v, "timeout_s" in r)
             return best
-        oc, oms = worst(False)
-        ac, ams = worst(True) if _State.patterns[n][2] is not None else ("", -1.0)
+        oc, oms, _ = worst(False)
+        ac, ams, over = worst(True) if _State.patterns[n][2] is not None else ("", -1.0, False)
+        # growth per doubling of the text, where the time is big enough to read (>= 0.2 ms)
+        grown = [(g["ratio"], c) for (c, m), g in growth.items() if m == n and g.get("ms", 0) >= 0.2]
+        if any("timeout_s" in g for (c, m), g in growth.items() if m == n):
+            grown.append((math.inf, next(c for (c, m), g in growth.items() if m == n and "timeout_s" in g)))
+        gr, gc_ = max(grown, default=(None, ""))
         regex_summary[n] = {"engine": _State.patterns[n][0], "max_ms": round(oms, 3), "worst_class": oc,
                             "other_engine_max_ms": round(ams, 3) if ams >= 0 else None,
-                            "other_engine_worst_class": ac or None}
+                            "other_engine_worst_class": ac or None, "other_engine_over_budget": over,
+                            "growth_per_doubling": None if gr is None or gr == math.inf else round(gr, 2),
+                            "growth_worst_class": gc_ or None}
     print(f"\n{'pattern':<18}{'engine':>7}{'worst ms':>10}  {'worst class':<20}{'other':>10}"
-          "  other's worst class")
+          f"  {'other worst class':<20}{'x per 2x':>9}  its class")
     for n, s in regex_summary.items():
-        other = "-" if s["other_engine_max_ms"] is None else f"{s['other_engine_max_ms']:.1f}"
+        ams = s["other_engine_max_ms"]
+        other = "-" if ams is None else f">{ams:.0f}" if s["other_engine_over_budget"] else f"{ams:.1f}"
+        g = "-" if not s["growth_worst_class"] else \
+            "timeout" if s["growth_per_doubling"] is None else f"{s['growth_per_doubling']:.2f}"
         print(f"{n:<18}{s['engine']:>7}{s['max_ms']:>10.2f}  {s['worst_class']:<20}{other:>10}  "
-              f"{s['other_engine_worst_class'] or '-'}")
+              f"{s['other_engine_worst_class'] or '-':<20}{g:>9}  {s['growth_worst_class'] or '-'}")
+    print("('x per 2x': the module's engine on a class's long text vs its first half, worst over the text "
+          "classes; about 2 is linear, 4 quadratic)")
 
     crashed = [c for c in CLASSES if summary[c].get("crashed")]
     timed_out = [c for c in CLASSES if summary[c].get("timeout")]
