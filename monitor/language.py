@@ -32,7 +32,9 @@ def _identifier() -> Any:
 
 def detect(text: str, min_confidence: float = 0.5) -> str:
     """ISO 639-1 code of ``text``'s language, or ``"und"``."""
-    clean = LANGUAGE_NOISE.sub(" ", text[:DETECT_CHARS])
+    clean = text[:DETECT_CHARS]
+    for noise in LANGUAGE_NOISE:
+        clean = noise.sub(" ", clean)
     if sum(ch.isalpha() for ch in clean) < _MIN_LETTERS:
         return UNDETERMINED
     lang, conf = _identifier().classify(clean)

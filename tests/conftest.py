@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 # `make fuzz` runs the long, random "fuzz" one. HYPOTHESIS_PROFILE picks another.
 settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=20_000, deadline=None, print_blob=True,
+settings.register_profile("fuzz", max_examples=5_000, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
