@@ -4,17 +4,27 @@ A connector's ``run()`` loops while ``running`` (or until a bounded ``max_items`
 platform payload to a `Post` with a pure ``to_post`` and produces it to ``posts.raw`` keyed by
 post id. ``stop()`` asks it to finish; ``cleanup(failed)`` always flushes the producer so nothing
 already accepted is lost.
+
+Every payload is written by a stranger, so a mapping never lets one payload stop the connector:
+each ``to_post`` is wrapped in `guarded`, which turns any exception that is not its own `Skip` or
+`DecodeError` into ``DecodeError(<stage>, "internal_error:<ExceptionType>")``. The loops around
+the mappings count such a payload as bad, log one line (its reason and size, never its content)
+and go on past it. Only infrastructure failures (Kafka, Redis, a source's HTTP) retry or stop.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
+import orjson
+
+from monitor.errors import DecodeError
 from monitor.messages import Deletion, Post, encode_deletion, encode_post
 
 log = logging.getLogger(__name__)
@@ -27,6 +37,31 @@ class Skip(Exception):  # noqa: N818 - not an error: a valid payload with nothin
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(stage: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Wrap a payload mapping: `Skip` and `DecodeError` pass through, any other exception (a
+    TypeError from a field of an unexpected type, a RecursionError, an AssertionError from a
+    parser) becomes ``DecodeError(stage, "internal_error:<type>")``. The message names the
+    exception's type only: its text may quote the payload."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def mapped(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except (Skip, DecodeError):
+                raise
+            except Exception as exc:
+                raise DecodeError(stage, f"internal_error:{type(exc).__name__}") from exc
+
+        return mapped
+
+    return wrap
 
 
 class PostSink(Protocol):
@@ -62,11 +97,16 @@ class Connector:
         self.stats = ConnectorStats()
 
     def emit(self, item: Post | Deletion) -> None:
+        """Produce one item; DecodeError (nothing sent) when it cannot be encoded."""
+        try:
+            key = item.id.encode()
+            value = encode_deletion(item) if isinstance(item, Deletion) else encode_post(item)
+        except (UnicodeError, orjson.JSONEncodeError) as exc:  # e.g. a lone surrogate in a field
+            raise DecodeError("post", f"unencodable:{type(exc).__name__}") from exc
+        self.sink.send(key, value)
         if isinstance(item, Deletion):
-            self.sink.send(item.id.encode(), encode_deletion(item))
             self.stats.deletions += 1
         else:
-            self.sink.send(item.id.encode(), encode_post(item))
             self.stats.produced += 1
 
     def stop(self) -> None:
