@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import socket
 import threading
 import time
 from collections import Counter
@@ -69,5 +70,71 @@ def test_push_endpoint(kafka_bootstrap, redis_url, unique, caplog):
     assert got == {("push:a", "post"): 1, ("push:c", "post"): 1, ("push:a", "delete"): 1, ("push:d", "post"): 1}
     st = read_statuses(redis_url, prefix=f"t-{unique}:conn:")["push"]
     assert st["produced"] == "3" and st["bad"] == "1" and st["duplicates"] == "1"
-    assert st["rejected_requests"] == "4"
+    assert st["rejected_requests"] == "5"  # 401, 401, 400, 400 and the 413 (the 404 is not one)
     assert base64.b64encode(RAW).decode() not in caplog.text
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    """One request over a raw socket (headers httpx would refuse to send); -> the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_hostile_requests_get_an_answer_and_the_server_keeps_serving(redis_url, unique, caplog, capfd):
+    """Every hostile request is answered with a 4xx and one log line (no traceback, no echo of
+    what was sent), and a good request afterwards is still taken."""
+    sent: list[bytes] = []
+
+    class Sink:
+        def send(self, key, value, *, topic=None, headers=None):
+            sent.append(key)
+
+        def flush(self, timeout_s=30.0):
+            pass
+
+        def close(self, timeout_s=10.0):
+            pass
+
+    state = RedisConnectorState(redis_url, "push", prefix=f"t-{unique}:conn:")
+    conn = PushConnector(Sink(), state, secret=Secret(SECRET), port=0, max_items=3)
+    t = threading.Thread(target=conn.run, daemon=True)
+    t.start()
+    body = b'{"id":"1","text":"fine"}'
+    now = str(int(time.time())).encode()
+    try:
+        # webhook-timestamp "\xb2" arrives as '\u00b2' (isdigit() is true, int() refuses it)
+        for ts in (b"\xb2", b"1" * 5000, now + b"\xb2"):
+            ans = _raw(conn.port, b"POST /ingest HTTP/1.1\r\nHost: x\r\nwebhook-id: m1\r\n"
+                       b"webhook-timestamp: " + ts + b"\r\nwebhook-signature: v1,x\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            assert ans.startswith(b"HTTP/1.1 401 "), ans[:80]
+        chunked = _raw(conn.port, b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"5\r\nhello\r\n0\r\n\r\n")
+        assert chunked.startswith(b"HTTP/1.1 411 ") and chunked.count(b"HTTP/1.1") == 1
+        both = _raw(conn.port, b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                    b"Content-Length: 5\r\n\r\nhello")
+        assert both.startswith(b"HTTP/1.1 400 ")
+        for cl in (b"-1", b"\xb2", b"1" * 5000, b"0x10"):
+            ans = _raw(conn.port, b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: " + cl + b"\r\n\r\n")
+            assert ans.startswith(b"HTTP/1.1 400 "), (cl[:8], ans[:80])
+        with httpx.Client(timeout=10) as c:
+            url = f"http://127.0.0.1:{conn.port}/ingest"
+            many = orjson.dumps([{"id": str(i), "text": "x"} for i in range(4)])
+            assert c.post(url, content=many, headers=_headers("msg_many", many)).status_code == 413
+            # 1,000-deep nesting and junk items: rejected by index, the request still answered
+            deep = b'[{"id":"d","text":"ok"}, ' + b"[" * 1000 + b"]" * 1000 + b', {"id":"e","text":5}]'
+            r = c.post(url, content=deep, headers=_headers("msg_deep", deep))
+            assert r.status_code == 202 and r.json()["accepted"] == 1
+            assert [x["index"] for x in r.json()["rejected"]] == [1, 2]
+            assert c.post(url, content=body, headers=_headers("msg_ok", body)).status_code == 202
+    finally:
+        conn.stop()
+        t.join(10)
+    assert sent == [b"push:d", b"push:1"]
+    assert "Traceback" not in caplog.text and "\u00b2" not in caplog.text and "1111111111" not in caplog.text
+    assert "Traceback" not in capfd.readouterr().err
