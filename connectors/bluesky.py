@@ -6,6 +6,11 @@ text; the time is the server-witnessed ``time_us`` (``createdAt`` is client-set 
 the language is the first of ``langs``. `features` gives the hashtags (facet tags, record tags)
 and the reply/quote flags.
 
+Every field is type-checked before it is iterated or converted, and `to_post` is `guarded`: any
+other exception from one event becomes ``DecodeError("event", "internal_error:<type>")``, which
+`JetstreamConnector.handle` counts as a bad frame. A bad frame whose ``time_us`` is readable
+still moves the cursor past it, so a restart does not meet it again.
+
 Resume: the cursor is the largest ``time_us`` produced (arrival order is not monotonic), and a
 reconnect asks for ``cursor - rewind_s``; the replayed overlap is dropped by the dedup on
 ``did/rkey``. No credentials; Jetstream publishes no rate limits, so reconnects back off with
@@ -25,11 +30,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import connect
 
 from connectors.backoff import Backoff, RetryLater, retry_after_s
-from connectors.base import PostSink, Skip
+from connectors.base import PostSink, Skip, guarded
 from connectors.live import Item, LiveConnector
 from connectors.state import RedisConnectorState
 from monitor.errors import DecodeError
-from monitor.messages import Deletion, Post
+from monitor.messages import MAX_ID_CHARS, Deletion, Post
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +53,24 @@ def _need(obj: dict[str, Any], name: str, typ: type, where: str) -> Any:
     return v
 
 
+def event_time_us(event: Any) -> int:
+    """The event's ``time_us`` (Jetstream's clock) when it is an integer whose milliseconds are
+    a valid post time (1 .. 2**53 - 1), else 0."""
+    time_us = event.get("time_us") if isinstance(event, dict) else None
+    if type(time_us) is not int or not 1000 <= time_us < (2**53) * 1000:
+        return 0
+    return time_us
+
+
+@guarded("event")
 def to_post(event: Any, *, now_ms: int | None = None) -> Post | Deletion | None:
     """One decoded Jetstream event -> Post / Deletion / None; DecodeError names a bad field."""
     if not isinstance(event, dict):
         raise DecodeError("event", "expected a JSON object")
     kind = _need(event, "kind", str, "event")
-    time_us = event.get("time_us")
-    if isinstance(time_us, bool) or not isinstance(time_us, int) or time_us <= 0:
-        raise DecodeError("event.time_us", "missing or not a positive integer")
+    time_us = event_time_us(event)
+    if not time_us:
+        raise DecodeError("event.time_us", "missing or not a positive integer of microseconds")
     if kind != "commit":
         return None
     did = _need(event, "did", str, "event")
@@ -65,6 +80,8 @@ def to_post(event: Any, *, now_ms: int | None = None) -> Post | Deletion | None:
     op = _need(commit, "operation", str, "commit")
     rkey = _need(commit, "rkey", str, "commit")
     pid = f"{SOURCE}:{post_uri(did, rkey)}"
+    if len(pid) > MAX_ID_CHARS:
+        raise DecodeError("event.did/commit.rkey", "longer than a post id may be")
     if op == "delete":
         return Deletion(id=pid, source=SOURCE, deleted_ms=time_us // 1000)
     if op != "create":
@@ -93,17 +110,24 @@ class Features:
     is_quote: bool
 
 
+def _list(v: Any) -> list[Any]:
+    """A field that should be a list: itself when it is one, else nothing (a string, a number or
+    an object in its place is ignored, never iterated)."""
+    return v if isinstance(v, list) else []
+
+
 def features(record: dict[str, Any]) -> Features:
-    """Hashtags (facet tags + record tags, case-folded), reply and quote flags of a post record."""
+    """Hashtags (facet tags + record tags, case-folded), reply and quote flags of a post record.
+    ``facets``, a facet's ``features`` and ``tags`` are read only when they are lists."""
     tags: list[str] = []
-    for facet in record.get("facets") or []:
-        for feat in (facet.get("features") or []) if isinstance(facet, dict) else []:
+    for facet in _list(record.get("facets")):
+        for feat in _list(facet.get("features")) if isinstance(facet, dict) else []:
             if isinstance(feat, dict) and feat.get("$type") == "app.bsky.richtext.facet#tag":
                 tag = feat.get("tag")
                 if isinstance(tag, str) and tag:
                     tags.append(tag.lstrip("#").casefold())
-    tags += [t.lstrip("#").casefold() for t in record.get("tags") or [] if isinstance(t, str) and t]
-    embed = record.get("embed") or {}
+    tags += [t.lstrip("#").casefold() for t in _list(record.get("tags")) if isinstance(t, str) and t]
+    embed = record.get("embed")
     etype = embed.get("$type", "") if isinstance(embed, dict) else ""
     return Features(
         hashtags=tuple(dict.fromkeys(t for t in tags if t)),
@@ -131,7 +155,8 @@ class JetstreamConnector(LiveConnector):
 
     def connect_url(self) -> str:
         stored = self.state.cursor()
-        self.max_time_us = max(self.max_time_us, int(stored) if stored and stored.isdigit() else 0)
+        if stored and stored.isascii() and stored.isdigit() and len(stored) <= 20:
+            self.max_time_us = max(self.max_time_us, int(stored))
         params: list[tuple[str, str]] = [("wantedCollections", POST_COLLECTION)]
         if self.max_time_us:
             params.append(("cursor", str(max(0, self.max_time_us - int(self.rewind_s * 1e6)))))
@@ -173,26 +198,22 @@ class JetstreamConnector(LiveConnector):
                 self.flush_batch(batch, batch_max_us)
 
     def handle(self, frame: str | bytes, batch: list[Item]) -> int:
-        """Parse one frame into ``batch``; -> its time_us (0 for a bad frame)."""
+        """Parse one frame into ``batch``; -> its time_us, also for a skipped or bad event whose
+        time_us is readable (the cursor moves past it); 0 when there is none. Never raises for
+        a frame's content: a bad one is counted and logged by reason and size."""
         if isinstance(frame, bytes):
-            self.bad("binary_frame", f"{len(frame)} bytes")
+            self.bad("binary_frame", size=len(frame))
             return 0
         try:
             event = orjson.loads(frame)
-            item = to_post(event)
         except orjson.JSONDecodeError:
-            self.bad("malformed_json", frame)
+            self.bad("malformed_json", size=len(frame))
             return 0
-        except DecodeError as exc:
-            self.bad(f"bad_{exc.field}", str(exc))
-            return 0
-        except Skip as exc:
-            self.stats.count_skipped(exc.reason)
-            return int(event["time_us"])
+        item = self.map_one(lambda: to_post(event), size=len(frame))
         self.backoff.reset()
         if item is not None:
             batch.append((dedup_key(item), item))
-        return int(event["time_us"])
+        return event_time_us(event)
 
     def flush_batch(self, batch: list[Item], max_us: int) -> None:
         if not batch and max_us <= self.max_time_us:

@@ -11,23 +11,31 @@ flushes the producer, and only then marks the keys seen and moves the cursor, so
 can duplicate (and the next run's dedup catches it) but never lose a record. Status
 (connected, lag, last event time, counts, errors) goes to Redis for `mood-monitor connectors
 status` after every batch and every state change.
+
+One bad payload never stops a session: `map_one` runs a payload mapping and turns a `Skip` into
+a skip count and a `DecodeError` (or any other exception a mapping lets out) into a bad count
+and one log line with the reason and the payload's size, never its text (post texts and author
+ids stay out of the logs). The session then moves its cursor past the payload as usual, so a
+restart cannot meet it again and again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from connectors.backoff import Backoff, RetryLater, wait
-from connectors.base import Connector, PostSink
+from connectors.base import Connector, PostSink, Skip
 from connectors.state import RedisConnectorState
-from monitor.errors import ConfigError, TransientError
+from monitor.errors import ConfigError, DecodeError, TransientError
 from monitor.messages import Deletion, Post
 
 log = logging.getLogger(__name__)
 
 Item = tuple[str, Post | Deletion]
+T = TypeVar("T")
 
 
 class Done(Exception):  # noqa: N818 - control flow, not an error
@@ -62,16 +70,21 @@ class LiveConnector(Connector):
         """Produce the new items, flush, then checkpoint; -> how many were new."""
         keys = [k for k, _ in items]
         fresh = self.state.unseen(keys)
-        new = 0
+        new = unusable = 0
         for key, item in items:
             if key in fresh:
                 fresh.discard(key)
-                self.emit(item)
+                try:
+                    self.emit(item)
+                except DecodeError as exc:
+                    self.bad(f"bad_{exc.field}", why=exc.reason)
+                    unusable += 1  # its key is still committed: a replay skips it too
+                    continue
                 new += 1
                 if isinstance(item, Post):
                     self.last_event_ms = max(self.last_event_ms, item.created_ms)
                     self.lag_ms = max(0, item.ingested_ms - item.created_ms)
-        self.duplicates += len(items) - new
+        self.duplicates += len(items) - new - unusable
         if new:
             self.sink.flush()
             self._last_new = time.monotonic()
@@ -84,10 +97,30 @@ class LiveConnector(Connector):
     def skip(self, reason: str) -> None:
         self.stats.count_skipped(reason)
 
-    def bad(self, reason: str, detail: str = "") -> None:
-        """A frame or item that cannot be used: counted by reason, logged, skipped."""
+    def bad(self, reason: str, *, size: int | None = None, why: str = "", where: str = "") -> None:
+        """A frame or item that cannot be used: counted by reason, logged in one line, skipped.
+        The line carries the reason, our own ``why`` (a DecodeError's reason), the payload's
+        ``size`` and ``where`` it came from (a URL without its query), never the payload."""
         self.stats.count_bad(reason)
-        log.warning("%s: skipped a bad frame: reason=%s %s", self.name, reason, detail[:200])
+        log.warning("%s: skipped a bad payload: reason=%s%s%s%s", self.name, reason,
+                    f" ({why[:120]})" if why else "", f" size={size}" if size is not None else "",
+                    f" from {where[:200]}" if where else "")
+
+    def map_one(self, make: Callable[[], T], *, size: int | None = None) -> T | None:
+        """Run one payload mapping: -> its result (a Post, a Deletion, None), or None after counting a
+        `Skip` (skipped) or a `DecodeError` (bad). Any other exception from the mapping is a
+        bad payload too (``internal_error:<type>``): one payload never ends the session."""
+        try:
+            return make()
+        except Skip as exc:
+            self.skip(exc.reason)
+        except DecodeError as exc:
+            self.bad(f"bad_{exc.field}", size=size, why=exc.reason)
+        except (TransientError, Done):
+            raise
+        except Exception as exc:
+            self.bad("internal_error", size=size, why=type(exc).__name__)
+        return None
 
     def keep_going(self) -> bool:
         if not self.running:

@@ -7,6 +7,13 @@ status (the dedup on its id drops a boost of a status already seen). Only ``publ
 ``unlisted`` statuses are taken. ``language`` is client-set and often wrong, so it is used only
 when ``trust_language`` is on. Post ids are ``mastodon:<host>:<status id>`` because a ``delete``
 event carries only the instance-local id.
+
+Statuses come from other servers through federation, so nothing in one is trusted: every field
+is type-checked before it is iterated or converted (a status id is 1-32 ASCII digits, since it
+becomes the integer cursor), a boost is followed one level only, and `to_post`, `event_to_item`
+and `ws_frame_to_item` are `guarded` (any other exception is ``DecodeError(stage,
+"internal_error:<type>")``). Error messages never quote the payload. The stream's lines are
+bounded (`SSEParser.max_line_chars`), and so are REST bodies (`HttpSource`).
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ from typing import Any
 import orjson
 
 from connectors.backoff import Backoff, RetryLater
-from connectors.base import PostSink, Skip
+from connectors.base import PostSink, Skip, guarded
 from connectors.credentials import Secret
-from connectors.http import HttpSource
+from connectors.http import BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
 from connectors.sse import SSEParser
@@ -40,32 +47,53 @@ _IGNORED_EVENTS = frozenset({"notification", "conversation", "filters_changed", 
 
 
 def _ms(iso: Any, field: str) -> int:
-    if not isinstance(iso, str):
-        raise DecodeError(field, "missing or not a string")
+    if not isinstance(iso, str) or len(iso) > 64:
+        raise DecodeError(field, "missing or not a timestamp string")
     try:
         when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise DecodeError(field, f"not an ISO timestamp: {iso[:40]!r}") from exc
+        raise DecodeError(field, "not an ISO timestamp") from exc
     if when.tzinfo is None:
         raise DecodeError(field, "timestamp without a time zone")
-    return int(when.timestamp() * 1000)
+    ms = int(when.timestamp() * 1000)
+    if ms <= 0:
+        raise DecodeError(field, "before 1970")
+    return ms
+
+
+def status_id(v: Any) -> str | None:
+    """A status id as the cursor needs it (1-32 ASCII digits: ``'²'.isdigit()`` is true and a
+    5,000-digit string is over int()'s limit), else None."""
+    if isinstance(v, str) and 0 < len(v) <= 32 and v.isascii() and v.isdigit():
+        return v
+    return None
+
+
+def _first_str(*vs: Any) -> str:
+    """The first of ``vs`` that is a non-empty string, else ""."""
+    return next((v for v in vs if isinstance(v, str) and v), "")
 
 
 def post_id(host: str, status_id: str) -> str:
     return f"{SOURCE}:{host}:{status_id}"
 
 
+@guarded("status")
 def to_post(status: Any, *, host: str, now_ms: int | None = None,
             trust_language: bool = False) -> Post:
-    """One Status entity -> Post; DecodeError names a bad field, Skip a status with no words."""
+    """One Status entity -> Post; DecodeError names a bad field, Skip a status with no words.
+    A boost counts as the boosted status; a boost inside a boost is not a Mastodon status."""
     if not isinstance(status, dict):
         raise DecodeError("status", "expected a JSON object")
     if isinstance(status.get("reblog"), dict):
-        return to_post(status["reblog"], host=host, now_ms=now_ms, trust_language=trust_language)
-    sid = status.get("id")
-    if not isinstance(sid, str) or not sid.isdigit():
-        raise DecodeError("status.id", "missing or not a string of digits")
-    if status.get("visibility") not in _VISIBLE:
+        status = status["reblog"]
+        if isinstance(status.get("reblog"), dict):
+            raise DecodeError("status.reblog.reblog", "a boost of a boost")
+    sid = status_id(status.get("id"))
+    if sid is None:
+        raise DecodeError("status.id", "missing or not a string of 1-32 digits")
+    visibility = status.get("visibility")
+    if not isinstance(visibility, str) or visibility not in _VISIBLE:  # a list is not hashable
         raise Skip("not_public")
     content = status.get("content")
     if not isinstance(content, str):
@@ -79,21 +107,24 @@ def to_post(status: Any, *, host: str, now_ms: int | None = None,
     if not isinstance(account, dict):
         account = {}
     lang = status.get("language") if trust_language else None
-    tags = [t.get("name") for t in status.get("tags") or [] if isinstance(t, dict)]
-    url = status.get("url") or status.get("uri") or ""
+    tags = status.get("tags")
+    names = [t.get("name") for t in tags if isinstance(t, dict)] if isinstance(tags, list) else []
+    url = _first_str(status.get("url"), status.get("uri"))
+    author = _first_str(account.get("url"), account.get("acct"))
     return Post(
         id=post_id(host, sid), source=SOURCE, text=text,
         created_ms=_ms(status.get("created_at"), "status.created_at"),
         ingested_ms=int(time.time() * 1000) if now_ms is None else now_ms,
-        author_id=str(account.get("url") or account.get("acct") or "")[:512],
+        author_id=author[:512],
         lang=lang[:16] if isinstance(lang, str) else "",
-        url=url if isinstance(url, str) else "",
-        hashtags=tuple(dict.fromkeys(t.casefold() for t in tags if isinstance(t, str) and t)),
+        url=url,
+        hashtags=tuple(dict.fromkeys(t.casefold() for t in names if isinstance(t, str) and t)),
         is_reply=status.get("in_reply_to_id") is not None,
         is_quote=isinstance(status.get("quote"), dict),
     )
 
 
+@guarded("event")
 def event_to_item(event: str, data: str, *, host: str, now_ms: int | None = None,
                   trust_language: bool = False) -> Post | Deletion | None:
     """One streaming event (SSE ``event``/``data`` or a WebSocket frame's event/payload)."""
@@ -101,32 +132,37 @@ def event_to_item(event: str, data: str, *, host: str, now_ms: int | None = None
         try:
             status = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise DecodeError("data", f"malformed JSON ({exc})") from exc
+            raise DecodeError("data", "malformed JSON") from exc
         return to_post(status, host=host, now_ms=now_ms, trust_language=trust_language)
     if event == "status.update":
         raise Skip("edit")  # an edit does not change counts
     if event == "delete":
-        sid = data.strip().strip('"')
-        if not sid.isdigit():
-            raise DecodeError("data", f"delete payload is not a status id: {data[:40]!r}")
+        sid = status_id(data.strip().strip('"'))
+        if sid is None:
+            raise DecodeError("data", "delete payload is not a status id")
         return Deletion(id=post_id(host, sid), source=SOURCE,
                         deleted_ms=int(time.time() * 1000) if now_ms is None else now_ms)
     if event in _IGNORED_EVENTS:
         return None
-    raise Skip(f"event_{event[:32]}")
+    name = event[:32]
+    raise Skip(f"event_{name}" if name.isascii() and name.replace(".", "").replace("_", "").isalnum()
+               else "event_other")
 
 
+@guarded("frame")
 def ws_frame_to_item(frame: str, *, host: str, now_ms: int | None = None,
                      trust_language: bool = False) -> Post | Deletion | None:
     """A WebSocket frame ``{"stream", "event", "payload"}``, whose payload is JSON in a string."""
     try:
         obj = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
-        raise DecodeError("frame", f"malformed JSON ({exc})") from exc
+        raise DecodeError("frame", "malformed JSON") from exc
     if not isinstance(obj, dict):
         raise DecodeError("frame", "expected a JSON object")
     if "error" in obj:
-        raise DecodeError("frame.error", f"server error {obj.get('status')}: {obj['error']}")
+        status = obj.get("status")
+        code = status if type(status) is int and 0 <= status < 1000 else "?"
+        raise DecodeError("frame.error", f"server error {code}")
     event = obj.get("event")
     if not isinstance(event, str):
         raise DecodeError("frame.event", "missing or not a string")
@@ -193,24 +229,17 @@ class MastodonConnector(LiveConnector):
             return "/api/v1/timelines/public", "/api/v1/streaming/public/local", {"local": "true"}
         return "/api/v1/timelines/public", "/api/v1/streaming/public", {}
 
-    def _item(self, make: Callable[[], Post | Deletion | None]) -> Item | None:
-        try:
-            item = make()
-        except Skip as exc:
-            self.skip(exc.reason)
-            return None
-        except DecodeError as exc:
-            self.bad(f"bad_{exc.field}", str(exc))
-            return None
+    def _item(self, make: Callable[[], Post | Deletion | None], size: int | None) -> Item | None:
+        item = self.map_one(make, size=size)
         if item is None:
             return None
         sid = item.id.rsplit(":", 1)[1]
         return (f"del:{sid}" if isinstance(item, Deletion) else sid), item
 
     def _cursor_after(self, items: Sequence[Item]) -> str | None:
-        ids = [int(k) for k, it in items if isinstance(it, Post)]
+        ids = [int(k) for k, it in items if isinstance(it, Post)]  # status_id() checked them
         cur = self.state.cursor()
-        best = max([*ids, int(cur) if cur and cur.isdigit() else 0])
+        best = max([*ids, int(cur) if cur is not None and status_id(cur) else 0])
         return str(best) if best and str(best) != cur else None
 
     def backfill(self) -> None:
@@ -219,29 +248,33 @@ class MastodonConnector(LiveConnector):
             cur = self.state.cursor()
             if not cur:
                 return  # first start: follow the stream from now on
-            r = self.http.get(self.base_url + rest, params={**params, "min_id": cur, "limit": "40"},
-                              headers=self._headers())
+            try:
+                r = self.http.get(self.base_url + rest, params={**params, "min_id": cur, "limit": "40"},
+                                  headers=self._headers())
+            except BodyTooLarge as exc:
+                self.bad("body_too_large", size=exc.limit, where=rest)
+                return  # the stream moves the cursor on; the next backfill starts after it
             if r.status != 200:
                 raise RetryLater(f"backfill {rest}: HTTP {r.status}")
             try:
                 statuses = orjson.loads(r.body)
             except orjson.JSONDecodeError:
-                self.bad("malformed_timeline", rest)
+                self.bad("malformed_timeline", size=len(r.body), where=rest)
                 return
             if not isinstance(statuses, list) or not statuses:
                 return
             items = [it for st in statuses if (it := self._item(
-                partial(to_post, st, host=self.host, trust_language=self.trust_language))) is not None]
+                partial(to_post, st, host=self.host, trust_language=self.trust_language), None)) is not None]
             self.deliver(items, self._cursor_after(items))
             if not items:
                 return
 
     def session(self) -> None:
         if self.streaming_url is None:
-            r = self.http.get(self.base_url + "/api/v2/instance")
             try:
+                r = self.http.get(self.base_url + "/api/v2/instance")
                 found = streaming_base(orjson.loads(r.body)) if r.status == 200 else None
-            except orjson.JSONDecodeError:
+            except (orjson.JSONDecodeError, BodyTooLarge):
                 found = None
             self.streaming_url = found or self.base_url
             log.info("%s: streaming from %s", self.name, self.streaming_url)
@@ -249,7 +282,8 @@ class MastodonConnector(LiveConnector):
         _, path, params = self._paths()
         parser = SSEParser()
         url = self.streaming_url + path
-        with self.http.lines(url, params=params, headers=self._headers()) as (status, lines):
+        with self.http.lines(url, params=params, headers=self._headers(),
+                             max_line_chars=parser.max_line_chars) as (status, lines):
             if status != 200:
                 raise RetryLater(f"stream {path}: HTTP {status}")
             self.connected = True
@@ -257,11 +291,13 @@ class MastodonConnector(LiveConnector):
             for line in lines:
                 ev = parser.feed_line(line)
                 if ev is not None:
-                    item = self._item(partial(event_to_item, ev.event, ev.data, host=self.host,
-                                              trust_language=self.trust_language))
-                    if item is not None:
-                        self.deliver([item], self._cursor_after([item]))
                     self.backoff.reset()
+                    if ev.too_long:
+                        self.bad("sse_event_too_long", size=ev.size)
+                    elif (item := self._item(partial(event_to_item, ev.event, ev.data, host=self.host,
+                                                     trust_language=self.trust_language),
+                                             len(ev.data))) is not None:
+                        self.deliver([item], self._cursor_after([item]))
                 if not self.keep_going():
                     return
         raise RetryLater("stream ended")

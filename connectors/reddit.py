@@ -4,28 +4,36 @@
 ``(fullname, Post)`` pairs, newest first as Reddit sends them; `to_post` maps one ``t3`` (post:
 title + selftext) or ``t1`` (comment: body) thing. Time is ``created_utc``. Removed or deleted
 bodies (``[removed]``, ``[deleted]``) carry no words and are skipped with a count. A child that
-is not an object, or lacks its fullname or time, raises `DecodeError` naming the field.
+is not an object, or lacks its fullname or time, raises `DecodeError` naming the field; `to_post`
+is `guarded`, so any other exception from one child is ``DecodeError("child",
+"internal_error:<type>")`` and `RedditConnector.poll` counts it and goes on with the rest of the
+listing. Numbers from Reddit (``created_utc``, the rate-limit headers, ``expires_in``) are
+range-checked before they are converted or slept on.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import orjson
 
 from connectors.backoff import Backoff, RetryLater, wait
-from connectors.base import PostSink, Skip
+from connectors.base import PostSink, Skip, guarded
 from connectors.credentials import Secret
-from connectors.http import HttpSource
+from connectors.http import BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
 from connectors.state import RedisConnectorState
 from monitor.errors import ConfigError, DecodeError
-from monitor.messages import Post
+from monitor.messages import MAX_ID_CHARS, Post
 
 SOURCE = "reddit"
 _GONE = frozenset({"[removed]", "[deleted]"})
+_MAX_CREATED_S = 2**53 // 1000  # created_ms must stay an exact integer (the wire format's limit)
+_MAX_WAIT_S = 3600.0  # no rate-limit header may make us sleep longer than this
 
 
 def _text(data: dict[str, Any], name: str) -> str:
@@ -33,6 +41,7 @@ def _text(data: dict[str, Any], name: str) -> str:
     return v if isinstance(v, str) else ""
 
 
+@guarded("child")
 def to_post(thing: Any, *, now_ms: int | None = None) -> Post:
     if not isinstance(thing, dict):
         raise DecodeError("child", "expected a JSON object")
@@ -41,11 +50,12 @@ def to_post(thing: Any, *, now_ms: int | None = None) -> Post:
     if not isinstance(data, dict):
         raise DecodeError("child.data", "missing or not an object")
     name = data.get("name")
-    if not isinstance(name, str) or not name.startswith(("t1_", "t3_")):
+    if not isinstance(name, str) or not name.startswith(("t1_", "t3_")) or len(name) > MAX_ID_CHARS - 16:
         raise DecodeError("child.data.name", "missing or not a t1_/t3_ fullname")
     created = data.get("created_utc")
-    if isinstance(created, bool) or not isinstance(created, int | float) or created <= 0:
-        raise DecodeError("child.data.created_utc", "missing or not a positive number")
+    # `not 0 < x <= max` is also true for NaN; 1e308 * 1000 would be inf (OverflowError in int())
+    if isinstance(created, bool) or not isinstance(created, int | float) or not 0 < created <= _MAX_CREATED_S:
+        raise DecodeError("child.data.created_utc", "missing or not a positive number of seconds")
     if kind == "t3":
         title = _text(data, "title")
         body = _text(data, "selftext")
@@ -57,19 +67,22 @@ def to_post(thing: Any, *, now_ms: int | None = None) -> Post:
         if text in _GONE:
             raise Skip("removed")
     else:
-        raise DecodeError("child.kind", f"expected t1 or t3, got {str(kind)[:16]!r}")
+        raise DecodeError("child.kind", f"expected t1 or t3, got a {type(kind).__name__}")
     if not text:
         raise Skip("no_text")
     permalink = data.get("permalink")
+    author = data.get("author_fullname") or data.get("author") or ""
+    parent = data.get("parent_id")
     return Post(
         id=f"{SOURCE}:{name}", source=SOURCE, text=text, created_ms=int(created * 1000),
         ingested_ms=int(time.time() * 1000) if now_ms is None else now_ms,
-        author_id=str(data.get("author_fullname") or data.get("author") or "")[:512],
+        author_id=author[:512] if isinstance(author, str) else "",
         url=f"https://www.reddit.com{permalink}" if isinstance(permalink, str) else "",
-        is_reply=kind == "t1" and str(data.get("parent_id", "")).startswith("t1_"),
+        is_reply=kind == "t1" and isinstance(parent, str) and parent.startswith("t1_"),
     )
 
 
+@guarded("listing")
 def listing_children(listing: Any) -> list[Any]:
     """The ``data.children`` of a Listing; DecodeError when the document is not one."""
     if not isinstance(listing, dict) or listing.get("kind") != "Listing":
@@ -84,7 +97,23 @@ def listing_children(listing: Any) -> list[Any]:
 def fullname(thing: Any) -> str | None:
     data = thing.get("data") if isinstance(thing, dict) else None
     name = data.get("name") if isinstance(data, dict) else None
-    return name if isinstance(name, str) else None
+    return name if isinstance(name, str) and len(name) <= MAX_ID_CHARS else None
+
+
+def _nonneg(v: Any) -> float | None:
+    """A number from Reddit (seconds, a request budget): a finite float >= 0, else None."""
+    try:
+        x = float(v) if isinstance(v, str | int | float) and not isinstance(v, bool) else math.nan
+    except (ValueError, OverflowError):
+        return None
+    return x if math.isfinite(x) and x >= 0 else None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
 
 
 class RedditConnector(LiveConnector):
@@ -123,27 +152,30 @@ class RedditConnector(LiveConnector):
     def token(self) -> str:
         if self._token and time.monotonic() < self._token_until:
             return self._token
-        r = self.http.request("POST", self.auth_url, data={"grant_type": "client_credentials"},
-                              auth=(self.client_id.value, self.client_secret.value))
+        try:
+            r = self.http.request("POST", self.auth_url, data={"grant_type": "client_credentials"},
+                                  auth=(self.client_id.value, self.client_secret.value))
+        except BodyTooLarge as exc:
+            raise RetryLater("token answer over the size limit") from exc
         if r.status in (400, 401, 403):
             raise ConfigError("reddit", "client_id/client_secret", f"rejected by Reddit (HTTP {r.status})")
-        try:
-            body = orjson.loads(r.body)
-            tok, ttl = body["access_token"], float(body.get("expires_in", 3600))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise RetryLater(f"token answer unreadable (HTTP {r.status})") from exc
-        self._token, self._token_until = str(tok), time.monotonic() + ttl * 0.9
+        body = _json(r.body)
+        tok = body.get("access_token") if isinstance(body, dict) else None
+        ttl = _nonneg(body.get("expires_in", 3600)) if isinstance(body, dict) else None
+        if not isinstance(tok, str) or not tok or ttl is None:
+            raise RetryLater(f"token answer unreadable (HTTP {r.status})")
+        self._token, self._token_until = tok, time.monotonic() + min(ttl, 86400.0) * 0.9
         return self._token
 
     def pace(self, headers: Mapping[str, str]) -> None:
         """Spread the remaining request budget over the time left in the rate-limit window."""
-        try:
-            remaining = float(headers["x-ratelimit-remaining"])
-            reset_s = float(headers["x-ratelimit-reset"])
-        except (KeyError, ValueError):
+        remaining = _nonneg(headers.get("x-ratelimit-remaining"))
+        reset_s = _nonneg(headers.get("x-ratelimit-reset"))
+        if remaining is None or reset_s is None:
             self.gap_s = 0.0  # no budget sent (older API answers): the poll interval paces us
             return
         self.extra_status["ratelimit_remaining"] = remaining
+        reset_s = min(reset_s, _MAX_WAIT_S)
         self.gap_s = reset_s if remaining < 1 else reset_s / remaining
 
     def path(self, sub: str, kind: str) -> str:
@@ -155,8 +187,12 @@ class RedditConnector(LiveConnector):
         before = self.state.meta(field)
         if before:
             params["before"] = before
-        r = self.http.get(self.path(sub, kind), params=params,
-                          headers={"Authorization": f"bearer {self.token()}"})
+        try:
+            r = self.http.get(self.path(sub, kind), params=params,
+                              headers={"Authorization": f"bearer {self.token()}"})
+        except BodyTooLarge as exc:
+            self.bad("body_too_large", size=exc.limit, where=f"r/{sub}/{kind}")
+            return
         if r.status == 401:
             self._token = None
             raise RetryLater("access token refused; fetching a new one")
@@ -167,19 +203,14 @@ class RedditConnector(LiveConnector):
         try:
             children = listing_children(orjson.loads(r.body))
         except (orjson.JSONDecodeError, DecodeError) as exc:
-            self.bad("malformed_listing", f"r/{sub}/{kind}: {exc}")
+            why = exc.reason if isinstance(exc, DecodeError) else "malformed JSON"
+            self.bad("malformed_listing", size=len(r.body), why=why, where=f"r/{sub}/{kind}")
             return
         items: list[Item] = []
         for child in reversed(children):  # oldest first into Kafka
-            try:
-                post = to_post(child)
-            except Skip as exc:
-                self.skip(exc.reason)
-                continue
-            except DecodeError as exc:
-                self.bad(f"bad_{exc.field}", str(exc))
-                continue
-            items.append((post.id.removeprefix(f"{SOURCE}:"), post))
+            post = self.map_one(partial(to_post, child))
+            if isinstance(post, Post):
+                items.append((post.id.removeprefix(f"{SOURCE}:"), post))
         newest = fullname(children[0]) if children else None
         self.deliver(items, meta={field: newest or ""})
         self.backoff.reset()

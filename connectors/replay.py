@@ -4,8 +4,10 @@ Each line is one post as a JSON object with at least ``id`` and ``text``; missin
 filled (``source`` "replay", ``created_ms``/``ingested_ms`` now, the schema version). With
 ``now=True`` every post's ``created_ms`` is set to the moment it is sent (a live-looking demo).
 A line that cannot be turned into a post is forwarded as it is, keyed by its line number, so the
-worker parks it in the DLQ with the reason: bad input never vanishes. ``rate_per_s`` paces the
-replay for backfills; a progress bar shows how far it has got.
+worker parks it in the DLQ with the reason: bad input never vanishes. Whatever a line holds
+(deep nesting, huge numbers, odd types), `normalise_line` never raises: any exception while
+reading it makes it such a forwarded line, counted and logged by line number, never by content.
+``rate_per_s`` paces the replay for backfills; a progress bar shows how far it has got.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ log = logging.getLogger(__name__)
 
 def normalise_line(line: bytes, *, now_ms: int, force_now: bool) -> tuple[bytes | None, bytes]:
     """-> (key, value). A good line becomes an encoded post keyed by its id; a bad one is
-    returned unchanged with key None (the caller keys it by line number)."""
+    returned unchanged with key None (the caller keys it by line number). Never raises."""
+    try:
+        return _normalise(line, now_ms=now_ms, force_now=force_now)
+    except Exception:  # a line of any shape is the DLQ's business, never the end of a replay
+        return None, line
+
+
+def _normalise(line: bytes, *, now_ms: int, force_now: bool) -> tuple[bytes | None, bytes]:
     try:
         obj: Any = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -49,7 +58,7 @@ def normalise_line(line: bytes, *, now_ms: int, force_now: bool) -> tuple[bytes 
     except DecodeError:
         return None, value  # let the worker name the field in the DLQ
     pid = obj.get("id")
-    return (pid.encode() if isinstance(pid, str) else None), value
+    return (pid.encode() if isinstance(pid, str) and pid else None), value
 
 
 class ReplayConnector(Connector):

@@ -7,43 +7,53 @@ or description turned from HTML into plain text (Reddit's Atom boilerplate, "sub
 the title and text. Time is ``published``, else ``updated``, else the poll time: feeds are not
 in date order, so nothing relies on it. A document feedparser cannot read at all raises
 `DecodeError`; one it read with complaints (the "bozo" flag) still yields its entries.
+
+A feed is written by someone else: its bytes are capped before feedparser sees them (the HTTP
+client's ``max_body_bytes`` and `MAX_FEED_BYTES` here), entity tricks are left to feedparser
+(its strict parser refuses a DTD's entities, and its loose fallback leaves ``&lol;`` as text:
+no expansion, no external fetch), HTML goes through `html_to_text` (itself capped), and the
+Reddit boilerplate is cut with `monitor.patterns.REDDIT_TAIL` (RE2: linear time). `to_post`
+and `parse_feed` are `guarded`: any other exception from one entry is ``DecodeError("entry",
+"internal_error:<type>")``, counted by `FeedConnector.poll`, which goes on with the rest.
+Feed URLs are logged without their query string (private feeds carry tokens there).
 """
 
 from __future__ import annotations
 
 import calendar
 import hashlib
-import re
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import feedparser
 
 from connectors.backoff import Backoff, RetryLater, wait
-from connectors.base import PostSink, Skip
-from connectors.http import HttpSource
+from connectors.base import PostSink, Skip, guarded
+from connectors.http import MAX_BODY_BYTES, BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
 from connectors.state import RedisConnectorState
 from monitor.errors import ConfigError, DecodeError
 from monitor.messages import MAX_ID_CHARS, Post
+from monitor.patterns import REDDIT_TAIL
 
 SOURCE = "rss"
-_REDDIT_TAIL = re.compile(r"\s*submitted by\s+/u/\S+.*?\[link\]\s*\[comments\]\s*$", re.DOTALL)
+MAX_FEED_BYTES = MAX_BODY_BYTES
 _SC_ON = "<!-- SC_ON -->"
 
 
 def _plain(detail: Any, value: str) -> str:
-    kind = detail.get("type", "") if isinstance(detail, dict) else ""
-    if "html" in kind or "<" in value:
+    kind = detail.get("type") if isinstance(detail, dict) else None
+    if (isinstance(kind, str) and "html" in kind) or "<" in value:
         return html_to_text(value)
     return value.strip()
 
 
 def _body(entry: Any) -> str:
-    parts = entry.get("content") or []
-    for part in parts:
+    parts = entry.get("content")
+    for part in parts if isinstance(parts, list) else []:
         if isinstance(part, dict) and isinstance(part.get("value"), str) and part["value"].strip():
             return _cut(part["value"], part)
     summary = entry.get("summary")
@@ -55,7 +65,8 @@ def _body(entry: Any) -> str:
 def _cut(value: str, detail: Any) -> str:
     if _SC_ON in value:
         value = value.split(_SC_ON, 1)[0]
-    return _REDDIT_TAIL.sub("", _plain(detail, value))
+    text: str = REDDIT_TAIL.sub("", _plain(detail, value))
+    return text
 
 
 def dedup_key(entry: Any, text: str) -> str:
@@ -70,12 +81,17 @@ def _ms(entry: Any, now_ms: int) -> int:
     for name in ("published_parsed", "updated_parsed"):
         st = entry.get(name)
         if isinstance(st, time.struct_time):
-            return int(calendar.timegm(st) * 1000)
+            ms = int(calendar.timegm(st) * 1000)
+            if 0 < ms < 2**53:
+                return ms
     return now_ms
 
 
+@guarded("entry")
 def to_post(entry: Any, *, feed_lang: str = "", now_ms: int | None = None) -> tuple[str, Post]:
     """One feedparser entry -> (dedup key, Post); Skip when it has neither title nor text."""
+    if not isinstance(entry, dict):
+        raise DecodeError("entry", "expected a mapping")
     now = int(time.time() * 1000) if now_ms is None else now_ms
     title = entry.get("title")
     title = _plain(entry.get("title_detail"), title) if isinstance(title, str) else ""
@@ -96,15 +112,21 @@ def to_post(entry: Any, *, feed_lang: str = "", now_ms: int | None = None) -> tu
     )
 
 
+@guarded("feed")
 def parse_feed(document: bytes) -> tuple[list[Any], str]:
-    """-> (entries, feed language). DecodeError when the bytes are not a feed at all."""
+    """-> (entries, feed language). DecodeError when the bytes are not a feed at all, or are
+    over `MAX_FEED_BYTES`."""
+    if len(document) > MAX_FEED_BYTES:
+        raise DecodeError("feed", f"over {MAX_FEED_BYTES} bytes")
     d = feedparser.parse(document)
-    entries = list(d.get("entries") or [])
+    found = d.get("entries")
+    entries = list(found) if isinstance(found, list) else []
     if not entries and not d.get("version"):
         exc = d.get("bozo_exception")
         why = exc.__class__.__name__ if exc else "no RSS/Atom root element"
         raise DecodeError("feed", f"not an RSS/Atom document ({why})")
-    lang = d.get("feed", {}).get("language")
+    feed = d.get("feed")
+    lang = feed.get("language") if isinstance(feed, dict) else None
     return entries, lang.split("-")[0].lower() if isinstance(lang, str) else ""
 
 
@@ -133,7 +155,13 @@ class FeedConnector(LiveConnector):
             headers["If-None-Match"] = etag
         if modified:
             headers["If-Modified-Since"] = modified
-        r = self.http.get(url, headers=headers)
+        where = url.split("?", 1)[0]
+        try:
+            r = self.http.get(url, headers=headers)
+        except BodyTooLarge as exc:
+            self.connected = True
+            self.bad("body_too_large", size=exc.limit, where=where)
+            return
         self.connected = True
         if r.status == 304:
             self.not_modified += 1
@@ -141,22 +169,21 @@ class FeedConnector(LiveConnector):
             self.report()
             return
         if r.status != 200:
-            raise RetryLater(f"feed {url}: HTTP {r.status}")
+            raise RetryLater(f"feed {where}: HTTP {r.status}")
         meta = {f"etag:{url}": r.headers.get("etag", ""),
                 f"modified:{url}": r.headers.get("last-modified", "")}
         try:
             entries, lang = parse_feed(r.body)
         except DecodeError as exc:
-            self.bad("not_a_feed", f"{url}: {exc}")
+            self.bad("not_a_feed", size=len(r.body), why=exc.reason, where=where)
             self.state.commit([], None, meta={k: "" for k in meta})  # re-fetch it whole next time
             return
         items: list[Item] = []
         now = int(time.time() * 1000)
         for e in entries:
-            try:
-                items.append(to_post(e, feed_lang=lang, now_ms=now))
-            except Skip as exc:
-                self.skip(exc.reason)
+            got = self.map_one(partial(to_post, e, feed_lang=lang, now_ms=now))
+            if got is not None:
+                items.append(got)
         self.deliver(items, meta=meta)
         self.backoff.reset()
 

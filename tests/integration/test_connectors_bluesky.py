@@ -72,3 +72,33 @@ def test_restart_resumes_from_the_stored_cursor_without_duplicates(kafka_bootstr
     values, keys = _produced(kafka_bootstrap, unique)
     assert len(first) == 17 and len(values) == 17 and max(keys.values()) == 1
     assert conn2.stats.produced == 0 and conn2.duplicates > 0
+
+
+def _poison(time_us: int, rkey: str, record: dict) -> str:
+    return orjson.dumps({"did": "did:plc:poison", "time_us": time_us, "kind": "commit",
+                         "commit": {"operation": "create", "collection": "app.bsky.feed.post", "rkey": rkey,
+                                    "record": record}}).decode()
+
+
+def test_poison_records_are_skipped_and_a_restart_does_not_crash_on_them(kafka_bootstrap, redis_url, unique,
+                                                                         caplog):
+    """F3: a record with ``tags``/``facets`` that are not lists crashed the connector, and every
+    restart rewound to it again. Now it is taken (the odd fields ignored), records that cannot be
+    posts are counted, nothing is logged of their text, and a restart finishes as well."""
+    ensure_topics(kafka_bootstrap, {f"{unique}.raw": 1})
+    top = max(orjson.loads(e)["time_us"] for e in EVENTS)
+    poison = [
+        _poison(top + 1, "p1", {"text": "secret words one", "tags": 5, "facets": "x", "langs": 7}),
+        _poison(top + 2, "p2", {"text": ["secret words two"]}),
+        _poison(top + 3, "p3", {"text": "secret words three", "facets": [{"features": 9}, 5]}),
+    ]
+    with FakeJetstream(JetstreamScript([*EVENTS, *poison])) as fake:
+        conn, state = _run(kafka_bootstrap, redis_url, unique, fake.url, idle_timeout_s=1.5)
+        conn2, _ = _run(kafka_bootstrap, redis_url, unique, fake.url, idle_timeout_s=1.5)
+    values, keys = _produced(kafka_bootstrap, unique)
+    ids = {v["id"].rsplit("/", 1)[1] for v in values}
+    assert {"p1", "p3"} <= ids and "p2" not in ids and max(keys.values()) == 1
+    assert conn.stats.by_reason == {"bad_record.text": 1}
+    assert int(state.cursor()) == top + 3  # past the last (bad) record
+    assert conn2.stats.produced == 0 and conn2.duplicates > 0  # the restart re-read the rewind only
+    assert "secret words" not in caplog.text

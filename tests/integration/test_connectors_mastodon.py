@@ -15,7 +15,7 @@ from connectors.credentials import Secret
 from connectors.mastodon import MastodonConnector, streaming_base
 from connectors.state import RedisConnectorState, read_statuses
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
-from tests.recorded import jsonl_lines, vcr
+from tests.recorded import jsonl_lines, path, vcr
 
 from .fake_http import Answer, FakeHTTP, Request
 
@@ -95,3 +95,39 @@ def test_streaming_url_discovery_from_recorded_instance_answers():
               if it["request"]["uri"].endswith("/api/v1/instance/"))["response"]["body"]["string"]
     assert streaming_base(json.loads(v1)) == "http://localhost:4000"
     assert streaming_base({"urls": {}}) is None and streaming_base([]) is None
+
+
+def test_hostile_statuses_on_the_stream_are_counted_and_the_stream_goes_on(kafka_bootstrap, redis_url, unique,
+                                                                           caplog):
+    """F3/F16: statuses that crashed the connector (an int ``tags``, ``<![`` in the content, an id
+    int() cannot read) and an event over the line limit are counted or taken; the good status
+    after them still arrives, and nothing of their text is logged."""
+    ensure_topics(kafka_bootstrap, {f"{unique}.raw": 1})
+    base = json.loads(path("mastodon/docs_status_entity.json").read_text())
+    statuses = [
+        {**base, "id": "9000000000000000001", "tags": 5, "content": "<p>secret one <![foo</p>"},
+        {**base, "id": "\u00b2", "content": "secret two"},
+        {**base, "id": "9" * 5000, "content": "secret three"},
+        {**base, "id": "9000000000000000004", "content": "<p>fine</p>", "account": {"url": [[["x"]]]}},
+    ]
+    big = "x" * 2_000_000  # over SSEParser's 1 Mi-character line limit
+    body = [b":)\n"] + [f"event: update\ndata: {json.dumps(s)}\n\n".encode() for s in statuses[:3]]
+    body += [b"event: update\ndata: " + big.encode() + b"\n\n", f"event: update\ndata: {json.dumps(statuses[3])}\n\n".encode(), None, None]
+
+    def route(req: Request) -> Answer:
+        if req.path == "/api/v1/streaming/public":
+            return Answer(200, {"Content-Type": "text/event-stream"}, chunks=body)
+        return Answer(404, {}, b"{}")
+
+    with FakeHTTP(route) as fake:
+        state = RedisConnectorState(redis_url, "mastodon", prefix=f"t-{unique}:conn:")
+        conn = MastodonConnector(KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"), state,
+                                 base_url=fake.url, stream="public", streaming_url=fake.url,
+                                 backoff=Backoff(5.0, 5.0))
+        conn.run(max_items=2, idle_timeout_s=5)
+    recs = read_topic(kafka_bootstrap, f"{unique}.raw", timeout_s=10)
+    texts = [orjson.loads(r.value)["text"] for r in recs]
+    assert texts == ["secret one", "fine"]
+    assert conn.stats.by_reason == {"bad_status.id": 2, "sse_event_too_long": 1}
+    assert state.cursor() == "9000000000000000004"
+    assert "secret" not in caplog.text and "xxxxxxxx" not in caplog.text

@@ -15,6 +15,7 @@ from monitor.query import compile_query
 from tests.recorded import jsonl_lines
 
 NOW = 1_783_175_900_000
+T = 1_783_175_888_000_000  # a Jetstream time_us
 
 
 def _map_all(name: str) -> tuple[list[Post], list[Deletion], Counter[str]]:
@@ -93,10 +94,11 @@ def test_dedup_key_is_did_and_rkey():
     ([], "event"),
     ({"kind": "commit"}, "event.time_us"),
     ({"kind": "commit", "time_us": "12"}, "event.time_us"),
-    ({"kind": "commit", "time_us": 5, "did": "did:x"}, "event.commit"),
-    ({"kind": "commit", "time_us": 5, "did": "did:x",
+    ({"kind": "commit", "time_us": 5}, "event.time_us"),  # 0 ms: not a post time
+    ({"kind": "commit", "time_us": T, "did": "did:x"}, "event.commit"),
+    ({"kind": "commit", "time_us": T, "did": "did:x",
       "commit": {"collection": "app.bsky.feed.post", "operation": "create", "rkey": "a"}}, "commit.record"),
-    ({"kind": "commit", "time_us": 5, "did": "did:x",
+    ({"kind": "commit", "time_us": T, "did": "did:x",
       "commit": {"collection": "app.bsky.feed.post", "operation": "create", "rkey": "a",
                  "record": {"text": 7}}}, "record.text"),
 ])
