@@ -32,14 +32,17 @@ def _stop_all(procs, timeout=60):
 def test_kill_9_mid_stream_then_restart(tmp_path, kafka_bootstrap, redis_url, unique):
     cfg = F.config(tmp_path, kafka_bootstrap, redis_url, unique)
     posts = F.good_posts(1200, unique)
-    F.produce(kafka_bootstrap, f"{unique}.raw", posts)
+    F.produce(kafka_bootstrap, f"{unique}.raw", posts[:600])
     store = _store(cfg)
-    w1 = F.worker(cfg, tmp_path / "w.log")
+    w1 = F.worker(cfg, tmp_path / "w1.log")
     assert F.wait_counted(store, 200, 120)
     w1.kill()  # SIGKILL: no chance to finish, write or commit
     w1.wait()
-    w2 = F.worker(cfg, tmp_path / "w.log")
+    # the stream goes on while no worker runs (a fast worker may have finished the first half)
+    F.produce(kafka_bootstrap, f"{unique}.raw", posts[600:])
+    w2 = F.worker(cfg, tmp_path / "w2.log")
     assert F.wait_counted(store, len(posts), 240)
+    assert F.wait_log(tmp_path / "w2.log", "partitions assigned", 60)
     assert _stop_all([w2]) == [0]
     f = F.figures("worker kill -9 mid-stream, restart", store, posts, kafka_bootstrap, f"{unique}.dlq")
     assert f.ok, f
