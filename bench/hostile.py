@@ -107,12 +107,39 @@ CLASSES: dict[str, str] = {
     "schema_edge": "BOM, v true, duplicate keys, text of 20,000 / 20,001 chars, unicode blanks",
 }
 
-WORDS = ["phone", "battery", "screen", "camera", "update", "price", "delivery", "service", "bank",
-         "train", "coffee", "game", "music", "weather", "store", "app", "login", "refund", "support",
-         "laptop", "tablet", "charger", "ticket", "flight", "hotel", "pizza"]
-FILLER = ("honestly the new update made everything slower and the support team keeps telling me to "
-          "restart it, which I did three times already; still waiting for a refund and a real answer "
-          "from anyone who works there, thanks for nothing and have a nice weekend everyone")
+WORDS = [
+    "phone",
+    "battery",
+    "screen",
+    "camera",
+    "update",
+    "price",
+    "delivery",
+    "service",
+    "bank",
+    "train",
+    "coffee",
+    "game",
+    "music",
+    "weather",
+    "store",
+    "app",
+    "login",
+    "refund",
+    "support",
+    "laptop",
+    "tablet",
+    "charger",
+    "ticket",
+    "flight",
+    "hotel",
+    "pizza",
+]
+FILLER = (
+    "honestly the new update made everything slower and the support team keeps telling me to "
+    "restart it, which I did three times already; still waiting for a refund and a real answer "
+    "from anyone who works there, thanks for nothing and have a nice weekend everyone"
+)
 MAX_RECORD_BYTES = 1_000_000  # every record must travel through Kafka (fault suite)
 
 
@@ -129,9 +156,16 @@ class _Maker:
         self.now = now_ms
 
     def post(self, cls: str, i: int, **over: Any) -> dict[str, Any]:
-        d: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "post", "id": f"hostile-{cls}-{self.seed}-{i}",
-                             "source": "hostile", "text": "the battery died again today",
-                             "created_ms": self.now, "ingested_ms": self.now, "lang": ""}
+        d: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "kind": "post",
+            "id": f"hostile-{cls}-{self.seed}-{i}",
+            "source": "hostile",
+            "text": "the battery died again today",
+            "created_ms": self.now,
+            "ingested_ms": self.now,
+            "lang": "",
+        }
         d.update(over)
         return d
 
@@ -185,20 +219,29 @@ def _text_classes(m: _Maker) -> dict[str, Callable[[int], str]]:
         return "".join("a" + marks(199) for _ in range(big // 200 + 1))
 
     def emoji(i: int) -> str:
-        units = ["\U0001F468\u200D\U0001F469\u200D\U0001F467\u200D\U0001F466", "\U0001F44D\U0001F3FD",
-                 "\U0001F1FA\U0001F1F8", "1\uFE0F\u20E3", "\u2764\uFE0F", "\U0001F3F3\uFE0F\u200D\U0001F308",
-                 "\U0001F9D1\U0001F3FF\u200D\U0001F91D\u200D\U0001F9D1\U0001F3FB"]
+        units = [
+            "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",
+            "\U0001f44d\U0001f3fd",
+            "\U0001f1fa\U0001f1f8",
+            "1\ufe0f\u20e3",
+            "\u2764\ufe0f",
+            "\U0001f3f3\ufe0f\u200d\U0001f308",
+            "\U0001f9d1\U0001f3ff\u200d\U0001f91d\u200d\U0001f9d1\U0001f3fb",
+        ]
         if i % 2 == 0:
             return _fit(units[i % len(units)], big)
         return "".join(rng.choice(units) + rng.choice(["", " "]) for _ in range(big // 3))
 
     def bidi(_i: int) -> str:
-        pool = list("\u202A\u202B\u202C\u202D\u202E\u2066\u2067\u2068\u2069\u200E\u200F") + \
-            list("שלוםمرحبا") + ["abc", " "]
+        pool = (
+            list("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+            + list("שלוםمرحبا")
+            + ["abc", " "]
+        )
         return "".join(rng.choice(pool) for _ in range(big))
 
     def zero_width(i: int) -> str:
-        zw = "\u200B\u200C\u200D\u2060\uFEFF"
+        zw = "\u200b\u200c\u200d\u2060\ufeff"
         if i % 2:
             return _fit("a" + zw[i % len(zw)], big)
         return "".join(rng.choice("ab" + zw) for _ in range(big))
@@ -227,21 +270,26 @@ def _text_classes(m: _Maker) -> dict[str, Callable[[int], str]]:
         "re_token_hash": cycle("#", "##a", "#@"),
         "re_token_at_dot_at": cycle("@a.a@", "@a.a@a.", "@a@a@"),
         "re_spaces": lambda i: _fit([" \t\u00a0", "\u00a0", " \f\v"][i % 3], MAX_TEXT - 1) + "x",
-        "re_blank_lines": lambda i: ["\n" + " " * (MAX_TEXT - 2), _fit("\n \n", MAX_TEXT - 1),
-                                     _fit("\n\t", MAX_TEXT - 1)][i % 3] + "x",
+        "re_blank_lines": lambda i: (
+            ["\n" + " " * (MAX_TEXT - 2), _fit("\n \n", MAX_TEXT - 1), _fit("\n\t", MAX_TEXT - 1)][i % 3]
+            + "x"
+        ),
         "re_slack_digits": cycle("1 ", "1(", "+1 (", "1-1."),
-        "re_slack_email": lambda i: [_fit("a.+", MAX_TEXT - 1) + "@", _fit("a@a.", big),
-                                     _fit("a@a-", big)][i % 3],
+        "re_slack_email": lambda i: [_fit("a.+", MAX_TEXT - 1) + "@", _fit("a@a.", big), _fit("a@a-", big)][
+            i % 3
+        ],
         "re_term": cycle("#a'-", "aaa-", "a'", "@aa_"),
-        "re_reddit_tail": lambda i: [" " * 19_000 + "submitted by /u/x [link]",
-                                     _fit("submitted by /u/x [link] ", big),
-                                     _fit(" submitted by", big)][i % 3],
+        "re_reddit_tail": lambda i: [
+            " " * 19_000 + "submitted by /u/x [link]",
+            _fit("submitted by /u/x [link] ", big),
+            _fit(" submitted by", big),
+        ][i % 3],
         "re_topic_phrase": cycle("new ", "phone", "phone#", "#phone"),
         "markup": cycle("<a", "<![", "&#x", "<!--", "</", "<a href='"),
-        "nfkc_fdfa": lambda i: _fit("\uFDFA" if i % 3 != 1 else "\uFDFA ", big),
+        "nfkc_fdfa": lambda i: _fit("\ufdfa" if i % 3 != 1 else "\ufdfa ", big),
         "nfkc_squared": squared,
-        "nfkc_ligature": lambda i: _fit(["\uFB03", "\uFB00\uFB01\uFB02\uFB04\uFB05\uFB06"][i % 2], big),
-        "casefold_expand": lambda i: _fit(["ß", "\u01F0", "\u0390", "\u0130", "\uFB05", "ßǰΐİ "][i % 6], big),
+        "nfkc_ligature": lambda i: _fit(["\ufb03", "\ufb00\ufb01\ufb02\ufb04\ufb05\ufb06"][i % 2], big),
+        "casefold_expand": lambda i: _fit(["ß", "\u01f0", "\u0390", "\u0130", "\ufb05", "ßǰΐİ "][i % 6], big),
         "fullwidth": fullwidth,
         "combining_zalgo": zalgo,
         "emoji": emoji,
@@ -255,11 +303,17 @@ def _text_classes(m: _Maker) -> dict[str, Callable[[int], str]]:
 def _json_records(m: _Maker, cls: str, i: int) -> bytes:  # noqa: C901 - one branch per class
     rng = m.rng
     if cls.startswith("json_deep_"):
-        field = {"json_deep_v": "v", "json_deep_kind": "kind", "json_deep_text": "text",
-                 "json_deep_unknown": "extra"}.get(cls) or \
-            ["id", "source", "lang", "url", "topic_hints", "hashtags", "author_id", "created_ms"][i % 8]
-        return m.dumps(m.post(cls, i, **{field: f"@@{field}@@"}),
-                       {field: _deep(_DEPTHS[i % len(_DEPTHS)], i)})
+        field = {
+            "json_deep_v": "v",
+            "json_deep_kind": "kind",
+            "json_deep_text": "text",
+            "json_deep_unknown": "extra",
+        }.get(cls) or ["id", "source", "lang", "url", "topic_hints", "hashtags", "author_id", "created_ms"][
+            i % 8
+        ]
+        return m.dumps(
+            m.post(cls, i, **{field: f"@@{field}@@"}), {field: _deep(_DEPTHS[i % len(_DEPTHS)], i)}
+        )
     if cls == "json_wide":
         chars = "abcdefghijklmnopqrstuvwxyz0123456789"
         keys = [f'"{a}{b}{c}":0'.encode() for a in chars for b in chars for c in chars]
@@ -274,24 +328,57 @@ def _json_records(m: _Maker, cls: str, i: int) -> bytes:  # noqa: C901 - one bra
             return m.dumps(m.post(cls, i, extra=0), {}).replace(b'"extra":0', ids, 1)
         return m.dumps(m.post(cls, i, extra="@@x@@"), {"x": b"[" + b",".join([b"0"] * 200_000) + b"]"})
     if cls == "json_numbers":
-        tokens = [b"18446744073709551616", b"9223372036854775808", b"9007199254740993", b"1e308",
-                  b"-1e308", b"9" * 5000, b"-0", b"-0.0", b"NaN", b"Infinity", b"-Infinity", b"1e-400",
-                  b"1E+999", b'"' + b"7" * 5000 + b'"', b"1.0", b"0x10", b"1_000", b"+1", b"01"]
+        tokens = [
+            b"18446744073709551616",
+            b"9223372036854775808",
+            b"9007199254740993",
+            b"1e308",
+            b"-1e308",
+            b"9" * 5000,
+            b"-0",
+            b"-0.0",
+            b"NaN",
+            b"Infinity",
+            b"-Infinity",
+            b"1e-400",
+            b"1E+999",
+            b'"' + b"7" * 5000 + b'"',
+            b"1.0",
+            b"0x10",
+            b"1_000",
+            b"+1",
+            b"01",
+        ]
         field = ["created_ms", "ingested_ms", "v", "created_ms", "id", "is_reply"][i % 6]
         return m.dumps(m.post(cls, i, **{field: f"@@{field}@@"}), {field: tokens[i % len(tokens)]})
     if cls == "lone_surrogates":
-        escapes = [b'"\\ud800"', b'"abc\\udc00\\ud800"', b'"\\ud800\\u0041"', b'"x\\udfff"',
-                   b'"\\ud83d\\ude00 ok"', b'"' + b"\\ud800" * 2000 + b'"']
+        escapes = [
+            b'"\\ud800"',
+            b'"abc\\udc00\\ud800"',
+            b'"\\ud800\\u0041"',
+            b'"x\\udfff"',
+            b'"\\ud83d\\ude00 ok"',
+            b'"' + b"\\ud800" * 2000 + b'"',
+        ]
         field = ["text", "id", "source", "lang", "url", "author_id", "topic_hints", "hashtags"][i % 8]
         blob = escapes[i % len(escapes)]
         if field in ("topic_hints", "hashtags"):
             blob = b"[" + blob + b"]"
         return m.dumps(m.post(cls, i, **{field: f"@@{field}@@"}), {field: blob})
     if cls in ("invalid_utf8", "overlong_utf8"):
-        bad = ([b"\xff", b"\xfe\xff", b"\x80", b"abc\xc3", b"\xe2\x82", b"\xf5\x80\x80\x80", b"\xc3\x28"]
-               if cls == "invalid_utf8" else
-               [b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf0\x80\x80\xaf", b"\xc1\xbf", b"\xed\xa0\x80",
-                b"\xed\xbf\xbf", b"\xf4\x90\x80\x80"])[i % 7]
+        bad = (
+            [b"\xff", b"\xfe\xff", b"\x80", b"abc\xc3", b"\xe2\x82", b"\xf5\x80\x80\x80", b"\xc3\x28"]
+            if cls == "invalid_utf8"
+            else [
+                b"\xc0\xaf",
+                b"\xe0\x80\xaf",
+                b"\xf0\x80\x80\xaf",
+                b"\xc1\xbf",
+                b"\xed\xa0\x80",
+                b"\xed\xbf\xbf",
+                b"\xf4\x90\x80\x80",
+            ]
+        )[i % 7]
         field = ["text", "id", "source", "lang", "url", "author_id", "extra"][i % 7]
         blob = b'"bad ' + bad * (1 + rng.randrange(50)) + b'"'
         return m.dumps(m.post(cls, i, **{field: f"@@{field}@@"}), {field: blob})
@@ -299,17 +386,51 @@ def _json_records(m: _Maker, cls: str, i: int) -> bytes:  # noqa: C901 - one bra
         chars = ["\x00", "\x1b[2J", "\x7f", "\x85", "\x9b31m", "\u2028", "\u202e", "\n", "\r", "\x08"]
         field = ["id", "source", "lang", "url", "author_id", "text", "topic_hints", "hashtags"][i % 8]
         ch = chars[(i // 8 + i) % len(chars)]
-        val: Any = {"id": f"id{ch}{i}", "source": f"src{ch}", "lang": f"en{ch}", "url": f"https://x/{ch}",
-                    "author_id": f"a{ch}", "text": f"battery {ch} died", "topic_hints": [f"h{ch}"],
-                    "hashtags": [f"t{ch}"]}[field]
+        val: Any = {
+            "id": f"id{ch}{i}",
+            "source": f"src{ch}",
+            "lang": f"en{ch}",
+            "url": f"https://x/{ch}",
+            "author_id": f"a{ch}",
+            "text": f"battery {ch} died",
+            "topic_hints": [f"h{ch}"],
+            "hashtags": [f"t{ch}"],
+        }[field]
         return orjson.dumps(m.post(cls, i, **{field: val}))
     if cls == "lang_shapes":
-        shapes = ["a" * 2048, "a" * 16, "a" * 17, "en\n", "../", "..\\x", "en-US", "EN_us", "und",
-                  "x-unknown", "UNKNOWN", "-", "_", "--", " ", "\u00a0", "\uff45\uff4e", "en\u202e",
-                  "zh-Hant-TW", "i-klingon", "*", "{x}", "en:1", "é", "ß", "\u0130", "en-" + "x" * 12,
-                  "\U0001F600"]
-        return orjson.dumps(m.post(cls, i, lang=shapes[i % len(shapes)],
-                                   text="the battery died again today, what a day"))
+        shapes = [
+            "a" * 2048,
+            "a" * 16,
+            "a" * 17,
+            "en\n",
+            "../",
+            "..\\x",
+            "en-US",
+            "EN_us",
+            "und",
+            "x-unknown",
+            "UNKNOWN",
+            "-",
+            "_",
+            "--",
+            " ",
+            "\u00a0",
+            "\uff45\uff4e",
+            "en\u202e",
+            "zh-Hant-TW",
+            "i-klingon",
+            "*",
+            "{x}",
+            "en:1",
+            "é",
+            "ß",
+            "\u0130",
+            "en-" + "x" * 12,
+            "\U0001f600",
+        ]
+        return orjson.dumps(
+            m.post(cls, i, lang=shapes[i % len(shapes)], text="the battery died again today, what a day")
+        )
     if cls == "lang_distinct":
         a = "abcdefghijklmnopqrstuvwxyz"
         code = a[i // 676 % 26] + a[i // 26 % 26] + a[i % 26]
@@ -317,24 +438,49 @@ def _json_records(m: _Maker, cls: str, i: int) -> bytes:  # noqa: C901 - one bra
     if cls == "topic_hints_huge":
         shape = i % 5
         hints: Any = (
-            [f"h{k}" for k in range(100_000)] if shape == 0 else
-            ["h" * 25_000 for _ in range(32)] if shape == 1 else
-            ["\uFDFA" * 10_000 for _ in range(20)] if shape == 2 else
-            ["x" * 900_000] if shape == 3 else
-            ["ＨＩＮＴ" * 2000, "\u0130" * 50_000, "ß" * 100_000])
+            [f"h{k}" for k in range(100_000)]
+            if shape == 0
+            else ["h" * 25_000 for _ in range(32)]
+            if shape == 1
+            else ["\ufdfa" * 10_000 for _ in range(20)]
+            if shape == 2
+            else ["x" * 900_000]
+            if shape == 3
+            else ["ＨＩＮＴ" * 2000, "\u0130" * 50_000, "ß" * 100_000]
+        )
         return orjson.dumps(m.post(cls, i, topic_hints=hints))
     if cls == "hashtags_huge":
         shape = i % 4
-        tags: Any = ([f"t{k}" for k in range(100_000)] if shape == 0 else
-                     ["t" * 10_000 for _ in range(64)] if shape == 1 else
-                     ["\uFDFA" * 255 + "x" for _ in range(64)] if shape == 2 else
-                     ["#" * 5000, "\u0300" * 5000, "" , " ", "\x00"])
+        tags: Any = (
+            [f"t{k}" for k in range(100_000)]
+            if shape == 0
+            else ["t" * 10_000 for _ in range(64)]
+            if shape == 1
+            else ["\ufdfa" * 255 + "x" for _ in range(64)]
+            if shape == 2
+            else ["#" * 5000, "\u0300" * 5000, "", " ", "\x00"]
+        )
         return orjson.dumps(m.post(cls, i, hashtags=tags))
     if cls == "deletions":
-        ids = ["x" * 512, "x" * 513, "", " ", "id\x00", "*", "{a}:b", f"other-source-{i}", "\uFDFA" * 100,
-               "hostile-re_lang_a_at-7-0"]
-        d: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "delete", "id": ids[i % len(ids)],
-                             "source": ["hostile", "", "x" * 65, "s\x1b"][i % 4], "deleted_ms": m.now}
+        ids = [
+            "x" * 512,
+            "x" * 513,
+            "",
+            " ",
+            "id\x00",
+            "*",
+            "{a}:b",
+            f"other-source-{i}",
+            "\ufdfa" * 100,
+            "hostile-re_lang_a_at-7-0",
+        ]
+        d: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "kind": "delete",
+            "id": ids[i % len(ids)],
+            "source": ["hostile", "", "x" * 65, "s\x1b"][i % 4],
+            "deleted_ms": m.now,
+        }
         if i % 5 == 4:
             return m.dumps(d, {}).replace(str(m.now).encode(), [b"1e308", b"-1", b"NaN", b"9" * 5000][i % 4])
         return orjson.dumps(d)
@@ -366,8 +512,9 @@ def _json_records(m: _Maker, cls: str, i: int) -> bytes:  # noqa: C901 - one bra
     raise ValueError(cls)
 
 
-def hostile_corpus(seed: int = 7, per_class: int = 12, *, lang_codes: int | None = None,
-                   now_ms: int | None = None) -> list[tuple[str, bytes]]:
+def hostile_corpus(
+    seed: int = 7, per_class: int = 12, *, lang_codes: int | None = None, now_ms: int | None = None
+) -> list[tuple[str, bytes]]:
     """(class, raw record value) for every class of `CLASSES`, ``per_class`` records each
     (``lang_distinct``: ``lang_codes`` records when given, up to 17,576). Deterministic for a
     seed and ``now_ms``. No record is over `MAX_RECORD_BYTES`; no text contains the fault
@@ -376,7 +523,7 @@ def hostile_corpus(seed: int = 7, per_class: int = 12, *, lang_codes: int | None
     texts = _text_classes(m)
     out: list[tuple[str, bytes]] = []
     for cls in CLASSES:
-        n = min(max(per_class, lang_codes or 0), 26 ** 3) if cls == "lang_distinct" else per_class
+        n = min(max(per_class, lang_codes or 0), 26**3) if cls == "lang_distinct" else per_class
         for i in range(n):
             value = m.text_post(cls, i, texts[cls](i)) if cls in texts else _json_records(m, cls, i)
             out.append((cls, value))
@@ -394,8 +541,19 @@ def ordinary_posts(n: int, seed: int = 5, now_ms: int | None = None) -> list[byt
         while len(" ".join(words)) < 280:
             words.append(rng.choice(filler))
         text = " ".join(words)[:280]
-        out.append(orjson.dumps({"v": SCHEMA_VERSION, "kind": "post", "id": f"ordinary-{seed}-{i}",
-                                 "source": "bench", "text": text, "created_ms": now, "ingested_ms": now}))
+        out.append(
+            orjson.dumps(
+                {
+                    "v": SCHEMA_VERSION,
+                    "kind": "post",
+                    "id": f"ordinary-{seed}-{i}",
+                    "source": "bench",
+                    "text": text,
+                    "created_ms": now,
+                    "ingested_ms": now,
+                }
+            )
+        )
     return out
 
 
@@ -418,8 +576,7 @@ class _Producer:
     def __init__(self) -> None:
         self.reasons: list[str] = []
 
-    def send(self, key: bytes | None, value: bytes, *, topic: str | None = None,
-             headers: Any = None) -> None:
+    def send(self, key: bytes | None, value: bytes, *, topic: str | None = None, headers: Any = None) -> None:
         for name, v in headers or ():
             if name == "reason":
                 self.reasons.append(v.decode("utf-8", "replace"))
@@ -481,8 +638,9 @@ def bench_topics() -> list[Any]:
     topics = []
     for i in range(20):
         a, b = rng.sample(WORDS, 2)
-        topics.append(TopicSettings(name=f"kw-{i}-{a}", keywords=[a, f"{a} {b}", f"new {a}"],
-                                    hashtags=[a, b]))
+        topics.append(
+            TopicSettings(name=f"kw-{i}-{a}", keywords=[a, f"{a} {b}", f"new {a}"], hashtags=[a, b])
+        )
     topics += [TopicSettings(name=f"q-{name}", query=q) for name, q in make_queries(200)]
     return topics
 
@@ -497,8 +655,16 @@ def build_worker(model: str = "default") -> Any:
     real = load_scorer(ModelSettings(sentiment=model, emotion=emotion))
     out = ModelOutput((0.2, 0.3, 0.5), (0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.4))
     cfg = WorkerConfig(lateness_ms=86_400_000, process_name="hostile-bench")
-    return Worker(cfg, _Consumer(), _Producer(), _StubScorer(out), to_labels, _Store(),
-                  TopicMatcher.from_config(bench_topics()), encode=pretokenizer(real))
+    return Worker(
+        cfg,
+        _Consumer(),
+        _Producer(),
+        _StubScorer(out),
+        to_labels,
+        _Store(),
+        TopicMatcher.from_config(bench_topics()),
+        encode=pretokenizer(real),
+    )
 
 
 # ---- jobs, run in forked children under a watchdog ------------------------------------------
@@ -528,11 +694,17 @@ def _host_job(cls: str, i: int) -> dict[str, Any]:
         res = w._finish(items, [scores.get(id(it)) for it in items], int(time.time() * 1000))
         t2 = time.process_time()
     except BaseException as exc:  # noqa: BLE001 - a record that raises is the finding
-        return {"crash": f"{stage}: {type(exc).__name__}: {str(exc)[:100]}",
-                "ms": (time.process_time() - t0) * 1000}
+        return {
+            "crash": f"{stage}: {type(exc).__name__}: {str(exc)[:100]}",
+            "ms": (time.process_time() - t0) * 1000,
+        }
     outcome = reasons[0] if reasons else "scored" if res.scored else "deletion" if res.deletions else "other"
-    return {"ms": (t2 - t0) * 1000, "prep_ms": (t1 - t0) * 1000, "finish_ms": (t2 - t1) * 1000,
-            "outcome": outcome}
+    return {
+        "ms": (t2 - t0) * 1000,
+        "prep_ms": (t1 - t0) * 1000,
+        "finish_ms": (t2 - t1) * 1000,
+        "outcome": outcome,
+    }
 
 
 def _record_strings(value: bytes) -> list[str]:
@@ -609,8 +781,11 @@ def _child(jobs: list[tuple[Any, ...]], start: int, skip: set[str], conn: Any) -
     conn.send(None)
 
 
-def run_jobs(jobs: list[tuple[Any, ...]], timeout_of: Callable[[tuple[Any, ...]], float],
-             progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+def run_jobs(
+    jobs: list[tuple[Any, ...]],
+    timeout_of: Callable[[tuple[Any, ...]], float],
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
     """Run the jobs in order in forked children; a job over its timeout is killed with its
     child and the next child starts after it (a host timeout skips the rest of its class)."""
     ctx = mp.get_context("fork")
@@ -694,11 +869,14 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     crashes = [r["crash"] for r in rows if "crash" in r]
     timeouts = [r for r in rows if "timeout_s" in r]
     outcomes = Counter(r["outcome"] for r in rows if "outcome" in r)
-    d: dict[str, Any] = {"n": len(ms), "max_ms": round(max(ms), 3) if ms else 0.0,
-                         "p99_ms": round(_p99(ms), 3),
-                         "max_prepare_ms": round(max((r.get("prep_ms", 0) for r in rows), default=0), 3),
-                         "max_finish_ms": round(max((r.get("finish_ms", 0) for r in rows), default=0), 3),
-                         "outcomes": dict(outcomes.most_common())}
+    d: dict[str, Any] = {
+        "n": len(ms),
+        "max_ms": round(max(ms), 3) if ms else 0.0,
+        "p99_ms": round(_p99(ms), 3),
+        "max_prepare_ms": round(max((r.get("prep_ms", 0) for r in rows), default=0), 3),
+        "max_finish_ms": round(max((r.get("finish_ms", 0) for r in rows), default=0), 3),
+        "outcomes": dict(outcomes.most_common()),
+    }
     if crashes:
         d["crashed"] = len(crashes)
         d["crash"] = Counter(crashes).most_common(1)[0][0]
@@ -731,8 +909,16 @@ def cpu_model() -> str:
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "describe", "--always", "--dirty"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -746,21 +932,44 @@ def _fmt_ms(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--per-class", type=int, default=None, help="records per class (default 12, quick 3)")
-    ap.add_argument("--quick", action="store_true",
-                    help="fewer records, fewer baseline posts, tighter timeouts (under a minute)")
-    ap.add_argument("--lang-codes", type=int, default=None,
-                    help="distinct 3-letter lang codes (records of lang_distinct; default 10000, quick 300)")
-    ap.add_argument("--baseline", type=int, default=None,
-                    help="ordinary posts timed (default 400, quick 100)")
-    ap.add_argument("--record-timeout-s", type=float, default=None,
-                    help="a record taking longer is killed, its class reported TIMEOUT (default 10, quick 5)")
-    ap.add_argument("--regex-records", type=int, default=None,
-                    help="records per class the patterns are timed on (default 4, quick 2)")
-    ap.add_argument("--other-engine-timeout-s", type=float, default=None,
-                    help="budget of the other engine on one class and pattern, which may backtrack "
-                         "(default 1.5, quick 0.5)")
-    ap.add_argument("--model", default="default",
-                    help="whose tokenizer: default | builtin:tiny-untrained | a hub id or directory")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer records, fewer baseline posts, tighter timeouts (under a minute)",
+    )
+    ap.add_argument(
+        "--lang-codes",
+        type=int,
+        default=None,
+        help="distinct 3-letter lang codes (records of lang_distinct; default 10000, quick 300)",
+    )
+    ap.add_argument(
+        "--baseline", type=int, default=None, help="ordinary posts timed (default 400, quick 100)"
+    )
+    ap.add_argument(
+        "--record-timeout-s",
+        type=float,
+        default=None,
+        help="a record taking longer is killed, its class reported TIMEOUT (default 10, quick 5)",
+    )
+    ap.add_argument(
+        "--regex-records",
+        type=int,
+        default=None,
+        help="records per class the patterns are timed on (default 4, quick 2)",
+    )
+    ap.add_argument(
+        "--other-engine-timeout-s",
+        type=float,
+        default=None,
+        help="budget of the other engine on one class and pattern, which may backtrack "
+        "(default 1.5, quick 0.5)",
+    )
+    ap.add_argument(
+        "--model",
+        default="default",
+        help="whose tokenizer: default | builtin:tiny-untrained | a hub id or directory",
+    )
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
     per_class = args.per_class or (3 if args.quick else 12)
@@ -786,12 +995,20 @@ def main(argv: list[str] | None = None) -> int:
 
     classes = ["baseline", *CLASSES]
     host_jobs = [("host", c, i) for c in classes for i in range(len(_State.records[c]))]
-    regex_jobs = [("regex", c, name, other, regex_records) for c in classes for name in _State.patterns
-                  for other in (False, True) if not other or _State.patterns[name][2] is not None]
+    regex_jobs = [
+        ("regex", c, name, other, regex_records)
+        for c in classes
+        for name in _State.patterns
+        for other in (False, True)
+        if not other or _State.patterns[name][2] is not None
+    ]
     growth_jobs = [("growth", c, name) for c in CLASSES for name in _State.patterns]
     jobs: list[tuple[Any, ...]] = host_jobs + regex_jobs + growth_jobs
-    print(f"{len(corpus)} hostile records in {len(CLASSES)} classes, {n_base} ordinary posts, "
-          f"{len(regex_jobs)} pattern timings ...", file=sys.stderr)
+    print(
+        f"{len(corpus)} hostile records in {len(CLASSES)} classes, {n_base} ordinary posts, "
+        f"{len(regex_jobs)} pattern timings ...",
+        file=sys.stderr,
+    )
 
     def timeout_of(job: tuple[Any, ...]) -> float:
         if job[0] == "host":
@@ -813,10 +1030,13 @@ def main(argv: list[str] | None = None) -> int:
     base = summary.pop("baseline")
 
     # ---- the host path table
-    print(f"\nhost CPU per record through Worker._prepare + Worker._finish (no forward pass), ms; "
-          f"CPU {cpu_model()}, commit {commit()}")
-    head = (f"{'class':<20}{'n':>6}{'max':>10}{'p99':>10}{'x base':>8}{'prep':>9}{'finish':>9}"
-            "  status   outcomes")
+    print(
+        f"\nhost CPU per record through Worker._prepare + Worker._finish (no forward pass), ms; "
+        f"CPU {cpu_model()}, commit {commit()}"
+    )
+    head = (
+        f"{'class':<20}{'n':>6}{'max':>10}{'p99':>10}{'x base':>8}{'prep':>9}{'finish':>9}  status   outcomes"
+    )
     print(head)
     print("-" * len(head))
 
@@ -824,8 +1044,10 @@ def main(argv: list[str] | None = None) -> int:
         ratio = d["p99_ms"] / base["p99_ms"] if base["p99_ms"] else 0.0
         outs = ", ".join(f"{k} {v}" for k, v in list(d["outcomes"].items())[:3])
         extra = f" [{d['crash']}]" if d.get("crash") else f" [{d['timeout']}]" if d.get("timeout") else ""
-        return (f"{name:<20}{d['n']:>6}{d['max_ms']:>10.2f}{d['p99_ms']:>10.2f}{ratio:>8.1f}"
-                f"{d['max_prepare_ms']:>9.2f}{d['max_finish_ms']:>9.2f}  {_status(d):<8} {outs}{extra}")
+        return (
+            f"{name:<20}{d['n']:>6}{d['max_ms']:>10.2f}{d['p99_ms']:>10.2f}{ratio:>8.1f}"
+            f"{d['max_prepare_ms']:>9.2f}{d['max_finish_ms']:>9.2f}  {_status(d):<8} {outs}{extra}"
+        )
 
     print(row("baseline (280 ch)", base))
     for c in CLASSES:
@@ -833,12 +1055,19 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- the patterns, directly
     names = list(_State.patterns)
-    print(f"\nmonitor.patterns on each class's strings (findall), ms per record, max over {regex_records} "
-          "records: the engine the module chose / the other one ('>N': over the budget, killed)")
+    print(
+        f"\nmonitor.patterns on each class's strings (findall), ms per record, max over {regex_records} "
+        "records: the engine the module chose / the other one ('>N': over the budget, killed)"
+    )
     width = 17
-    print(f"{'class':<20}" + "".join(f"{n[:width - 1]:>{width}}" for n in names))
-    print(" " * 20 + "".join(f"{(e + '/' + ('re' if e == 're2' else 're2')):>{width}}"
-                             for e in (_State.patterns[n][0] for n in names)))
+    print(f"{'class':<20}" + "".join(f"{n[: width - 1]:>{width}}" for n in names))
+    print(
+        " " * 20
+        + "".join(
+            f"{(e + '/' + ('re' if e == 're2' else 're2')):>{width}}"
+            for e in (_State.patterns[n][0] for n in names)
+        )
+    )
     for c in classes:
         cells = []
         for n in names:
@@ -848,6 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{c:<20}" + "".join(cells))
     regex_summary: dict[str, dict[str, Any]] = {}
     for n in names:
+
         def worst(other: bool, n: str = n) -> tuple[str, float, bool]:
             best = ("", -1.0, False)
             for c in classes:
@@ -857,6 +1087,7 @@ def main(argv: list[str] | None = None) -> int:
                     if v > best[1]:
                         best = (c, v, "timeout_s" in r)
             return best
+
         oc, oms, _ = worst(False)
         ac, ams, over = worst(True) if _State.patterns[n][2] is not None else ("", -1.0, False)
         # growth per doubling of the text, where the time is big enough to read (>= 0.2 ms)
@@ -864,40 +1095,72 @@ def main(argv: list[str] | None = None) -> int:
         if any("timeout_s" in g for (c, m), g in growth.items() if m == n):
             grown.append((math.inf, next(c for (c, m), g in growth.items() if m == n and "timeout_s" in g)))
         gr, gc_ = max(grown, default=(None, ""))
-        regex_summary[n] = {"engine": _State.patterns[n][0], "max_ms": round(oms, 3), "worst_class": oc,
-                            "other_engine_max_ms": round(ams, 3) if ams >= 0 else None,
-                            "other_engine_worst_class": ac or None, "other_engine_over_budget": over,
-                            "growth_per_doubling": None if gr is None or gr == math.inf else round(gr, 2),
-                            "growth_worst_class": gc_ or None}
-    print(f"\n{'pattern':<18}{'engine':>7}{'worst ms':>10}  {'worst class':<20}{'other':>10}"
-          f"  {'other worst class':<20}{'x per 2x':>9}  its class")
+        regex_summary[n] = {
+            "engine": _State.patterns[n][0],
+            "max_ms": round(oms, 3),
+            "worst_class": oc,
+            "other_engine_max_ms": round(ams, 3) if ams >= 0 else None,
+            "other_engine_worst_class": ac or None,
+            "other_engine_over_budget": over,
+            "growth_per_doubling": None if gr is None or gr == math.inf else round(gr, 2),
+            "growth_worst_class": gc_ or None,
+        }
+    print(
+        f"\n{'pattern':<18}{'engine':>7}{'worst ms':>10}  {'worst class':<20}{'other':>10}"
+        f"  {'other worst class':<20}{'x per 2x':>9}  its class"
+    )
     for n, s in regex_summary.items():
         ams = s["other_engine_max_ms"]
         other = "-" if ams is None else f">{ams:.0f}" if s["other_engine_over_budget"] else f"{ams:.1f}"
-        g = "-" if not s["growth_worst_class"] else \
-            "timeout" if s["growth_per_doubling"] is None else f"{s['growth_per_doubling']:.2f}"
-        print(f"{n:<18}{s['engine']:>7}{s['max_ms']:>10.2f}  {s['worst_class']:<20}{other:>10}  "
-              f"{s['other_engine_worst_class'] or '-':<20}{g:>9}  {s['growth_worst_class'] or '-'}")
-    print("('x per 2x': the module's engine on a class's long text vs its first half, worst over the text "
-          "classes; about 2 is linear, 4 quadratic)")
+        g = (
+            "-"
+            if not s["growth_worst_class"]
+            else "timeout"
+            if s["growth_per_doubling"] is None
+            else f"{s['growth_per_doubling']:.2f}"
+        )
+        print(
+            f"{n:<18}{s['engine']:>7}{s['max_ms']:>10.2f}  {s['worst_class']:<20}{other:>10}  "
+            f"{s['other_engine_worst_class'] or '-':<20}{g:>9}  {s['growth_worst_class'] or '-'}"
+        )
+    print(
+        "('x per 2x': the module's engine on a class's long text vs its first half, worst over the text "
+        "classes; about 2 is linear, 4 quadratic)"
+    )
 
     crashed = [c for c in CLASSES if summary[c].get("crashed")]
     timed_out = [c for c in CLASSES if summary[c].get("timeout")]
     worst_class = max(CLASSES, key=lambda c: summary[c]["max_ms"])
     under = all(summary[c]["max_ms"] < TARGET_MS for c in CLASSES) and not crashed and not timed_out
-    print(f"\nworst class {worst_class}: {summary[worst_class]['max_ms']:.2f} ms max; "
-          f"target {TARGET_MS:.0f} ms: {'every class under it' if under else 'NOT met'}; "
-          f"crashed: {', '.join(crashed) or 'none'}; timeouts: {', '.join(timed_out) or 'none'}; "
-          f"{time.monotonic() - t_start:.0f} s in all")
-    print(orjson.dumps({
-        "cpu_model": cpu_model(), "commit": commit(), "per_class": per_class, "lang_codes": lang_codes,
-        "target_ms": TARGET_MS,
-        "baseline": {"max_ms": base["max_ms"], "p99_ms": base["p99_ms"], "n": base["n"]},
-        "classes": {c: {k: v for k, v in summary[c].items() if k != "outcomes"}
-                    | {"status": _status(summary[c])} for c in CLASSES},
-        "worst_class": worst_class, "all_under_target": under, "crashed": crashed, "timeouts": timed_out,
-        "regex": regex_summary, "elapsed_s": round(time.monotonic() - t_start, 1),
-    }).decode())
+    print(
+        f"\nworst class {worst_class}: {summary[worst_class]['max_ms']:.2f} ms max; "
+        f"target {TARGET_MS:.0f} ms: {'every class under it' if under else 'NOT met'}; "
+        f"crashed: {', '.join(crashed) or 'none'}; timeouts: {', '.join(timed_out) or 'none'}; "
+        f"{time.monotonic() - t_start:.0f} s in all"
+    )
+    print(
+        orjson.dumps(
+            {
+                "cpu_model": cpu_model(),
+                "commit": commit(),
+                "per_class": per_class,
+                "lang_codes": lang_codes,
+                "target_ms": TARGET_MS,
+                "baseline": {"max_ms": base["max_ms"], "p99_ms": base["p99_ms"], "n": base["n"]},
+                "classes": {
+                    c: {k: v for k, v in summary[c].items() if k != "outcomes"}
+                    | {"status": _status(summary[c])}
+                    for c in CLASSES
+                },
+                "worst_class": worst_class,
+                "all_under_target": under,
+                "crashed": crashed,
+                "timeouts": timed_out,
+                "regex": regex_summary,
+                "elapsed_s": round(time.monotonic() - t_start, 1),
+            }
+        ).decode()
+    )
     return 1 if crashed or timed_out else 0
 
 

@@ -48,8 +48,16 @@ def records(n: int) -> list[tuple[bytes, bytes]]:
     """What a connector produces for the synthetic posts (`encode_post`), keyed by post id."""
     out = []
     for p in stream(n, id_prefix="k"):
-        post = Post(id=str(p["id"]), source="bench", text=str(p["text"]), created_ms=1, ingested_ms=1,
-                    author_id=str(p["author_id"]), lang="en", url=str(p["url"]))
+        post = Post(
+            id=str(p["id"]),
+            source="bench",
+            text=str(p["text"]),
+            created_ms=1,
+            ingested_ms=1,
+            author_id=str(p["author_id"]),
+            lang="en",
+            url=str(p["url"]),
+        )
         out.append((post.id.encode(), encode_post(post)))
     return out
 
@@ -93,9 +101,16 @@ def confluent(bootstrap: str, topic: str, recs: list[tuple[bytes, bytes]]) -> tu
     if producer.flush(60) != 0:
         raise SystemExit("confluent-kafka producer could not deliver every record in 60 s")
     produce = cpu_s() - c0
-    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"kc-{topic}",
-                            "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                            "fetch.min.bytes": 64 * 1024, "fetch.wait.max.ms": 100})
+    consumer = ck.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"kc-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.min.bytes": 64 * 1024,
+            "fetch.wait.max.ms": 100,
+        }
+    )
     consumer.subscribe([topic])
     n = 0
     c0 = cpu_s()
@@ -139,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             ensure_topics(bootstrap, {topic: 4})
             produce, consume = run(bootstrap, topic, recs)
             us = {"produce": produce / len(recs) * 1e6, "consume": consume / len(recs) * 1e6}
-            print(f"bench: round {r}: {name}: produce {us['produce']:.1f} us, consume {us['consume']:.1f} us "
-                  f"of CPU per record", flush=True)
+            print(
+                f"bench: round {r}: {name}: produce {us['produce']:.1f} us, consume {us['consume']:.1f} us "
+                f"of CPU per record",
+                flush=True,
+            )
             b = best.setdefault(name, {"produce": float("inf"), "consume": float("inf")})
             for k, v in us.items():
                 b[k] = min(b[k], v)

@@ -61,23 +61,36 @@ from monitor.messages import SCHEMA_VERSION  # noqa: E402
 from monitor.synthetic import demo_topics_config, stream  # noqa: E402
 
 HELDOUT = Path("/work/shared/data/tweeteval/sentiment/test_text.txt")
-TARGETS = {"e2e_over_naive": 4.0, "e2e_over_forward": 0.85, "latency_ms_p99": 2000.0,
-           "worker_peak_rss_mb": 1500.0}
+TARGETS = {
+    "e2e_over_naive": 4.0,
+    "e2e_over_forward": 0.85,
+    "latency_ms_p99": 2000.0,
+    "worker_peak_rss_mb": 1500.0,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--posts", type=int, default=6000, help="posts in each e2e run (and in the latency run)")
-    ap.add_argument("--model-threads", type=int, default=None,
-                    help="CPU threads for the model, in the forward pass and in each worker (default: "
-                         "all); fewer than the cores leaves the rest to Kafka, Redis and the host side")
-    ap.add_argument("--rounds", type=int, default=2,
-                    help="forward-pass rounds and e2e runs, taking turns; each figure is its best")
+    ap.add_argument(
+        "--model-threads",
+        type=int,
+        default=None,
+        help="CPU threads for the model, in the forward pass and in each worker (default: "
+        "all); fewer than the cores leaves the rest to Kafka, Redis and the host side",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="forward-pass rounds and e2e runs, taking turns; each figure is its best",
+    )
     ap.add_argument("--model", default="default", help="default | tiny | a hub id | a local directory")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     ap.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group")
-    ap.add_argument("--partitions", type=int, default=None,
-                    help="partitions of the raw topic (default max(4, workers))")
+    ap.add_argument(
+        "--partitions", type=int, default=None, help="partitions of the raw topic (default max(4, workers))"
+    )
     ap.add_argument("--max-batch", type=int, default=512)
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--max-wait-ms", type=int, default=250)
@@ -91,8 +104,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # ---- model side (in this process) ---------------------------------------------------------
-def model_settings(args: argparse.Namespace, dtype: str, threads: int | None = None,
-                   lanes: int | None = None) -> dict[str, Any]:
+def model_settings(
+    args: argparse.Namespace, dtype: str, threads: int | None = None, lanes: int | None = None
+) -> dict[str, Any]:
     from monitor.inference import TINY
 
     if args.model == "default":
@@ -145,8 +159,11 @@ def agreement(args: argparse.Namespace, chosen: str, device: Any) -> dict[str, d
         same_s = sum(a[0] == b[0] for a, b in zip(ref, got, strict=True)) / len(ref)
         same_e = sum(a[1] == b[1] for a, b in zip(ref, got, strict=True)) / len(ref)
         has_emotion = any(e >= 0 for _, e in ref)
-        out[prec] = {"sentiment": round(same_s, 4), "emotion": round(same_e, 4) if has_emotion else None,
-                     "n": len(ref)}
+        out[prec] = {
+            "sentiment": round(same_s, 4),
+            "emotion": round(same_e, 4) if has_emotion else None,
+            "n": len(ref),
+        }
         gc.collect()
     return out
 
@@ -169,8 +186,13 @@ def naive_pipeline(args: argparse.Namespace, texts: list[str]) -> tuple[float, s
         with torch.no_grad():
             clf.classifier.weight.copy_(scorer.model.sentiment.weight)
             clf.classifier.bias.copy_(scorer.model.sentiment.bias)
-        tok, how = scorer.tok, ("transformers.pipeline per post over the same merged MiniLM encoder + "
-                                "sentiment head as BertForSequenceClassification, fp32")
+        tok, how = (
+            scorer.tok,
+            (
+                "transformers.pipeline per post over the same merged MiniLM encoder + "
+                "sentiment head as BertForSequenceClassification, fp32"
+            ),
+        )
     else:
         clf, tok = scorer.sentiment.model, scorer.sentiment.tokenizer
         how = "transformers.pipeline per post over the same model, fp32"
@@ -222,7 +244,7 @@ class Forward:
                 chunk = len(pre) if geometry == "whole_set_sorted" else self.args.max_batch
                 t0 = time.perf_counter()
                 for i in range(0, len(pre), chunk):
-                    scorer.score(pre[i:i + chunk])
+                    scorer.score(pre[i : i + chunk])
                 this[f"{geometry}/{layout}"] = len(pre) / (time.perf_counter() - t0)
         for k, v in this.items():
             self.best[k] = max(self.best.get(k, 0.0), v)
@@ -253,20 +275,34 @@ class Run:
         cores = os.cpu_count() or 1
         threads = max(1, cores // args.workers) if args.workers > 1 else None
         cfg = {
-            "kafka": {"bootstrap_servers": self.bootstrap, "raw_topic": self.raw,
-                      "scored_topic": f"bench-{self.run}.scored", "dlq_topic": f"bench-{self.run}.dlq",
-                      "partitions": self.partitions, "group_id": self.group},
+            "kafka": {
+                "bootstrap_servers": self.bootstrap,
+                "raw_topic": self.raw,
+                "scored_topic": f"bench-{self.run}.scored",
+                "dlq_topic": f"bench-{self.run}.dlq",
+                "partitions": self.partitions,
+                "group_id": self.group,
+            },
             "redis": {"url": base.redis.url.get_secret_value(), "prefix": f"bench-{self.run}"},
-            "worker": {"max_batch": args.max_batch, "batch_tokens": args.batch_tokens,
-                       "max_wait_ms": args.max_wait_ms, "lateness_s": 3600},
+            "worker": {
+                "max_batch": args.max_batch,
+                "batch_tokens": args.batch_tokens,
+                "max_wait_ms": args.max_wait_ms,
+                "lateness_s": 3600,
+            },
             "model": model_settings(args, dtype, threads),
             "topics": demo_topics_config(),
         }
         self.cfg_path = self.dir / "monitor.yaml"
         self.cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        ensure_topics(self.bootstrap, {self.raw: self.partitions,
-                                       cfg["kafka"]["scored_topic"]: self.partitions,
-                                       cfg["kafka"]["dlq_topic"]: 1})
+        ensure_topics(
+            self.bootstrap,
+            {
+                self.raw: self.partitions,
+                cfg["kafka"]["scored_topic"]: self.partitions,
+                cfg["kafka"]["dlq_topic"]: 1,
+            },
+        )
         self.store = RedisAggregateStore(base.redis.url.get_secret_value(), f"bench-{self.run}")
         self.producer = KafkaPostProducer(self.bootstrap, self.raw, linger_ms=5)
         self.topics = [t["name"] for t in demo_topics_config()]
@@ -280,8 +316,11 @@ class Run:
         for i in range(self.args.workers):
             self.logs.append(self.dir / f"worker-{tag}-{i}.log")
             cmd = [sys.executable, "-m", "monitor", "worker", "--config", str(self.cfg_path)]
-            self.workers.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.logs[-1].open("wb"),
-                                                 stderr=subprocess.STDOUT))
+            self.workers.append(
+                subprocess.Popen(
+                    cmd, cwd=REPO, env=env, stdout=self.logs[-1].open("wb"), stderr=subprocess.STDOUT
+                )
+            )
 
     def check_workers(self) -> None:
         for w, log in zip(self.workers, self.logs, strict=True):
@@ -328,8 +367,9 @@ class Run:
         return codes
 
     # posts
-    def produce(self, posts: list[dict[str, Any]],
-                rate: float | None = None) -> list[tuple[float, int, int, str]]:
+    def produce(
+        self, posts: list[dict[str, Any]], rate: float | None = None
+    ) -> list[tuple[float, int, int, str]]:
         """-> (produce time, partition, offset, topic) per post; paced at ``rate`` posts/s if given,
         in ticks of 10 ms (each post is sent at its due tick: a sleep per post would wake this
         process, on the pipeline's cores, hundreds of times a second)."""
@@ -343,9 +383,18 @@ class Run:
             now_ms = int(time.time() * 1000)
             # a connector's record (`monitor.messages.encode_post`), built without its dataclass
             # copy: this loop runs inside the timed window, on the pipeline's cores
-            body = {"v": SCHEMA_VERSION, "kind": "post", "id": p["id"], "source": "bench", "text": p["text"],
-                    "lang": "en", "author_id": p["author_id"], "url": p["url"], "created_ms": now_ms,
-                    "ingested_ms": now_ms}
+            body = {
+                "v": SCHEMA_VERSION,
+                "kind": "post",
+                "id": p["id"],
+                "source": "bench",
+                "text": p["text"],
+                "lang": "en",
+                "author_id": p["author_id"],
+                "url": p["url"],
+                "created_ms": now_ms,
+                "ingested_ms": now_ms,
+            }
             t = time.perf_counter()
             sent.append((t, self.producer.send(str(p["id"]).encode(), orjson.dumps(body)), p["topic"]))
         self.producer.flush(60)
@@ -363,8 +412,9 @@ class Run:
                 out[(t, int(part.rsplit(":", 1)[1]))] = int(off)
         return out
 
-    def wait_visible(self, watcher: Watcher, sent: list[tuple[float, int, int, str]],
-                     timeout_s: float = 600) -> list[float]:
+    def wait_visible(
+        self, watcher: Watcher, sent: list[tuple[float, int, int, str]], timeout_s: float = 600
+    ) -> list[float]:
         """Wait until every post of ``sent`` is visible; -> the time each one became visible."""
         deadline = time.perf_counter() + timeout_s
         need: dict[tuple[str, int], int] = {}
@@ -473,13 +523,17 @@ def main(argv: list[str] | None = None) -> int:
     dtype = pick_dtype(args.precision, device)
     posts = list(stream(args.posts, id_prefix="b"))
     texts = [str(p["text"]) for p in posts]
-    print(f"bench: {args.posts} synthetic posts, model={args.model} device={device.type} dtype={dtype} "
-          f"workers={args.workers} cpus={os.cpu_count()}", flush=True)
+    print(
+        f"bench: {args.posts} synthetic posts, model={args.model} device={device.type} dtype={dtype} "
+        f"workers={args.workers} cpus={os.cpu_count()}",
+        flush=True,
+    )
 
     agree = agreement(args, dtype, device) if args.agreement_posts > 0 else {}
     print(f"bench: agreement with fp32: {agree}", flush=True)
-    naive, naive_how = (naive_pipeline(args, texts[: args.naive_posts]) if args.naive_posts > 0
-                        else (float("nan"), "skipped"))
+    naive, naive_how = (
+        naive_pipeline(args, texts[: args.naive_posts]) if args.naive_posts > 0 else (float("nan"), "skipped")
+    )
     gc.collect()
     print(f"bench: naive {naive:.1f} posts/s", flush=True)
     fwd = Forward(args, dtype, texts)
@@ -507,8 +561,11 @@ def main(argv: list[str] | None = None) -> int:
             run.start_workers(f"r{r}")
             run.warm_up(watcher, f"warm{r}")
             print(f"bench: round {r}: {args.workers} worker(s) warm (config {run.cfg_path})", flush=True)
-            procs = {**{f"worker-{i}": w.pid for i, w in enumerate(run.workers)}, **stack_pids(),
-                     "bench": os.getpid()}
+            procs = {
+                **{f"worker-{i}": w.pid for i, w in enumerate(run.workers)},
+                **stack_pids(),
+                "bench": os.getpid(),
+            }
             cpu0 = {k: cpu_s(p) for k, p in procs.items()}
             progress = GroupProgress(run.bootstrap, run.group, run.raw)
             t0 = time.perf_counter()
@@ -519,8 +576,10 @@ def main(argv: list[str] | None = None) -> int:
             wall = t_done - t0
             cpu = {k: round((cpu_s(p) - cpu0[k]) / wall, 2) for k, p in procs.items()}
             e2e_runs.append({"posts_per_s": round(args.posts / wall, 1), "cpu_cores_busy": cpu})
-            print(f"bench: round {r}: e2e {args.posts / wall:.1f} posts/s; CPU cores busy per process: "
-                  f"{cpu}", flush=True)
+            print(
+                f"bench: round {r}: e2e {args.posts / wall:.1f} posts/s; CPU cores busy per process: {cpu}",
+                flush=True,
+            )
             if r < args.rounds:  # the last round's workers go on to the latency run
                 rss += run.peak_rss_mb()
                 codes += run.stop_workers()
@@ -551,8 +610,12 @@ def main(argv: list[str] | None = None) -> int:
         "device": device.type,
         "dtype": dtype,
         "model": model_name,
-        "batch": {"max_batch": args.max_batch, "batch_tokens": args.batch_tokens,
-                  "max_wait_ms": args.max_wait_ms, "token_budget": args.token_budget},
+        "batch": {
+            "max_batch": args.max_batch,
+            "batch_tokens": args.batch_tokens,
+            "max_wait_ms": args.max_wait_ms,
+            "token_budget": args.token_budget,
+        },
         "agreement_with_fp32": agree,
         "posts": args.posts,
         "workers": args.workers,
@@ -574,8 +637,11 @@ def main(argv: list[str] | None = None) -> int:
         "e2e_over_forward": figures["e2e_over_forward"] >= TARGETS["e2e_over_forward"],
         "latency_ms_p99": figures["latency_ms_p99"] <= TARGETS["latency_ms_p99"],
         "worker_peak_rss_mb": figures["worker_peak_rss_mb"] <= TARGETS["worker_peak_rss_mb"],
-        "agreement_99": all(min(a["sentiment"], a["emotion"] if a["emotion"] is not None else 1.0) >= 0.99
-                            for p, a in agree.items() if p == dtype),
+        "agreement_99": all(
+            min(a["sentiment"], a["emotion"] if a["emotion"] is not None else 1.0) >= 0.99
+            for p, a in agree.items()
+            if p == dtype
+        ),
         "nothing_lost_or_doubled": counted == expected,
         "workers_exit_0": all(c == 0 for c in codes),
     }
@@ -590,8 +656,11 @@ def print_table(f: dict[str, Any]) -> None:
     rows = [
         ("naive per-post pipeline (fp32)", f"{f['naive_posts_per_s']:.1f} posts/s", ""),
         ("best batched forward pass", f"{f['forward_posts_per_s']:.1f} posts/s", ""),
-        ("end to end (Kafka -> Redis, committed)", f"{f['e2e_posts_per_s']:.1f} posts/s",
-         f"x{f['e2e_over_naive']} naive (>= 4), {f['e2e_over_forward']:.0%} of forward (>= 85%)"),
+        (
+            "end to end (Kafka -> Redis, committed)",
+            f"{f['e2e_posts_per_s']:.1f} posts/s",
+            f"x{f['e2e_over_naive']} naive (>= 4), {f['e2e_over_forward']:.0%} of forward (>= 85%)",
+        ),
         (f"latency p50 at {load} posts/s", f"{f['latency_ms_p50']:.0f} ms", ""),
         (f"latency p99 at {load} posts/s", f"{f['latency_ms_p99']:.0f} ms", "(<= 2000)"),
         ("worker peak RSS", f"{f['worker_peak_rss_mb']:.0f} MB", "(<= 1500)"),
@@ -599,16 +668,25 @@ def print_table(f: dict[str, Any]) -> None:
     for prec, a in f["agreement_with_fp32"].items():
         emo = f"{a['emotion']:.2%}" if a["emotion"] is not None else "-"
         ok = min(a["sentiment"], a["emotion"] if a["emotion"] is not None else 1.0) >= 0.99
-        rows.append((f"label agreement {prec} vs fp32", f"{a['sentiment']:.2%} / {emo}",
-                     f"sentiment / emotion, n={a['n']} {'(>= 99%)' if ok else '(BELOW 99%: do not use)'}"))
+        rows.append(
+            (
+                f"label agreement {prec} vs fp32",
+                f"{a['sentiment']:.2%} / {emo}",
+                f"sentiment / emotion, n={a['n']} {'(>= 99%)' if ok else '(BELOW 99%: do not use)'}",
+            )
+        )
     print()
-    print(f"model {f['model']}  device {f['device']} ({f['cpus']} cpus)  dtype {f['dtype']}  "
-          f"workers {f['workers']}  partitions {f['partitions']}  batch {f['batch']}")
+    print(
+        f"model {f['model']}  device {f['device']} ({f['cpus']} cpus)  dtype {f['dtype']}  "
+        f"workers {f['workers']}  partitions {f['partitions']}  batch {f['batch']}"
+    )
     w = max(len(r[0]) for r in rows)
     for name, val, note in rows:
         print(f"  {name:<{w}}  {val:>18}  {note}")
-    print(f"  counted in Redis {f['counted_in_redis']} of {f['expected_in_redis']}; targets: "
-          + ", ".join(f"{k}={'ok' if v else 'MISSED'}" for k, v in f["targets_met"].items()))
+    print(
+        f"  counted in Redis {f['counted_in_redis']} of {f['expected_in_redis']}; targets: "
+        + ", ".join(f"{k}={'ok' if v else 'MISSED'}" for k, v in f["targets_met"].items())
+    )
 
 
 if __name__ == "__main__":

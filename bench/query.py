@@ -22,9 +22,34 @@ from monitor.messages import Post
 from monitor.query import QuerySet, compile_query
 from monitor.synthetic import stream
 
-WORDS = ["phone", "battery", "screen", "camera", "update", "price", "delivery", "service", "bank",
-         "train", "coffee", "game", "music", "weather", "store", "app", "login", "refund", "support",
-         "laptop", "tablet", "charger", "ticket", "flight", "hotel", "pizza"]
+WORDS = [
+    "phone",
+    "battery",
+    "screen",
+    "camera",
+    "update",
+    "price",
+    "delivery",
+    "service",
+    "bank",
+    "train",
+    "coffee",
+    "game",
+    "music",
+    "weather",
+    "store",
+    "app",
+    "login",
+    "refund",
+    "support",
+    "laptop",
+    "tablet",
+    "charger",
+    "ticket",
+    "flight",
+    "hotel",
+    "pizza",
+]
 
 
 def make_queries(n: int, seed: int = 11) -> list[tuple[str, str]]:
@@ -36,7 +61,7 @@ def make_queries(n: int, seed: int = 11) -> list[tuple[str, str]]:
         shapes = [
             f'("{a} {b}" OR #{brand}) AND NOT giveaway lang:en',
             f"{brand} AND ({a} OR {b}*) -spam",
-            f"#{brand} OR @{brand} OR \"{brand} {c}\"",
+            f'#{brand} OR @{brand} OR "{brand} {c}"',
             f"({a} AND {b}) OR ({brand} AND NOT {c}) lang:en",
         ]
         out.append((f"t{i}", shapes[i % len(shapes)]))
@@ -48,8 +73,16 @@ def posts(n: int) -> list[Post]:
     out = []
     for d in stream(n, seed=5):
         extra = " ".join(rng.sample(WORDS, 3)) + f" #brand{rng.randrange(1000)} @brand{rng.randrange(1000)}"
-        out.append(Post(id=str(d["id"]), source="bench", text=f"{d['text']} {extra}", created_ms=1,
-                        ingested_ms=1, lang="en"))
+        out.append(
+            Post(
+                id=str(d["id"]),
+                source="bench",
+                text=f"{d['text']} {extra}",
+                created_ms=1,
+                ingested_ms=1,
+                lang="en",
+            )
+        )
     return out
 
 
@@ -74,7 +107,7 @@ def scoring_us(model: str, ps: list[Post], batch: int = 64) -> float:
     times = []
     for i in range(0, len(texts) - batch + 1, batch):
         t0 = time.perf_counter()
-        scorer.score(texts[i:i + batch], ["en"] * batch)
+        scorer.score(texts[i : i + batch], ["en"] * batch)
         times.append((time.perf_counter() - t0) / batch)
     return statistics.median(times) * 1e6
 
@@ -107,11 +140,22 @@ def main() -> None:
     print(f"{f'model scoring ({args.model}), batches of 64':<44}{score:>11.1f} us")
     print(f"{'matching / scoring':<44}{share:>12.2f} %")
     print(f"{'topics matched per post (mean)':<44}{statistics.mean(matched):>13.2f}")
-    print(orjson.dumps({"topics": args.topics, "posts": args.posts, "compile_ms": round(compile_ms, 1),
-                        "match_us_per_post": round(indexed, 1), "naive_us_per_post": round(naive, 1),
-                        "score_us_per_post": round(score, 1), "model": args.model,
-                        "match_share_pct": round(share, 2), "target_pct": 10,
-                        "mean_topics_matched": round(statistics.mean(matched), 2)}).decode())
+    print(
+        orjson.dumps(
+            {
+                "topics": args.topics,
+                "posts": args.posts,
+                "compile_ms": round(compile_ms, 1),
+                "match_us_per_post": round(indexed, 1),
+                "naive_us_per_post": round(naive, 1),
+                "score_us_per_post": round(score, 1),
+                "model": args.model,
+                "match_share_pct": round(share, 2),
+                "target_pct": 10,
+                "mean_topics_matched": round(statistics.mean(matched), 2),
+            }
+        ).decode()
+    )
 
 
 if __name__ == "__main__":

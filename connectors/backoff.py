@@ -26,8 +26,9 @@ class RetryLater(TransientError):
 
 
 class Backoff:
-    def __init__(self, base_s: float = 1.0, max_s: float = 60.0, factor: float = 2.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, base_s: float = 1.0, max_s: float = 60.0, factor: float = 2.0, rng: random.Random | None = None
+    ) -> None:
         if base_s <= 0 or max_s < base_s or factor < 1:
             raise ValueError("need 0 < base_s <= max_s and factor >= 1")
         self.base_s = base_s
@@ -37,7 +38,7 @@ class Backoff:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
 
     def next_delay_s(self) -> float:
-        cap = min(self.max_s, self.base_s * self.factor ** self.failures)
+        cap = min(self.max_s, self.base_s * self.factor**self.failures)
         self.failures += 1
         return self._rng.uniform(min(cap, self.base_s) / 2, cap)
 
@@ -76,8 +77,13 @@ def retry_after_s(value: str | None, *, now_s: float | None = None) -> float | N
     return max(0.0, when.timestamp() - now)
 
 
-def wait(delay_s: float, keep_going: Callable[[], bool], *, step_s: float = 0.1,
-         sleep: Callable[[float], None] = time.sleep) -> None:
+def wait(
+    delay_s: float,
+    keep_going: Callable[[], bool],
+    *,
+    step_s: float = 0.1,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Sleep ``delay_s`` in small steps, returning early once ``keep_going()`` is false."""
     end = time.monotonic() + delay_s
     while keep_going():

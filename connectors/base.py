@@ -65,8 +65,14 @@ def guarded(stage: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 
 class PostSink(Protocol):
-    def send(self, key: bytes | None, value: bytes, *, topic: str | None = None,
-             headers: Sequence[tuple[str, bytes]] | None = None) -> None: ...
+    def send(
+        self,
+        key: bytes | None,
+        value: bytes,
+        *,
+        topic: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> None: ...
     def flush(self, timeout_s: float = 30.0) -> None: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
 
@@ -128,6 +134,11 @@ class Connector:
             self.sink.flush()
         finally:
             self.sink.close()
-        log.info("%s stopped%s: produced=%d deletions=%d bad=%d", self.name,
-                 " after a failure" if failed else "", self.stats.produced, self.stats.deletions,
-                 self.stats.bad)
+        log.info(
+            "%s stopped%s: produced=%d deletions=%d bad=%d",
+            self.name,
+            " after a failure" if failed else "",
+            self.stats.produced,
+            self.stats.deletions,
+            self.stats.bad,
+        )

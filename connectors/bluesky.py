@@ -96,10 +96,17 @@ def to_post(event: Any, *, now_ms: int | None = None) -> Post | Deletion | None:
     lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else ""
     f = features(record)
     return Post(
-        id=pid, source=SOURCE, text=text, created_ms=time_us // 1000,
+        id=pid,
+        source=SOURCE,
+        text=text,
+        created_ms=time_us // 1000,
         ingested_ms=int(time.time() * 1000) if now_ms is None else now_ms,
-        author_id=did, lang=lang[:16], url=f"https://bsky.app/profile/{did}/post/{rkey}",
-        hashtags=f.hashtags, is_reply=f.is_reply, is_quote=f.is_quote,
+        author_id=did,
+        lang=lang[:16],
+        url=f"https://bsky.app/profile/{did}/post/{rkey}",
+        hashtags=f.hashtags,
+        is_reply=f.is_reply,
+        is_quote=f.is_quote,
     )
 
 
@@ -143,9 +150,17 @@ def dedup_key(item: Post | Deletion) -> str:
 class JetstreamConnector(LiveConnector):
     name = SOURCE
 
-    def __init__(self, sink: PostSink, state: RedisConnectorState, *, url: str,
-                 rewind_s: float = 5.0, batch_max: int = 200, batch_wait_s: float = 0.5,
-                 backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        sink: PostSink,
+        state: RedisConnectorState,
+        *,
+        url: str,
+        rewind_s: float = 5.0,
+        batch_max: int = 200,
+        batch_wait_s: float = 0.5,
+        backoff: Backoff | None = None,
+    ) -> None:
         super().__init__(sink, state, backoff=backoff)
         self.url = url
         self.rewind_s = rewind_s

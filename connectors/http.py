@@ -67,35 +67,57 @@ def _read(resp: httpx.Response, limit: int) -> bytes:
 
 
 class HttpSource:
-    def __init__(self, *, connect_timeout_s: float = 10.0, read_timeout_s: float = 30.0,
-                 user_agent: str = USER_AGENT, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 30.0,
+        user_agent: str = USER_AGENT,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
         self.max_body_bytes = max_body_bytes
         self._client = httpx.Client(
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            headers={"User-Agent": user_agent}, follow_redirects=True)
+            headers={"User-Agent": user_agent},
+            follow_redirects=True,
+        )
 
-    def request(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
-                headers: Mapping[str, str] | None = None, data: Mapping[str, str] | None = None,
-                auth: tuple[str, str] | None = None) -> Reply:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> Reply:
         """One request, its body read whole up to ``max_body_bytes`` (else `BodyTooLarge`)."""
         what = f"{method} {url.split('?', 1)[0]}"
         try:
-            with self._client.stream(method, url, params=params, headers=headers, data=data,
-                                     auth=auth) as resp:
+            with self._client.stream(
+                method, url, params=params, headers=headers, data=data, auth=auth
+            ) as resp:
                 _check(resp, what)
                 body = _read(resp, self.max_body_bytes)
         except httpx.HTTPError as exc:
             raise RetryLater(f"{what}: {exc.__class__.__name__}") from exc
         return Reply(resp.status_code, dict(resp.headers), body)
 
-    def get(self, url: str, *, params: Mapping[str, str] | None = None,
-            headers: Mapping[str, str] | None = None) -> Reply:
+    def get(
+        self, url: str, *, params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+    ) -> Reply:
         return self.request("GET", url, params=params, headers=headers)
 
     @contextmanager
-    def lines(self, url: str, *, params: Mapping[str, str] | None = None,
-              headers: Mapping[str, str] | None = None,
-              max_line_chars: int = MAX_LINE_CHARS) -> Iterator[tuple[int, Iterator[str]]]:
+    def lines(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_line_chars: int = MAX_LINE_CHARS,
+    ) -> Iterator[tuple[int, Iterator[str]]]:
         """A streamed GET: (status, an iterator of body lines, each cut at ``max_line_chars + 1``
         characters); a cut stream raises RetryLater."""
         what = f"GET {url.split('?', 1)[0]} (stream)"

@@ -45,8 +45,7 @@ class Done(Exception):  # noqa: N818 - control flow, not an error
 class LiveConnector(Connector):
     name = "live"
 
-    def __init__(self, sink: PostSink, state: RedisConnectorState, *,
-                 backoff: Backoff | None = None) -> None:
+    def __init__(self, sink: PostSink, state: RedisConnectorState, *, backoff: Backoff | None = None) -> None:
         super().__init__(sink)
         self.state = state
         self.backoff = backoff or Backoff(1.0, 60.0)
@@ -65,8 +64,9 @@ class LiveConnector(Connector):
         raise NotImplementedError
 
     # ---- helpers for sessions -------------------------------------------------------------
-    def deliver(self, items: Sequence[Item], cursor: str | None = None, *,
-                meta: dict[str, str] | None = None) -> int:
+    def deliver(
+        self, items: Sequence[Item], cursor: str | None = None, *, meta: dict[str, str] | None = None
+    ) -> int:
         """Produce the new items, flush, then checkpoint; -> how many were new."""
         keys = [k for k, _ in items]
         fresh = self.state.unseen(keys)
@@ -102,9 +102,14 @@ class LiveConnector(Connector):
         The line carries the reason, our own ``why`` (a DecodeError's reason), the payload's
         ``size`` and ``where`` it came from (a URL without its query), never the payload."""
         self.stats.count_bad(reason)
-        log.warning("%s: skipped a bad payload: reason=%s%s%s%s", self.name, reason,
-                    f" ({why[:120]})" if why else "", f" size={size}" if size is not None else "",
-                    f" from {where[:200]}" if where else "")
+        log.warning(
+            "%s: skipped a bad payload: reason=%s%s%s%s",
+            self.name,
+            reason,
+            f" ({why[:120]})" if why else "",
+            f" size={size}" if size is not None else "",
+            f" from {where[:200]}" if where else "",
+        )
 
     def map_one(self, make: Callable[[], T], *, size: int | None = None) -> T | None:
         """Run one payload mapping: -> its result (a Post, a Deletion, None), or None after counting a
@@ -125,19 +130,28 @@ class LiveConnector(Connector):
     def keep_going(self) -> bool:
         if not self.running:
             return False
-        return not (self._idle_timeout_s is not None
-                    and time.monotonic() - self._last_new > self._idle_timeout_s)
+        return not (
+            self._idle_timeout_s is not None and time.monotonic() - self._last_new > self._idle_timeout_s
+        )
 
     def report(self) -> None:
         try:
-            self.state.report({
-                "connected": int(self.connected), "last_event_ms": self.last_event_ms,
-                "lag_ms": self.lag_ms, "produced": self.stats.produced,
-                "deletions": self.stats.deletions, "bad": self.stats.bad,
-                "errors": self.stats.errors, "reconnects": self.reconnects,
-                "duplicates": self.duplicates, "updated_ms": int(time.time() * 1000),
-                "skipped": sum(self.stats.skipped.values()), **self.extra_status,
-            })
+            self.state.report(
+                {
+                    "connected": int(self.connected),
+                    "last_event_ms": self.last_event_ms,
+                    "lag_ms": self.lag_ms,
+                    "produced": self.stats.produced,
+                    "deletions": self.stats.deletions,
+                    "bad": self.stats.bad,
+                    "errors": self.stats.errors,
+                    "reconnects": self.reconnects,
+                    "duplicates": self.duplicates,
+                    "updated_ms": int(time.time() * 1000),
+                    "skipped": sum(self.stats.skipped.values()),
+                    **self.extra_status,
+                }
+            )
         except TransientError as exc:
             log.warning("%s: status not reported: %s", self.name, exc)
 
@@ -162,8 +176,9 @@ class LiveConnector(Connector):
                 except (TransientError, OSError) as exc:
                     self.stats.errors += 1
                     delay = self.backoff.next_delay_s()
-                    log.warning("%s: %s: %s; retrying in %.1fs", self.name,
-                                exc.__class__.__name__, exc, delay)
+                    log.warning(
+                        "%s: %s: %s; retrying in %.1fs", self.name, exc.__class__.__name__, exc, delay
+                    )
                 finally:
                     self.connected = False
                     self.report()

@@ -33,8 +33,29 @@ import html
 from monitor.patterns import BLANK_LINES, SPACES
 
 MAX_HTML_CHARS = 1 << 16
-_BLOCKS = frozenset({"p", "br", "div", "li", "ul", "ol", "blockquote", "pre", "tr", "table",
-                     "h1", "h2", "h3", "h4", "h5", "h6", "hr", "section", "article"})
+_BLOCKS = frozenset(
+    {
+        "p",
+        "br",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "blockquote",
+        "pre",
+        "tr",
+        "table",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "section",
+        "article",
+    }
+)
 _SKIP = frozenset({"script", "style", "template"})
 _RAW = frozenset({"script", "style"})  # their text is not markup: it runs to the end tag
 _NAME_STOP = frozenset("\t\n\r\f />\x00")
@@ -122,7 +143,7 @@ class _Tokens:
             if p < 0:
                 return n
             after = p + 2 + len(name)
-            if s[p + 2:after].lower() == name and (after >= n or s[after] in _NAME_STOP):
+            if s[p + 2 : after].lower() == name and (after >= n or s[after] in _NAME_STOP):
                 return p
             i = p + 2
 
@@ -135,7 +156,7 @@ class _Tokens:
                 self.text(s[i:])
                 break
             self.text(s[i:lt])
-            nxt = s[lt + 1:lt + 2]
+            nxt = s[lt + 1 : lt + 2]
             end = -1
             if nxt.isascii() and nxt.isalpha():  # a start tag
                 name, j = self.name_at(lt + 1)
@@ -146,7 +167,7 @@ class _Tokens:
                     if name in _RAW and not self_closing:
                         end = self.raw_end(name, end)  # the body is dropped (skip_depth is up)
             elif nxt == "/":
-                after = s[lt + 2:lt + 3]
+                after = s[lt + 2 : lt + 3]
                 if after == ">":
                     end = lt + 3
                 elif after.isascii() and after.isalpha():

@@ -42,8 +42,17 @@ log = logging.getLogger(__name__)
 
 SOURCE = "mastodon"
 _VISIBLE = frozenset({"public", "unlisted"})
-_IGNORED_EVENTS = frozenset({"notification", "conversation", "filters_changed", "announcement",
-                             "announcement.reaction", "announcement.delete", "encrypted_message"})
+_IGNORED_EVENTS = frozenset(
+    {
+        "notification",
+        "conversation",
+        "filters_changed",
+        "announcement",
+        "announcement.reaction",
+        "announcement.delete",
+        "encrypted_message",
+    }
+)
 
 
 def _ms(iso: Any, field: str) -> int:
@@ -79,8 +88,7 @@ def post_id(host: str, status_id: str) -> str:
 
 
 @guarded("status")
-def to_post(status: Any, *, host: str, now_ms: int | None = None,
-            trust_language: bool = False) -> Post:
+def to_post(status: Any, *, host: str, now_ms: int | None = None, trust_language: bool = False) -> Post:
     """One Status entity -> Post; DecodeError names a bad field, Skip a status with no words.
     A boost counts as the boosted status; a boost inside a boost is not a Mastodon status."""
     if not isinstance(status, dict):
@@ -99,8 +107,9 @@ def to_post(status: Any, *, host: str, now_ms: int | None = None,
     if not isinstance(content, str):
         raise DecodeError("status.content", "missing or not a string")
     spoiler = status.get("spoiler_text") or ""
-    text = "\n".join(t for t in (html_to_text(spoiler) if isinstance(spoiler, str) else "",
-                                 html_to_text(content)) if t)
+    text = "\n".join(
+        t for t in (html_to_text(spoiler) if isinstance(spoiler, str) else "", html_to_text(content)) if t
+    )
     if not text:
         raise Skip("no_text")
     account = status.get("account")
@@ -112,7 +121,9 @@ def to_post(status: Any, *, host: str, now_ms: int | None = None,
     url = _first_str(status.get("url"), status.get("uri"))
     author = _first_str(account.get("url"), account.get("acct"))
     return Post(
-        id=post_id(host, sid), source=SOURCE, text=text,
+        id=post_id(host, sid),
+        source=SOURCE,
+        text=text,
         created_ms=_ms(status.get("created_at"), "status.created_at"),
         ingested_ms=int(time.time() * 1000) if now_ms is None else now_ms,
         author_id=author[:512],
@@ -125,8 +136,9 @@ def to_post(status: Any, *, host: str, now_ms: int | None = None,
 
 
 @guarded("event")
-def event_to_item(event: str, data: str, *, host: str, now_ms: int | None = None,
-                  trust_language: bool = False) -> Post | Deletion | None:
+def event_to_item(
+    event: str, data: str, *, host: str, now_ms: int | None = None, trust_language: bool = False
+) -> Post | Deletion | None:
     """One streaming event (SSE ``event``/``data`` or a WebSocket frame's event/payload)."""
     if event == "update":
         try:
@@ -140,18 +152,25 @@ def event_to_item(event: str, data: str, *, host: str, now_ms: int | None = None
         sid = status_id(data.strip().strip('"'))
         if sid is None:
             raise DecodeError("data", "delete payload is not a status id")
-        return Deletion(id=post_id(host, sid), source=SOURCE,
-                        deleted_ms=int(time.time() * 1000) if now_ms is None else now_ms)
+        return Deletion(
+            id=post_id(host, sid),
+            source=SOURCE,
+            deleted_ms=int(time.time() * 1000) if now_ms is None else now_ms,
+        )
     if event in _IGNORED_EVENTS:
         return None
     name = event[:32]
-    raise Skip(f"event_{name}" if name.isascii() and name.replace(".", "").replace("_", "").isalnum()
-               else "event_other")
+    raise Skip(
+        f"event_{name}"
+        if name.isascii() and name.replace(".", "").replace("_", "").isalnum()
+        else "event_other"
+    )
 
 
 @guarded("frame")
-def ws_frame_to_item(frame: str, *, host: str, now_ms: int | None = None,
-                     trust_language: bool = False) -> Post | Deletion | None:
+def ws_frame_to_item(
+    frame: str, *, host: str, now_ms: int | None = None, trust_language: bool = False
+) -> Post | Deletion | None:
     """A WebSocket frame ``{"stream", "event", "payload"}``, whose payload is JSON in a string."""
     try:
         obj = orjson.loads(frame)
@@ -181,7 +200,8 @@ def streaming_base(instance: Any) -> str | None:
     v2 = conf.get("urls") if isinstance(conf, dict) else None
     v1 = instance.get("urls")
     url = (v2.get("streaming") if isinstance(v2, dict) else None) or (
-        v1.get("streaming_api") if isinstance(v1, dict) else None)
+        v1.get("streaming_api") if isinstance(v1, dict) else None
+    )
     if not isinstance(url, str) or "://" not in url:
         return None
     scheme, rest = url.split("://", 1)
@@ -199,15 +219,26 @@ class MastodonConnector(LiveConnector):
 
     name = SOURCE
 
-    def __init__(self, sink: PostSink, state: RedisConnectorState, *, base_url: str, stream: str,
-                 token: Secret | None = None, streaming_url: str | None = None,
-                 trust_language: bool = False, backfill_pages: int = 10,
-                 http: HttpSource | None = None, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        sink: PostSink,
+        state: RedisConnectorState,
+        *,
+        base_url: str,
+        stream: str,
+        token: Secret | None = None,
+        streaming_url: str | None = None,
+        trust_language: bool = False,
+        backfill_pages: int = 10,
+        http: HttpSource | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
         super().__init__(sink, state, backoff=backoff)
         kind, _, tag = stream.partition(":")
         if kind not in ("public", "hashtag") or (kind == "hashtag" and not tag):
-            raise ConfigError("connectors.mastodon", "stream",
-                              f"{stream!r} is not public, public:local or hashtag:<tag>")
+            raise ConfigError(
+                "connectors.mastodon", "stream", f"{stream!r} is not public, public:local or hashtag:<tag>"
+            )
         self.base_url = base_url.rstrip("/")
         self.host = self.base_url.split("://", 1)[-1]
         self.stream = stream
@@ -249,8 +280,11 @@ class MastodonConnector(LiveConnector):
             if not cur:
                 return  # first start: follow the stream from now on
             try:
-                r = self.http.get(self.base_url + rest, params={**params, "min_id": cur, "limit": "40"},
-                                  headers=self._headers())
+                r = self.http.get(
+                    self.base_url + rest,
+                    params={**params, "min_id": cur, "limit": "40"},
+                    headers=self._headers(),
+                )
             except BodyTooLarge as exc:
                 self.bad("body_too_large", size=exc.limit, where=rest)
                 return  # the stream moves the cursor on; the next backfill starts after it
@@ -263,8 +297,16 @@ class MastodonConnector(LiveConnector):
                 return
             if not isinstance(statuses, list) or not statuses:
                 return
-            items = [it for st in statuses if (it := self._item(
-                partial(to_post, st, host=self.host, trust_language=self.trust_language), None)) is not None]
+            items = [
+                it
+                for st in statuses
+                if (
+                    it := self._item(
+                        partial(to_post, st, host=self.host, trust_language=self.trust_language), None
+                    )
+                )
+                is not None
+            ]
             self.deliver(items, self._cursor_after(items))
             if not items:
                 return
@@ -282,8 +324,9 @@ class MastodonConnector(LiveConnector):
         _, path, params = self._paths()
         parser = SSEParser()
         url = self.streaming_url + path
-        with self.http.lines(url, params=params, headers=self._headers(),
-                             max_line_chars=parser.max_line_chars) as (status, lines):
+        with self.http.lines(
+            url, params=params, headers=self._headers(), max_line_chars=parser.max_line_chars
+        ) as (status, lines):
             if status != 200:
                 raise RetryLater(f"stream {path}: HTTP {status}")
             self.connected = True
@@ -294,9 +337,18 @@ class MastodonConnector(LiveConnector):
                     self.backoff.reset()
                     if ev.too_long:
                         self.bad("sse_event_too_long", size=ev.size)
-                    elif (item := self._item(partial(event_to_item, ev.event, ev.data, host=self.host,
-                                                     trust_language=self.trust_language),
-                                             len(ev.data))) is not None:
+                    elif (
+                        item := self._item(
+                            partial(
+                                event_to_item,
+                                ev.event,
+                                ev.data,
+                                host=self.host,
+                                trust_language=self.trust_language,
+                            ),
+                            len(ev.data),
+                        )
+                    ) is not None:
                         self.deliver([item], self._cursor_after([item]))
                 if not self.keep_going():
                     return

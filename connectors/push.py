@@ -85,8 +85,9 @@ def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
     return base64.b64encode(mac).decode()
 
 
-def verify(key: bytes, headers: Mapping[str, str], body: bytes, *, now_s: float,
-           tolerance_s: int = 300) -> str:
+def verify(
+    key: bytes, headers: Mapping[str, str], body: bytes, *, now_s: float, tolerance_s: int = 300
+) -> str:
     """-> the webhook-id of a correctly signed, fresh message; SignatureError otherwise."""
     msg_id = headers.get("webhook-id", "")
     ts = headers.get("webhook-timestamp", "")
@@ -128,9 +129,17 @@ def to_item(obj: Any, *, now_ms: int) -> Post | Deletion:
     tags = obj.get("hashtags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise DecodeError("hashtags", "expected a list of strings")
-    return Post(id=f"{SOURCE}:{pid}", source=SOURCE, text=text, created_ms=created, ingested_ms=now_ms,
-                author_id=strs["author_id"][:512], lang=strs["lang"][:16], url=strs["url"][:4096],
-                hashtags=tuple(t.lstrip("#").casefold() for t in tags[:64]))
+    return Post(
+        id=f"{SOURCE}:{pid}",
+        source=SOURCE,
+        text=text,
+        created_ms=created,
+        ingested_ms=now_ms,
+        author_id=strs["author_id"][:512],
+        lang=strs["lang"][:16],
+        url=strs["url"][:4096],
+        hashtags=tuple(t.lstrip("#").casefold() for t in tags[:64]),
+    )
 
 
 def batch_of(body: bytes, *, max_items: int = MAX_ITEMS) -> list[Any]:
@@ -177,10 +186,19 @@ class _Server(ThreadingHTTPServer):
 class PushConnector(Connector):
     name = SOURCE
 
-    def __init__(self, sink: PostSink, state: RedisConnectorState, *, secret: Secret,
-                 host: str = "127.0.0.1", port: int = 8088, tolerance_s: int = 300,
-                 max_body_bytes: int = 1 << 20, max_items: int = MAX_ITEMS,
-                 id_ttl_s: int = 7 * 86400) -> None:
+    def __init__(
+        self,
+        sink: PostSink,
+        state: RedisConnectorState,
+        *,
+        secret: Secret,
+        host: str = "127.0.0.1",
+        port: int = 8088,
+        tolerance_s: int = 300,
+        max_body_bytes: int = 1 << 20,
+        max_items: int = MAX_ITEMS,
+        id_ttl_s: int = 7 * 86400,
+    ) -> None:
         super().__init__(sink)
         self.state = state
         self.key = secret_key(secret.value)
@@ -253,11 +271,19 @@ class PushConnector(Connector):
 
     def _report(self) -> None:
         try:
-            self.state.report({"connected": 1, "produced": self.stats.produced,
-                               "deletions": self.stats.deletions, "bad": self.stats.bad,
-                               "rejected_requests": self.rejected, "duplicates": self.duplicates,
-                               "last_event_ms": int(time.time() * 1000),
-                               "updated_ms": int(time.time() * 1000), "errors": self.stats.errors})
+            self.state.report(
+                {
+                    "connected": 1,
+                    "produced": self.stats.produced,
+                    "deletions": self.stats.deletions,
+                    "bad": self.stats.bad,
+                    "rejected_requests": self.rejected,
+                    "duplicates": self.duplicates,
+                    "last_event_ms": int(time.time() * 1000),
+                    "updated_ms": int(time.time() * 1000),
+                    "errors": self.stats.errors,
+                }
+            )
         except TransientError as exc:
             log.warning("push: status not reported: %s", exc)
 

@@ -74,7 +74,10 @@ def to_post(thing: Any, *, now_ms: int | None = None) -> Post:
     author = data.get("author_fullname") or data.get("author") or ""
     parent = data.get("parent_id")
     return Post(
-        id=f"{SOURCE}:{name}", source=SOURCE, text=text, created_ms=int(created * 1000),
+        id=f"{SOURCE}:{name}",
+        source=SOURCE,
+        text=text,
+        created_ms=int(created * 1000),
         ingested_ms=int(time.time() * 1000) if now_ms is None else now_ms,
         author_id=author[:512] if isinstance(author, str) else "",
         url=f"https://www.reddit.com{permalink}" if isinstance(permalink, str) else "",
@@ -127,17 +130,29 @@ class RedditConnector(LiveConnector):
 
     name = SOURCE
 
-    def __init__(self, sink: PostSink, state: RedisConnectorState, *, client_id: Secret,
-                 client_secret: Secret, subreddits: Sequence[str],
-                 kinds: Sequence[str] = ("new", "comments"),
-                 auth_url: str = "https://www.reddit.com/api/v1/access_token",
-                 api_url: str = "https://oauth.reddit.com", poll_interval_s: float = 30.0,
-                 http: HttpSource | None = None, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        sink: PostSink,
+        state: RedisConnectorState,
+        *,
+        client_id: Secret,
+        client_secret: Secret,
+        subreddits: Sequence[str],
+        kinds: Sequence[str] = ("new", "comments"),
+        auth_url: str = "https://www.reddit.com/api/v1/access_token",
+        api_url: str = "https://oauth.reddit.com",
+        poll_interval_s: float = 30.0,
+        http: HttpSource | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
         super().__init__(sink, state, backoff=backoff)
         bad_kind = set(kinds) - {"new", "comments"}
         if bad_kind or not subreddits:
-            raise ConfigError("connectors.reddit", "subreddits/kinds",
-                              f"need subreddits and kinds from new, comments (got {sorted(bad_kind)})")
+            raise ConfigError(
+                "connectors.reddit",
+                "subreddits/kinds",
+                f"need subreddits and kinds from new, comments (got {sorted(bad_kind)})",
+            )
         self.client_id = client_id
         self.client_secret = client_secret
         self.listings = [(s.removeprefix("r/"), k) for s in subreddits for k in kinds]
@@ -153,8 +168,12 @@ class RedditConnector(LiveConnector):
         if self._token and time.monotonic() < self._token_until:
             return self._token
         try:
-            r = self.http.request("POST", self.auth_url, data={"grant_type": "client_credentials"},
-                                  auth=(self.client_id.value, self.client_secret.value))
+            r = self.http.request(
+                "POST",
+                self.auth_url,
+                data={"grant_type": "client_credentials"},
+                auth=(self.client_id.value, self.client_secret.value),
+            )
         except BodyTooLarge as exc:
             raise RetryLater("token answer over the size limit") from exc
         if r.status in (400, 401, 403):
@@ -188,8 +207,9 @@ class RedditConnector(LiveConnector):
         if before:
             params["before"] = before
         try:
-            r = self.http.get(self.path(sub, kind), params=params,
-                              headers={"Authorization": f"bearer {self.token()}"})
+            r = self.http.get(
+                self.path(sub, kind), params=params, headers={"Authorization": f"bearer {self.token()}"}
+            )
         except BodyTooLarge as exc:
             self.bad("body_too_large", size=exc.limit, where=f"r/{sub}/{kind}")
             return

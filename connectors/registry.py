@@ -28,8 +28,10 @@ from connectors.base import Connector
 CONNECTORS: dict[str, tuple[str, str]] = {
     "bluesky": ("Bluesky Jetstream websocket (app.bsky.feed.post creates and deletes)", "-"),
     "mastodon": ("Mastodon SSE hashtag/public stream with REST min_id backfill", "MASTODON_TOKEN (optional)"),
-    "reddit": ("Reddit new posts and comments, app-only OAuth polling with before=",
-               "REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET"),
+    "reddit": (
+        "Reddit new posts and comments, app-only OAuth polling with before=",
+        "REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET",
+    ),
     "rss": ("RSS/Atom feeds polled with conditional GET", "-"),
     "push": ("signed HTTP push endpoint (Standard Webhooks HMAC), POST /ingest", "PUSH_WEBHOOK_SECRET"),
     "replay": ("JSONL file replay for demos and backfills (mood-monitor replay FILE --rate N)", "-"),
@@ -53,17 +55,29 @@ def _build(name: str, args: argparse.Namespace, s: Any, sink: Any) -> Connector:
     if name == "mastodon":
         from connectors.mastodon import MastodonConnector
 
-        return MastodonConnector(sink, state, base_url=args.base_url, stream=args.stream,
-                                 token=secret("MASTODON_TOKEN", required=False),
-                                 streaming_url=args.streaming_url, trust_language=args.trust_language)
+        return MastodonConnector(
+            sink,
+            state,
+            base_url=args.base_url,
+            stream=args.stream,
+            token=secret("MASTODON_TOKEN", required=False),
+            streaming_url=args.streaming_url,
+            trust_language=args.trust_language,
+        )
     if name == "reddit":
         from connectors.reddit import RedditConnector
 
         cid, csecret = secret("REDDIT_CLIENT_ID"), secret("REDDIT_CLIENT_SECRET")
         assert cid is not None and csecret is not None
-        return RedditConnector(sink, state, client_id=cid, client_secret=csecret,
-                               subreddits=args.subreddit, kinds=args.kinds.split(","),
-                               poll_interval_s=args.poll_interval_s)
+        return RedditConnector(
+            sink,
+            state,
+            client_id=cid,
+            client_secret=csecret,
+            subreddits=args.subreddit,
+            kinds=args.kinds.split(","),
+            poll_interval_s=args.poll_interval_s,
+        )
     if name == "rss":
         from connectors.rss import FeedConnector
 
@@ -93,9 +107,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.connector != "push":
         kw = {"max_items": args.max_items, "idle_timeout_s": args.idle_timeout_s}
     rc = conn.run(**kw)
-    print(orjson.dumps({"connector": args.connector, "produced": conn.stats.produced,
-                        "deletions": conn.stats.deletions, "bad": conn.stats.bad,
-                        "bad_by_reason": conn.stats.by_reason, "skipped": conn.stats.skipped}).decode())
+    print(
+        orjson.dumps(
+            {
+                "connector": args.connector,
+                "produced": conn.stats.produced,
+                "deletions": conn.stats.deletions,
+                "bad": conn.stats.bad,
+                "bad_by_reason": conn.stats.by_reason,
+                "skipped": conn.stats.skipped,
+            }
+        ).decode()
+    )
     return rc
 
 
@@ -115,24 +138,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(orjson.dumps(st).decode())
         return 0
     now = time.time() * 1000
-    print(f"{'connector':<14}{'state':<10}{'last event':>12}{'lag':>9}{'produced':>10}{'deleted':>9}"
-          f"{'bad':>6}{'errors':>8}")
+    print(
+        f"{'connector':<14}{'state':<10}{'last event':>12}{'lag':>9}{'produced':>10}{'deleted':>9}"
+        f"{'bad':>6}{'errors':>8}"
+    )
     for name, h in st.items():
         if not h:
             print(f"{name:<14}{'stale':<10}")
             continue
         last = int(h.get("last_event_ms", "0") or 0)
         ago = f"{(now - last) / 1000:.0f}s ago" if last else "-"
-        print(f"{name:<14}{'connected' if h.get('connected') == '1' else 'down':<10}{ago:>12}"
-              f"{int(h.get('lag_ms', '0') or 0) / 1000:>8.1f}s{h.get('produced', '0'):>10}"
-              f"{h.get('deletions', '0'):>9}{h.get('bad', '0'):>6}{h.get('errors', '0'):>8}")
+        print(
+            f"{name:<14}{'connected' if h.get('connected') == '1' else 'down':<10}{ago:>12}"
+            f"{int(h.get('lag_ms', '0') or 0) / 1000:>8.1f}s{h.get('produced', '0'):>10}"
+            f"{h.get('deletions', '0'):>9}{h.get('bad', '0'):>6}{h.get('errors', '0'):>8}"
+        )
     return 0
 
 
 def add_parsers(sub: Any) -> None:
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", default=None,
-                        help="YAML config (default: $MOOD_CONFIG or config/monitor.yaml)")
+        sp.add_argument(
+            "--config", default=None, help="YAML config (default: $MOOD_CONFIG or config/monitor.yaml)"
+        )
         return sp
 
     top = sub.add_parser("connectors", help="list, inspect and run the live source connectors")
@@ -149,8 +177,9 @@ def add_parsers(sub: Any) -> None:
         sp = with_config(rsub.add_parser(name, help=CONNECTORS[name][0]))
         sp.add_argument("--instance", default=None, help="state name in Redis (default: the connector name)")
         sp.add_argument("--max-items", type=int, default=None, help="stop after this many records")
-        sp.add_argument("--idle-timeout-s", type=float, default=None,
-                        help="stop after this long with nothing new")
+        sp.add_argument(
+            "--idle-timeout-s", type=float, default=None, help="stop after this long with nothing new"
+        )
         extra(sp)
         sp.set_defaults(func=cmd_run)
 
@@ -177,6 +206,11 @@ def add_parsers(sub: Any) -> None:
         sp.add_argument("--host", default="127.0.0.1")
         sp.add_argument("--port", type=int, default=8088)
 
-    for name, extra in (("bluesky", bluesky), ("mastodon", mastodon), ("reddit", reddit),
-                        ("rss", rss), ("push", push)):
+    for name, extra in (
+        ("bluesky", bluesky),
+        ("mastodon", mastodon),
+        ("reddit", reddit),
+        ("rss", rss),
+        ("push", push),
+    ):
         connector(name, extra)

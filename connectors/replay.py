@@ -64,8 +64,16 @@ def _normalise(line: bytes, *, now_ms: int, force_now: bool) -> tuple[bytes | No
 class ReplayConnector(Connector):
     name = "replay"
 
-    def __init__(self, sink: PostSink, path: str | Path, *, rate_per_s: float | None = None,
-                 now: bool = False, progress: bool = False, loop: bool = False) -> None:
+    def __init__(
+        self,
+        sink: PostSink,
+        path: str | Path,
+        *,
+        rate_per_s: float | None = None,
+        now: bool = False,
+        progress: bool = False,
+        loop: bool = False,
+    ) -> None:
         super().__init__(sink)
         self.path = Path(path)
         self.rate_per_s = rate_per_s
@@ -108,8 +116,7 @@ class ReplayConnector(Connector):
                 key, value = normalise_line(line, now_ms=int(time.time() * 1000), force_now=self.now)
                 if key is None:
                     self.stats.count_bad("unparseable_line")
-                    log.warning("%s line %d is not a valid post; forwarded for the DLQ",
-                                self.path, n)
+                    log.warning("%s line %d is not a valid post; forwarded for the DLQ", self.path, n)
                     key = f"{self.path.name}:{n}".encode()
                     self.stats.produced += 1
                     self.sink.send(key, value)

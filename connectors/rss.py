@@ -106,9 +106,14 @@ def to_post(entry: Any, *, feed_lang: str = "", now_ms: int | None = None) -> tu
     link = entry.get("link")
     author = entry.get("author")
     return key, Post(
-        id=pid, source=SOURCE, text=text, created_ms=_ms(entry, now), ingested_ms=now,
+        id=pid,
+        source=SOURCE,
+        text=text,
+        created_ms=_ms(entry, now),
+        ingested_ms=now,
         author_id=author[:512] if isinstance(author, str) else "",
-        lang=feed_lang[:16], url=link if isinstance(link, str) else "",
+        lang=feed_lang[:16],
+        url=link if isinstance(link, str) else "",
     )
 
 
@@ -137,9 +142,16 @@ class FeedConnector(LiveConnector):
 
     name = SOURCE
 
-    def __init__(self, sink: PostSink, state: RedisConnectorState, *, feeds: Sequence[str],
-                 poll_interval_s: float = 300.0, http: HttpSource | None = None,
-                 backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        sink: PostSink,
+        state: RedisConnectorState,
+        *,
+        feeds: Sequence[str],
+        poll_interval_s: float = 300.0,
+        http: HttpSource | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
         super().__init__(sink, state, backoff=backoff)
         if not feeds:
             raise ConfigError("connectors.rss", "feeds", "no feed URLs configured")
@@ -170,8 +182,10 @@ class FeedConnector(LiveConnector):
             return
         if r.status != 200:
             raise RetryLater(f"feed {where}: HTTP {r.status}")
-        meta = {f"etag:{url}": r.headers.get("etag", ""),
-                f"modified:{url}": r.headers.get("last-modified", "")}
+        meta = {
+            f"etag:{url}": r.headers.get("etag", ""),
+            f"modified:{url}": r.headers.get("last-modified", ""),
+        }
         try:
             entries, lang = parse_feed(r.body)
         except DecodeError as exc:

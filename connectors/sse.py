@@ -61,8 +61,9 @@ def split_lines(chunks: Iterable[str], max_line_chars: int = MAX_LINE_CHARS) -> 
 
 
 class SSEParser:
-    def __init__(self, *, max_line_chars: int = MAX_LINE_CHARS,
-                 max_event_chars: int = MAX_EVENT_CHARS) -> None:
+    def __init__(
+        self, *, max_line_chars: int = MAX_LINE_CHARS, max_event_chars: int = MAX_EVENT_CHARS
+    ) -> None:
         self.max_line_chars = max_line_chars
         self.max_event_chars = max_event_chars
         self._event = ""
@@ -79,8 +80,7 @@ class SSEParser:
             if self._too_long:
                 ev = SSEEvent(self._event[:64] or "message", "", self.last_id, True, self._size)
             else:
-                ev = SSEEvent(self._event or "message", "\n".join(self._data), self.last_id,
-                              size=self._size)
+                ev = SSEEvent(self._event or "message", "\n".join(self._data), self.last_id, size=self._size)
             self._event, self._data, self._size, self._too_long = "", [], 0, False
             return ev
         if line.startswith(":"):

@@ -42,9 +42,17 @@ def _translated(what: str) -> Iterator[None]:
 
 
 class RedisConnectorState:
-    def __init__(self, url: str, instance: str, *, prefix: str = PREFIX, seen_max: int = 200_000,
-                 seen_ttl_s: int = 7 * 86400, status_ttl_s: int = 3600,
-                 client: Any | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        instance: str,
+        *,
+        prefix: str = PREFIX,
+        seen_max: int = 200_000,
+        seen_ttl_s: int = 7 * 86400,
+        status_ttl_s: int = 3600,
+        client: Any | None = None,
+    ) -> None:
         self.r: Any = client or redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         self.instance = instance
         self.prefix = prefix
@@ -71,8 +79,14 @@ class RedisConnectorState:
             scores = self.r.zmscore(self.key("seen"), ks)
         return {k for k, s in zip(ks, scores, strict=True) if s is None}
 
-    def commit(self, keys: Iterable[str], cursor: str | None = None, *,
-               meta: Mapping[str, str] | None = None, now_ms: int | None = None) -> None:
+    def commit(
+        self,
+        keys: Iterable[str],
+        cursor: str | None = None,
+        *,
+        meta: Mapping[str, str] | None = None,
+        now_ms: int | None = None,
+    ) -> None:
         """Remember ``keys`` as produced and move the cursor, after the producer flushed."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         ks = list(keys)

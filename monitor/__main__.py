@@ -35,8 +35,11 @@ _PLUGINS = ("monitor.cli_models", "connectors.registry", "monitor.backtest", "mo
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in ("kafka", "urllib3", "httpx", "apscheduler.executors.default"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -59,16 +62,24 @@ def build_store(s: Settings, prefix: str | None = None) -> Any:
     from monitor.store import RedisAggregateStore
 
     r = s.redis
-    return RedisAggregateStore(r.url.get_secret_value(), prefix or r.prefix, minute_ttl_s=r.minute_ttl_s,
-                               hour_ttl_s=r.hour_ttl_s, text_ttl_s=r.text_ttl_s)
+    return RedisAggregateStore(
+        r.url.get_secret_value(),
+        prefix or r.prefix,
+        minute_ttl_s=r.minute_ttl_s,
+        hour_ttl_s=r.hour_ttl_s,
+        text_ttl_s=r.text_ttl_s,
+    )
 
 
 def ensure_topics(s: Settings) -> None:
     from monitor.kafka import ensure_topics as _ensure
 
     k = s.kafka
-    _ensure(k.bootstrap_servers, {k.raw_topic: k.partitions, k.scored_topic: k.partitions, k.dlq_topic: 1},
-            configs={k.scored_topic: {"retention.ms": str(k.scored_retention_ms)}})
+    _ensure(
+        k.bootstrap_servers,
+        {k.raw_topic: k.partitions, k.scored_topic: k.partitions, k.dlq_topic: 1},
+        configs={k.scored_topic: {"retention.ms": str(k.scored_retention_ms)}},
+    )
 
 
 def build_scorer(s: Settings) -> tuple[Any, Any, float]:
@@ -91,12 +102,19 @@ def build_worker(s: Settings, *, name: str | None = None) -> Any:
     ensure_topics(s)
     scorer, to_labels, floor = build_scorer(s)
     w = s.worker
-    cfg = WorkerConfig(dlq_topic=s.kafka.dlq_topic, scored_topic=s.kafka.scored_topic,
-                       max_text_chars=w.max_text_chars, lateness_ms=w.lateness_s * 1000,
-                       future_skew_ms=w.future_skew_s * 1000, uncertain_below=floor,
-                       backoff_max_s=w.backoff_max_s, health_ttl_s=w.health_ttl_s,
-                       keep_texts=w.keep_texts, process_name=name or process_name("worker"),
-                       batches_in_model=2 if scorer_lanes(scorer) > 1 else 1)
+    cfg = WorkerConfig(
+        dlq_topic=s.kafka.dlq_topic,
+        scored_topic=s.kafka.scored_topic,
+        max_text_chars=w.max_text_chars,
+        lateness_ms=w.lateness_s * 1000,
+        future_skew_ms=w.future_skew_s * 1000,
+        uncertain_below=floor,
+        backoff_max_s=w.backoff_max_s,
+        health_ttl_s=w.health_ttl_s,
+        keep_texts=w.keep_texts,
+        process_name=name or process_name("worker"),
+        batches_in_model=2 if scorer_lanes(scorer) > 1 else 1,
+    )
     producer = KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.scored_topic)
     worker: Any = None
 
@@ -106,13 +124,27 @@ def build_worker(s: Settings, *, name: str | None = None) -> Any:
     def assigned(parts: list[tuple[str, int]]) -> None:
         worker.on_assigned(parts)
 
-    consumer = KafkaBatchConsumer(s.kafka.bootstrap_servers, s.kafka.raw_topic, s.kafka.group_id,
-                                  max_batch=w.max_batch, max_wait_ms=w.max_wait_ms,
-                                  on_revoked=revoked, on_assigned=assigned, client_id=cfg.process_name)
-    worker = Worker(cfg, consumer, producer, scorer, to_labels, build_store(s),
-                    TopicMatcher.from_config(s.topics), encode=pretokenizer(scorer),
-                    limits=BatchLimits(max_posts=w.max_batch, max_tokens=w.batch_tokens,
-                                       max_wait_ms=w.max_wait_ms))
+    consumer = KafkaBatchConsumer(
+        s.kafka.bootstrap_servers,
+        s.kafka.raw_topic,
+        s.kafka.group_id,
+        max_batch=w.max_batch,
+        max_wait_ms=w.max_wait_ms,
+        on_revoked=revoked,
+        on_assigned=assigned,
+        client_id=cfg.process_name,
+    )
+    worker = Worker(
+        cfg,
+        consumer,
+        producer,
+        scorer,
+        to_labels,
+        build_store(s),
+        TopicMatcher.from_config(s.topics),
+        encode=pretokenizer(scorer),
+        limits=BatchLimits(max_posts=w.max_batch, max_tokens=w.batch_tokens, max_wait_ms=w.max_wait_ms),
+    )
     return worker
 
 
@@ -129,8 +161,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     limit_growth()  # before torch starts: bounded oneDNN primitive cache, fewer malloc arenas
     s = load_settings(args.config)
     worker = build_worker(s)
-    return int(worker.run(max_batches=args.max_batches, idle_timeout_s=args.idle_timeout_s,
-                          install_signals=True))
+    return int(
+        worker.run(max_batches=args.max_batches, idle_timeout_s=args.idle_timeout_s, install_signals=True)
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -141,8 +174,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     ensure_topics(s)
     if not os.path.exists(args.file):
         raise ConfigError(args.file, "(file)", "not found")
-    conn = ReplayConnector(KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.raw_topic), args.file,
-                           rate_per_s=args.rate, now=args.now, progress=args.progress, loop=args.loop)
+    conn = ReplayConnector(
+        KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.raw_topic),
+        args.file,
+        rate_per_s=args.rate,
+        now=args.now,
+        progress=args.progress,
+        loop=args.loop,
+    )
     conn.install_signals()
     rc = conn.run(max_items=args.max)
     print(orjson.dumps({"produced": conn.stats.produced, "bad_lines": conn.stats.bad}).decode())
@@ -158,12 +197,25 @@ def cmd_mood(args: argparse.Namespace) -> int:
     rows = []
     for t in topics:
         b = store.read_window(t, now - window_ms, now + 60_000)
-        top_emo = max((e for e in b.emotions if e not in ("uncertain", "unsupported")),
-                      key=lambda e: b.emotions[e], default="-")
-        rows.append({"topic": t, "window": args.window, "posts": b.n,
-                     "negative": round(b.share("negative"), 3), "neutral": round(b.share("neutral"), 3),
-                     "positive": round(b.share("positive"), 3), "mean_score": round(b.mean_score, 3),
-                     "uncertain": b.uncertain, "top_emotion": top_emo, "emotions": dict(b.emotions)})
+        top_emo = max(
+            (e for e in b.emotions if e not in ("uncertain", "unsupported")),
+            key=lambda e: b.emotions[e],
+            default="-",
+        )
+        rows.append(
+            {
+                "topic": t,
+                "window": args.window,
+                "posts": b.n,
+                "negative": round(b.share("negative"), 3),
+                "neutral": round(b.share("neutral"), 3),
+                "positive": round(b.share("positive"), 3),
+                "mean_score": round(b.mean_score, 3),
+                "uncertain": b.uncertain,
+                "top_emotion": top_emo,
+                "emotions": dict(b.emotions),
+            }
+        )
     if args.json:
         print(orjson.dumps(rows if not args.topic else rows[0]).decode())
     else:
@@ -175,8 +227,10 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'topic':<14}{'posts':>7}{'neg%':>7}{'neu%':>7}{'pos%':>7}{'score':>8}  top emotion"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['topic']:<14}{r['posts']:>7}{r['negative'] * 100:>6.0f}%{r['neutral'] * 100:>6.0f}%"
-                     f"{r['positive'] * 100:>6.0f}%{r['mean_score']:>+8.2f}  {r['top_emotion']}")
+        lines.append(
+            f"{r['topic']:<14}{r['posts']:>7}{r['negative'] * 100:>6.0f}%{r['neutral'] * 100:>6.0f}%"
+            f"{r['positive'] * 100:>6.0f}%{r['mean_score']:>+8.2f}  {r['top_emotion']}"
+        )
     return "\n".join(lines)
 
 
@@ -251,14 +305,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mood-monitor", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="mood-monitor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--log-level", default=os.environ.get("MOOD_LOG_LEVEL", "INFO"))
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--config", default=None,
-                        help="YAML config (default: $MOOD_CONFIG or config/monitor.yaml)")
+        sp.add_argument(
+            "--config", default=None, help="YAML config (default: $MOOD_CONFIG or config/monitor.yaml)"
+        )
         return sp
 
     sp = sub.add_parser("stack", help="start, check and stop the local Kafka + Redis stack")
@@ -272,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_config(sub.add_parser("replay", help="replay a JSONL file of posts into Kafka"))
     sp.add_argument("file")
-    sp.add_argument("--rate", type=float, default=None,
-                    help="posts per second (default: as fast as possible)")
+    sp.add_argument(
+        "--rate", type=float, default=None, help="posts per second (default: as fast as possible)"
+    )
     sp.add_argument("--now", action="store_true", help="stamp posts with the current time")
     sp.add_argument("--loop", action="store_true")
     sp.add_argument("--max", type=int, default=None)
@@ -303,8 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_config(sub.add_parser("demo", help="run the whole pipeline locally for a while"))
     sp.add_argument("--duration", type=float, default=120.0)
-    sp.add_argument("--rate", type=float, default=None,
-                    help="posts per second (default: from the model speed)")
+    sp.add_argument(
+        "--rate", type=float, default=None, help="posts per second (default: from the model speed)"
+    )
     sp.set_defaults(func=cmd_demo)
 
     for mod in _PLUGINS:

@@ -34,12 +34,21 @@ METRICS = (*SHARE_METRICS, "mean_score", "volume")
 
 # per-kind defaults of the parameters whose sensible value depends on the kind
 _KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "share_shift": {"z_fire": 4.0, "z_resolve": 2.0, "fire_after": 2, "resolve_after": 5,
-                    "renotify_step": 0.10},
-    "volume_spike": {"z_fire": 4.0, "z_resolve": 2.0, "fire_after": 2, "resolve_after": 5,
-                     "renotify_step": 1.0},
-    "threshold": {"z_fire": 0.0, "z_resolve": 0.0, "fire_after": 1, "resolve_after": 3,
-                  "renotify_step": 0.0},
+    "share_shift": {
+        "z_fire": 4.0,
+        "z_resolve": 2.0,
+        "fire_after": 2,
+        "resolve_after": 5,
+        "renotify_step": 0.10,
+    },
+    "volume_spike": {
+        "z_fire": 4.0,
+        "z_resolve": 2.0,
+        "fire_after": 2,
+        "resolve_after": 5,
+        "renotify_step": 1.0,
+    },
+    "threshold": {"z_fire": 0.0, "z_resolve": 0.0, "fire_after": 1, "resolve_after": 3, "renotify_step": 0.0},
 }
 
 
@@ -127,10 +136,16 @@ class RuleSettings(_M):
 
 
 def default_rules() -> list[RuleSettings]:
-    emotions = [RuleSettings(name=f"{e}-shift", metric=f"{e}_share", severity="info")
-                for e in EMOTIONS if e != "neutral"]
-    return [RuleSettings(name="negative-shift", metric="negative_share"),
-            RuleSettings(name="volume-spike", metric="volume", severity="info"), *emotions]
+    emotions = [
+        RuleSettings(name=f"{e}-shift", metric=f"{e}_share", severity="info")
+        for e in EMOTIONS
+        if e != "neutral"
+    ]
+    return [
+        RuleSettings(name="negative-shift", metric="negative_share"),
+        RuleSettings(name="volume-spike", metric="volume", severity="info"),
+        *emotions,
+    ]
 
 
 class DestinationSettings(_M):

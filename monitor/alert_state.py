@@ -63,16 +63,36 @@ class RedisAlertLedger(RedisAlertState):
         return {r: orjson.loads(v) for r, v in zip(rules, vals, strict=True) if v}
 
     @translated
-    def commit(self, owner: str, topic: str, rule: str, episode: Mapping[str, Any], fingerprint: str = "",
-               entries: Sequence[Mapping[str, Any]] = ()) -> int:
+    def commit(
+        self,
+        owner: str,
+        topic: str,
+        rule: str,
+        episode: Mapping[str, Any],
+        fingerprint: str = "",
+        entries: Sequence[Mapping[str, Any]] = (),
+    ) -> int:
         """Save the episode; with a fingerprint, queue ``entries`` once ever for it.
         Returns 1 queued, 0 already claimed before (nothing queued), -1 lease lost (nothing written)."""
         fp_key = keys.alert_fingerprint(self.prefix, topic, fingerprint or "-")
-        return int(self._commit(
-            keys=[keys.alert_lease(self.prefix), keys.alert_episode(self.prefix, topic, rule), fp_key,
-                  keys.alert_outbox(self.prefix)],
-            args=[owner, orjson.dumps(dict(episode)).decode(), fingerprint, FINGERPRINT_TTL_S, EPISODE_TTL_S,
-                  *(orjson.dumps(dict(e)).decode() for e in entries)]))
+        return int(
+            self._commit(
+                keys=[
+                    keys.alert_lease(self.prefix),
+                    keys.alert_episode(self.prefix, topic, rule),
+                    fp_key,
+                    keys.alert_outbox(self.prefix),
+                ],
+                args=[
+                    owner,
+                    orjson.dumps(dict(episode)).decode(),
+                    fingerprint,
+                    FINGERPRINT_TTL_S,
+                    EPISODE_TTL_S,
+                    *(orjson.dumps(dict(e)).decode() for e in entries),
+                ],
+            )
+        )
 
     @translated
     def mark_delivered(self, fingerprint: str, destination: str) -> None:

@@ -59,16 +59,30 @@ class Alerter:
         if not isinstance(self.state, RedisAlertLedger):
             self.state = RedisAlertLedger(self.store)
         s = self.settings
-        self.dispatcher = Dispatcher(s.destinations, self.state, send=self.send, sleep=self.sleep,
-                                     clock_s=lambda: self.clock_ms() / 1000, backoff_base_s=s.backoff_base_s,
-                                     backoff_max_s=s.backoff_max_s, give_up_after_s=s.give_up_after_s)
-        self.stats: dict[str, int] = {"evaluations": 0, "fired": 0, "renotified": 0, "resolved": 0,
-                                      "duplicates_suppressed": 0}
+        self.dispatcher = Dispatcher(
+            s.destinations,
+            self.state,
+            send=self.send,
+            sleep=self.sleep,
+            clock_s=lambda: self.clock_ms() / 1000,
+            backoff_base_s=s.backoff_base_s,
+            backoff_max_s=s.backoff_max_s,
+            give_up_after_s=s.give_up_after_s,
+        )
+        self.stats: dict[str, int] = {
+            "evaluations": 0,
+            "fired": 0,
+            "renotified": 0,
+            "resolved": 0,
+            "duplicates_suppressed": 0,
+        }
         self._cache: dict[str, dict[int, Bucket]] = {}
         for d in s.destinations:
             if d.url() is None:
-                log.warning("destination %s has no URL (its url_env / url_file is empty): alerts for it are "
-                            "dropped", d.name)
+                log.warning(
+                    "destination %s has no URL (its url_env / url_file is empty): alerts for it are dropped",
+                    d.name,
+                )
 
     # ---- minutes ----------------------------------------------------------------------------
     def _minutes(self, topic: str, start_ms: int, end_ms: int, sealed_ms: int) -> list[Bucket]:
@@ -82,8 +96,9 @@ class Alerter:
                 else:
                     cache.pop(b.start_ms, None)
                     cache[-b.start_ms - 1] = b  # unsealed: kept for this call only
-        out = [cache.get(t) or cache.pop(-t - 1, None) or Bucket(t)
-               for t in range(start_ms, end_ms, MINUTE_MS)]
+        out = [
+            cache.get(t) or cache.pop(-t - 1, None) or Bucket(t) for t in range(start_ms, end_ms, MINUTE_MS)
+        ]
         keep_from = end_ms - max((r.history_min for r in self.settings.rules), default=0) * MINUTE_MS
         for t in [t for t in cache if 0 <= t < keep_from]:
             del cache[t]
@@ -116,12 +131,18 @@ class Alerter:
         self.stats["evaluations"] += 1
         return queued
 
-    def _one(self, topic: str, rule: RuleSettings, ep: Episode, end: int, sealed: int,
-             queued: list[AlertEvent]) -> Episode:
+    def _one(
+        self, topic: str, rule: RuleSettings, ep: Episode, end: int, sealed: int, queued: list[AlertEvent]
+    ) -> Episode:
         minutes = self._minutes(topic, end - rule.history_min * MINUTE_MS, end, sealed)
         seasonal = self._seasonal(topic, rule, end)
-        ev = evaluate(rule, minutes, end, baseline_end_ms=ep.baseline_end_ms if ep.open else None,
-                      seasonal_hours=seasonal)
+        ev = evaluate(
+            rule,
+            minutes,
+            end,
+            baseline_end_ms=ep.baseline_end_ms if ep.open else None,
+            seasonal_hours=seasonal,
+        )
         new, action = step(ep, ev, rule)
         fp, entries, alert = "", [], None
         if action is not None:
@@ -135,9 +156,17 @@ class Alerter:
             if res == 1:
                 queued.append(alert)
                 self.stats[_STAT[alert.action]] += 1
-                log.info("alert %s topic=%s rule=%s value=%.3f baseline=%.3f z=%s posts=%d destinations=%d",
-                         alert.action, topic, rule.name, ev.value, ev.baseline,
-                         "n/a" if ev.z is None else f"{ev.z:.2f}", ev.posts, len(entries))
+                log.info(
+                    "alert %s topic=%s rule=%s value=%.3f baseline=%.3f z=%s posts=%d destinations=%d",
+                    alert.action,
+                    topic,
+                    rule.name,
+                    ev.value,
+                    ev.baseline,
+                    "n/a" if ev.z is None else f"{ev.z:.2f}",
+                    ev.posts,
+                    len(entries),
+                )
             else:
                 self.stats["duplicates_suppressed"] += 1
         return new
@@ -159,21 +188,48 @@ class Alerter:
             label = rule.metric.removesuffix("_share")
             examples = [p for p in posts if p.get("sentiment") == label] or posts
             examples = examples[:3]
-            terms = detectors.moved_terms([str(p.get("text", "")) for p in posts],
-                                          [str(p.get("text", "")) for p in before])
+            terms = detectors.moved_terms(
+                [str(p.get("text", "")) for p in posts], [str(p.get("text", "")) for p in before]
+            )
         dash = self.settings.dashboard_url.replace("{topic}", topic) if self.settings.dashboard_url else None
-        return AlertEvent(topic=topic, rule=rule.name, kind=rule.kind, metric=rule.metric, action=action,
-                          severity=ep.notified_severity or ev.severity, value=ev.value, baseline=ev.baseline,
-                          posts=ev.posts, window_min=rule.window_min, window_end_ms=ev.end_ms,
-                          episode_started_ms=ep.started_ms, notice=ep.notices, z=ev.z, phi=ev.phi,
-                          hits=ev.hits, baseline_kind=ev.baseline_kind, emotions=ev.emotions,
-                          examples=examples, terms=terms, dashboard_url=dash)
+        return AlertEvent(
+            topic=topic,
+            rule=rule.name,
+            kind=rule.kind,
+            metric=rule.metric,
+            action=action,
+            severity=ep.notified_severity or ev.severity,
+            value=ev.value,
+            baseline=ev.baseline,
+            posts=ev.posts,
+            window_min=rule.window_min,
+            window_end_ms=ev.end_ms,
+            episode_started_ms=ep.started_ms,
+            notice=ep.notices,
+            z=ev.z,
+            phi=ev.phi,
+            hits=ev.hits,
+            baseline_kind=ev.baseline_kind,
+            emotions=ev.emotions,
+            examples=examples,
+            terms=terms,
+            dashboard_url=dash,
+        )
 
     def _entries(self, alert: AlertEvent) -> list[dict[str, Any]]:
         now_s = self.clock_ms() / 1000
-        return [{"destination": d.name, "fingerprint": alert.fingerprint, "created_s": now_s, "attempts": 0,
-                 "next_s": 0, "body": block_kit(alert) if d.kind == "slack" else generic_json(alert)}
-                for d in self.settings.destinations if d.wants(alert.topic, alert.severity)]
+        return [
+            {
+                "destination": d.name,
+                "fingerprint": alert.fingerprint,
+                "created_s": now_s,
+                "attempts": 0,
+                "next_s": 0,
+                "body": block_kit(alert) if d.kind == "slack" else generic_json(alert),
+            }
+            for d in self.settings.destinations
+            if d.wants(alert.topic, alert.severity)
+        ]
 
     # ---- jobs ---------------------------------------------------------------------------------
     def holds_lease(self) -> bool:
@@ -189,8 +245,11 @@ class Alerter:
                 return
             self.evaluate()
             self.dispatcher.deliver()
-            self.store.heartbeat(self.owner, max(10, int(self.settings.interval_s * 3)),
-                                 {**self.stats, **self.dispatcher.stats})
+            self.store.heartbeat(
+                self.owner,
+                max(10, int(self.settings.interval_s * 3)),
+                {**self.stats, **self.dispatcher.stats},
+            )
         except LeaseLost:
             log.warning("alerter %s lost the lease mid-evaluation; another alerter goes on", self.owner)
         except TransientError as exc:
@@ -216,8 +275,13 @@ class Alerter:
             self.sleep(0.2)
 
 
-def run_alerter(alerter: Alerter, *, install_signals: bool = False, max_ticks: int | None = None,
-                drain_timeout_s: float = 10.0) -> int:
+def run_alerter(
+    alerter: Alerter,
+    *,
+    install_signals: bool = False,
+    max_ticks: int | None = None,
+    drain_timeout_s: float = 10.0,
+) -> int:
     """Run the evaluate job every ``interval_s`` and the deliver job every second with
     APScheduler until stopped (SIGTERM/SIGINT when ``install_signals``) or ``max_ticks``."""
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -240,12 +304,24 @@ def run_alerter(alerter: Alerter, *, install_signals: bool = False, max_ticks: i
         signal.signal(signal.SIGINT, on_signal)
     sched = BackgroundScheduler(timezone="UTC")
     interval = alerter.settings.interval_s
-    sched.add_job(job, "interval", seconds=interval, max_instances=1, coalesce=True,
-                  misfire_grace_time=max(1, int(interval)), next_run_time=datetime.now(UTC))
+    sched.add_job(
+        job,
+        "interval",
+        seconds=interval,
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=max(1, int(interval)),
+        next_run_time=datetime.now(UTC),
+    )
     sched.add_job(alerter.deliver_job, "interval", seconds=1, max_instances=1, coalesce=True)
     sched.start()
-    log.info("alerter %s started: %d rules, %d destinations, every %.0fs", alerter.owner,
-             len(alerter.settings.rules), len(alerter.settings.destinations), interval)
+    log.info(
+        "alerter %s started: %d rules, %d destinations, every %.0fs",
+        alerter.owner,
+        len(alerter.settings.rules),
+        len(alerter.settings.destinations),
+        interval,
+    )
     try:
         while not stop["flag"] and (max_ticks is None or ticks["n"] < max_ticks):
             time.sleep(0.1)

@@ -49,9 +49,11 @@ class Transition:
     def line(self) -> str:
         ts = datetime.fromtimestamp(self.end_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
         z = "n/a" if self.z is None else f"{self.z:.1f}"
-        return (f"{ts} UTC  {self.action.upper():8s} topic={self.topic} rule={self.rule} "
-                f"severity={self.severity} value={fmt(self.metric, self.value)} "
-                f"baseline={fmt(self.metric, self.baseline)} z={z} posts={self.posts}")
+        return (
+            f"{ts} UTC  {self.action.upper():8s} topic={self.topic} rule={self.rule} "
+            f"severity={self.severity} value={fmt(self.metric, self.value)} "
+            f"baseline={fmt(self.metric, self.baseline)} z={z} posts={self.posts}"
+        )
 
 
 def contiguous(buckets: Iterable[Bucket], start_ms: int, end_ms: int) -> list[Bucket]:
@@ -60,8 +62,9 @@ def contiguous(buckets: Iterable[Bucket], start_ms: int, end_ms: int) -> list[Bu
     return [by.get(t) or Bucket(t) for t in range(minute_start(start_ms), end_ms, MINUTE_MS)]
 
 
-def simulate(rules: Sequence[RuleSettings], topic: str, minutes: Sequence[Bucket], start_ms: int,
-             end_ms: int) -> list[Transition]:
+def simulate(
+    rules: Sequence[RuleSettings], topic: str, minutes: Sequence[Bucket], start_ms: int, end_ms: int
+) -> list[Transition]:
     """Evaluate ``rules`` at every minute end in (start, end]; ``minutes`` must be contiguous
     and reach back ``history_min`` before ``start`` for full baselines."""
     if not minutes:
@@ -73,12 +76,28 @@ def simulate(rules: Sequence[RuleSettings], topic: str, minutes: Sequence[Bucket
         span = rule.history_min
         for end in range(minute_start(start_ms) + MINUTE_MS, end_ms + 1, MINUTE_MS):
             i = (end - first) // MINUTE_MS
-            ev = evaluate(rule, minutes[max(0, i - span):i], end,
-                          baseline_end_ms=ep.baseline_end_ms if ep.open else None)
+            ev = evaluate(
+                rule,
+                minutes[max(0, i - span) : i],
+                end,
+                baseline_end_ms=ep.baseline_end_ms if ep.open else None,
+            )
             ep, action = step(ep, ev, rule)
             if action is not None:
-                out.append(Transition(topic, rule.name, action, end, ep.notified_severity or ev.severity,
-                                      ev.value, ev.baseline, ev.z, ev.posts, rule.metric))
+                out.append(
+                    Transition(
+                        topic,
+                        rule.name,
+                        action,
+                        end,
+                        ep.notified_severity or ev.severity,
+                        ev.value,
+                        ev.baseline,
+                        ev.z,
+                        ev.posts,
+                        rule.metric,
+                    )
+                )
     out.sort(key=lambda t: (t.end_ms, t.topic, t.rule))
     return out
 
@@ -110,8 +129,10 @@ def read_jsonl(path: Path) -> tuple[dict[str, list[Bucket]], int]:
                     fields[f"e:{d['emotion']}"] += 1
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             bad += 1
-            print(f"{path}:{no}: skipped, not a bucket or scored post ({type(exc).__name__}: {exc})",
-                  file=sys.stderr)
+            print(
+                f"{path}:{no}: skipped, not a bucket or scored post ({type(exc).__name__}: {exc})",
+                file=sys.stderr,
+            )
     return {t: [Bucket.from_hash(s, h) for s, h in sorted(per.items())] for t, per in acc.items()}, bad
 
 
@@ -159,9 +180,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     for t in found:
         print(orjson.dumps(asdict(t)).decode() if args.json else t.line())
     fired = sum(t.action == "fire" for t in found)
-    summary = {"topics": len(topics), "minutes": (end - start) // MINUTE_MS, "fired": fired,
-               "renotified": sum(t.action == "renotify" for t in found),
-               "resolved": sum(t.action == "resolve" for t in found), "bad_lines": bad}
+    summary = {
+        "topics": len(topics),
+        "minutes": (end - start) // MINUTE_MS,
+        "fired": fired,
+        "renotified": sum(t.action == "renotify" for t in found),
+        "resolved": sum(t.action == "resolve" for t in found),
+        "bad_lines": bad,
+    }
     print(("" if args.json else "backtest: ") + orjson.dumps(summary).decode(), file=sys.stderr)
     return 0
 

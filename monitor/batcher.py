@@ -90,8 +90,15 @@ def gather(
             batch.tokens += tokens
 
 
-def _stop_reason(batch: Batch[T], limits: BatchLimits, model: ModelState, stopping: bool,
-                 waited_ms: int, idle_ms: int, now: int) -> str | None:
+def _stop_reason(
+    batch: Batch[T],
+    limits: BatchLimits,
+    model: ModelState,
+    stopping: bool,
+    waited_ms: int,
+    idle_ms: int,
+    now: int,
+) -> str | None:
     if len(batch.items) >= limits.max_posts or batch.tokens >= limits.max_tokens:
         return "full"
     if stopping:

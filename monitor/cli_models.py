@@ -31,10 +31,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     train = read_any(args.data, args.task, args.text_column, args.label_column)
     val = read_any(args.val, args.task, args.text_column, args.label_column) if args.val else None
-    cfg = FinetuneConfig(task=args.task, base=args.base, epochs=args.epochs, lr=args.lr,
-                         batch_size=args.batch_size, max_length=args.max_length,
-                         train_layers=None if args.train_layers < 0 else args.train_layers,
-                         seed=args.seed, patience=args.patience)
+    cfg = FinetuneConfig(
+        task=args.task,
+        base=args.base,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        train_layers=None if args.train_layers < 0 else args.train_layers,
+        seed=args.seed,
+        patience=args.patience,
+    )
     result = finetune(train, val, Path(args.out), cfg)
     print(json.dumps(result))
     return 0
@@ -42,9 +49,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _data_args(sp: Any) -> None:
     sp.add_argument("--task", choices=["sentiment", "emotion"], required=True)
-    sp.add_argument("--data", required=True,
-                    help="CSV/TSV/JSONL with text and label columns, a GoEmotions TSV, "
-                         "or TWEETEVAL_DIR:split")
+    sp.add_argument(
+        "--data",
+        required=True,
+        help="CSV/TSV/JSONL with text and label columns, a GoEmotions TSV, or TWEETEVAL_DIR:split",
+    )
     sp.add_argument("--text-column", default="text")
     sp.add_argument("--label-column", default="label")
 

@@ -42,7 +42,9 @@ def _norm_labels(raw: str, task: str, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
-def read_table(path: str | Path, task: str, text_column: str = "text", label_column: str = "label") -> Labeled:
+def read_table(
+    path: str | Path, task: str, text_column: str = "text", label_column: str = "label"
+) -> Labeled:
     p = Path(path)
     if not p.exists():
         raise ConfigError(str(p), "(file)", "not found")

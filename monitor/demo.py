@@ -31,10 +31,10 @@ from monitor.synthetic import DEMO_TOPICS, demo_topics_config, stream
 from monitor.webhook_sink import WebhookSink
 
 BAD_LINES = [
-    b'{"id": "bad-1", "text": ',                                  # malformed JSON
-    b'{"v": 7, "id": "bad-2", "text": "from the future"}',       # unknown schema version
-    b'{"id": "bad-3", "source": "demo"}',                         # missing text
-    b'\xff\xfe not utf-8 at all',                                 # not UTF-8
+    b'{"id": "bad-1", "text": ',  # malformed JSON
+    b'{"v": 7, "id": "bad-2", "text": "from the future"}',  # unknown schema version
+    b'{"id": "bad-3", "source": "demo"}',  # missing text
+    b"\xff\xfe not utf-8 at all",  # not UTF-8
 ]
 
 
@@ -55,18 +55,32 @@ def _write_stream(path: Path, n: int, run: str) -> int:
 
 def _config(base: Any, run: str, model: dict[str, Any], lateness_s: int) -> dict[str, Any]:
     return {
-        "kafka": {"bootstrap_servers": base.kafka.bootstrap_servers, "raw_topic": f"demo-{run}.posts.raw",
-                  "scored_topic": f"demo-{run}.posts.scored", "dlq_topic": f"demo-{run}.posts.dlq",
-                  "partitions": 2, "group_id": f"demo-{run}"},
+        "kafka": {
+            "bootstrap_servers": base.kafka.bootstrap_servers,
+            "raw_topic": f"demo-{run}.posts.raw",
+            "scored_topic": f"demo-{run}.posts.scored",
+            "dlq_topic": f"demo-{run}.posts.dlq",
+            "partitions": 2,
+            "group_id": f"demo-{run}",
+        },
         "redis": {"url": base.redis.url.get_secret_value(), "prefix": f"demo-{run}"},
         "worker": {"max_batch": 32, "max_wait_ms": 200, "lateness_s": lateness_s},
         "model": model,
         "topics": demo_topics_config(),
         "alerts": {
             "interval_s": 5,
-            "rules": [{"name": "negative-share", "kind": "threshold", "metric": "negative_share",
-                       "above": 0.5, "window_min": 1, "min_posts": 25, "cooldown_s": 600,
-                       "sealed_only": False}],
+            "rules": [
+                {
+                    "name": "negative-share",
+                    "kind": "threshold",
+                    "metric": "negative_share",
+                    "above": 0.5,
+                    "window_min": 1,
+                    "min_posts": 25,
+                    "cooldown_s": 600,
+                    "sealed_only": False,
+                }
+            ],
             "destinations": [{"name": "demo-slack", "kind": "slack", "url_env": "MOOD_DEMO_WEBHOOK_URL"}],
         },
     }
@@ -122,18 +136,28 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
     n = int(rate * feed_s)
     jsonl = workdir / "stream.jsonl"
     lines = _write_stream(jsonl, n, run)
-    print(f"demo: run {run}: {n} synthetic posts (+{lines - n} bad records) over {feed_s:.0f}s "
-          f"on topics {', '.join(t.name for t in DEMO_TOPICS)}; 'phonex' turns negative halfway")
+    print(
+        f"demo: run {run}: {n} synthetic posts (+{lines - n} bad records) over {feed_s:.0f}s "
+        f"on topics {', '.join(t.name for t in DEMO_TOPICS)}; 'phonex' turns negative halfway"
+    )
     print(f"demo: config {cfg_path}; logs in {workdir}/")
 
     env = {**os.environ, "MOOD_LOG_LEVEL": "INFO"}
     with WebhookSink() as sink:
         env["MOOD_DEMO_WEBHOOK_URL"] = sink.url("/services/demo")
         logs = {name: (workdir / f"{name}.log").open("wb") for name in ("worker", "alerter", "connector")}
-        worker = subprocess.Popen(_cli("worker", "--config", str(cfg_path)), env=env,
-                                  stdout=logs["worker"], stderr=subprocess.STDOUT)
-        alerter = subprocess.Popen(_cli("alerts", "--config", str(cfg_path)), env=env,
-                                   stdout=logs["alerter"], stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            _cli("worker", "--config", str(cfg_path)),
+            env=env,
+            stdout=logs["worker"],
+            stderr=subprocess.STDOUT,
+        )
+        alerter = subprocess.Popen(
+            _cli("alerts", "--config", str(cfg_path)),
+            env=env,
+            stdout=logs["alerter"],
+            stderr=subprocess.STDOUT,
+        )
         # the stream starts once the worker has loaded its model and joined its group: posts
         # older than the demo's 10 s lateness when scored would not be counted (a cold first
         # start, with torch not yet in the page cache, took 25 s)
@@ -144,9 +168,12 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
             for fh in logs.values():
                 fh.close()
             return 1
-        connector = subprocess.Popen(_cli("replay", str(jsonl), "--config", str(cfg_path), "--now",
-                                          "--rate", str(rate)), env=env,
-                                     stdout=subprocess.PIPE, stderr=logs["connector"])
+        connector = subprocess.Popen(
+            _cli("replay", str(jsonl), "--config", str(cfg_path), "--now", "--rate", str(rate)),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=logs["connector"],
+        )
         store = build_store(settings)
         t0 = time.time()
         started_ms = int(t0 * 1000) - 60_000
@@ -186,9 +213,16 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
         print(orjson.dumps(m.json(), option=orjson.OPT_INDENT_2).decode())
     if not messages:
         print("demo: no alert was sent (is the run long enough for the turn to show? try DURATION=120)")
-    result = {"posts_produced": produced, "posts_scored": scored, "posts_aggregated": aggregated, "dlq": dlq,
-              "alerts_sent": len(messages), "model": _model_name(workdir), "exit_codes":
-              {"connector": rc_conn, "worker": rc_worker, "alerter": rc_alerter}, "run": run}
+    result = {
+        "posts_produced": produced,
+        "posts_scored": scored,
+        "posts_aggregated": aggregated,
+        "dlq": dlq,
+        "alerts_sent": len(messages),
+        "model": _model_name(workdir),
+        "exit_codes": {"connector": rc_conn, "worker": rc_worker, "alerter": rc_alerter},
+        "run": run,
+    }
     print(orjson.dumps(result).decode())
     ok = scored == aggregated == produced - dlq and rc_worker == 0
     return 0 if ok else 1
@@ -220,8 +254,10 @@ def _drain(store: Any, settings: Any, produced: int, timeout_s: float) -> None:
         if stats.get("records", 0) >= produced:
             return
         time.sleep(1.0)
-    print(f"demo: worker had not drained after {timeout_s:.0f}s "
-          f"({len(read_topic(settings.kafka.bootstrap_servers, settings.kafka.raw_topic, timeout_s=5))} raw)")
+    print(
+        f"demo: worker had not drained after {timeout_s:.0f}s "
+        f"({len(read_topic(settings.kafka.bootstrap_servers, settings.kafka.raw_topic, timeout_s=5))} raw)"
+    )
 
 
 def _model_name(workdir: Path) -> str:
@@ -241,10 +277,21 @@ def _print_table(store: Any, since_ms: int, elapsed_s: float, render: Any, sink:
     for t in store.topics():
         last = store.read_window(t, now - 60_000, now + 60_000)
         total = store.read_window(t, since_ms, now + 60_000)
-        top = max((e for e in last.emotions if e not in ("uncertain", "unsupported", "neutral")),
-                  key=lambda e: last.emotions[e], default="-")
-        rows.append({"topic": t, "posts": total.n, "negative": last.share("negative"),
-                     "neutral": last.share("neutral"), "positive": last.share("positive"),
-                     "mean_score": last.mean_score, "top_emotion": top})
+        top = max(
+            (e for e in last.emotions if e not in ("uncertain", "unsupported", "neutral")),
+            key=lambda e: last.emotions[e],
+            default="-",
+        )
+        rows.append(
+            {
+                "topic": t,
+                "posts": total.n,
+                "negative": last.share("negative"),
+                "neutral": last.share("neutral"),
+                "positive": last.share("positive"),
+                "mean_score": last.mean_score,
+                "top_emotion": top,
+            }
+        )
     print(f"\n[{elapsed_s:5.0f}s] posts so far, mood over the last minute; alerts sent: {len(sink.received)}")
     print(render(rows), flush=True)

@@ -36,12 +36,15 @@ def counts_for(metric: str) -> Counts:
     with a definite emotion."""
     label = metric.removesuffix("_share")
     if label in EMOTIONS:
+
         def emo(b: Bucket) -> tuple[int, int]:
             return b.emotions.get(label, 0), sum(b.emotions.get(e, 0) for e in EMOTIONS)
+
         return emo
 
     def sent(b: Bucket) -> tuple[int, int]:
         return b.sentiments.get(label, 0), b.scored
+
     return sent
 
 
@@ -49,8 +52,9 @@ def _weight(age_ms: float, half_life_min: float) -> float:
     return float(0.5 ** (age_ms / (half_life_min * MINUTE_MS)))
 
 
-def ewma_share(minutes: Sequence[Bucket], end_ms: int, half_life_min: float,
-               counts: Counts) -> tuple[float, float]:
+def ewma_share(
+    minutes: Sequence[Bucket], end_ms: int, half_life_min: float, counts: Counts
+) -> tuple[float, float]:
     """(p0, effective n) of the n-weighted EWMA ``K/N`` over ``minutes`` (all before ``end_ms``)."""
     k_sum = n_sum = 0.0
     for b in minutes:
@@ -103,7 +107,7 @@ def block_sums(kn: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]
     out = []
     i = len(kn)
     while i - size >= 0:
-        block = kn[i - size:i]
+        block = kn[i - size : i]
         out.append((sum(k for k, _ in block), sum(n for _, n in block)))
         i -= size
     return out[::-1]
@@ -130,7 +134,7 @@ def windows(minutes: Sequence[Bucket], size: int) -> list[Bucket]:
     out = []
     i = len(minutes)
     while i - size >= 0:
-        out.append(merge(minutes[i - size:i], minutes[i - size].start_ms))
+        out.append(merge(minutes[i - size : i], minutes[i - size].start_ms))
         i -= size
     return out[::-1]
 
@@ -189,8 +193,10 @@ def binomial_z(k: int, n: int, p0: float, phi: float = 1.0) -> float:
     if ke > ne:
         return 37.5
     lp, lq = math.log(p), math.log1p(-p)
-    terms = [math.lgamma(ne + 1) - math.lgamma(i + 1) - math.lgamma(ne - i + 1) + i * lp + (ne - i) * lq
-             for i in range(ke, ne + 1)]
+    terms = [
+        math.lgamma(ne + 1) - math.lgamma(i + 1) - math.lgamma(ne - i + 1) + i * lp + (ne - i) * lq
+        for i in range(ke, ne + 1)
+    ]
     return _tail_z(_logsumexp(terms))
 
 
@@ -222,12 +228,61 @@ def same_hour_of_week(end_ms: int, weeks: int) -> list[int]:
 
 
 # ---- terms that moved (for the message, from the stored sample of recent posts) ----------------
-_STOP = frozenset([
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "i",
-    "im", "in", "is", "it", "its", "just", "me", "my", "no", "not", "of", "on", "or", "our", "so",
-    "that", "the", "their", "them", "they", "this", "to", "too", "was", "we", "were", "what",
-    "when", "with", "you", "your", "rt", "amp", "http", "https", "www", "com",
-])
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "i",
+        "im",
+        "in",
+        "is",
+        "it",
+        "its",
+        "just",
+        "me",
+        "my",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "too",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "with",
+        "you",
+        "your",
+        "rt",
+        "amp",
+        "http",
+        "https",
+        "www",
+        "com",
+    ]
+)
 
 
 def tokens(text: str) -> set[str]:
@@ -236,8 +291,9 @@ def tokens(text: str) -> set[str]:
     return {t.strip("'-") for t in TERM.findall(text)} - _STOP
 
 
-def moved_terms(window_texts: Sequence[str], before_texts: Sequence[str], top: int = 5,
-                min_count: int = 2) -> list[tuple[str, float]]:
+def moved_terms(
+    window_texts: Sequence[str], before_texts: Sequence[str], top: int = 5, min_count: int = 2
+) -> list[tuple[str, float]]:
     """Terms whose share of posts rose most in the window against the posts before it:
     (term, smoothed log ratio of document frequencies), best first."""
     if not window_texts:
@@ -249,8 +305,11 @@ def moved_terms(window_texts: Sequence[str], before_texts: Sequence[str], top: i
     for t in before_texts:
         bef.update(tokens(t))
     nw, nb = len(window_texts), max(1, len(before_texts))
-    scored = [(term, math.log(((c + 0.5) / (nw + 1)) / ((bef[term] + 0.5) / (nb + 1))))
-              for term, c in win.items() if c >= min_count]
+    scored = [
+        (term, math.log(((c + 0.5) / (nw + 1)) / ((bef[term] + 0.5) / (nb + 1))))
+        for term, c in win.items()
+        if c >= min_count
+    ]
     scored = [s for s in scored if s[1] > 0]
     scored.sort(key=lambda s: (-s[1], s[0]))
     return scored[:top]

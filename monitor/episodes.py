@@ -60,14 +60,19 @@ def step(ep: Episode, ev: Evaluation, rule: RuleSettings) -> tuple[Episode, str 
     if not ev.breaching:
         return replace(ep, status=OK, breaches=0, clears=0), None
     first = ep.status == OK
-    ep = replace(ep, status=PENDING, breaches=ep.breaches + 1,
-                 started_ms=ev.end_ms if first else ep.started_ms,
-                 baseline_end_ms=ev.end_ms - ev.window_min * 60_000 if first else ep.baseline_end_ms,
-                 peak_level=ev.level if first else max(ep.peak_level, ev.level))
+    ep = replace(
+        ep,
+        status=PENDING,
+        breaches=ep.breaches + 1,
+        started_ms=ev.end_ms if first else ep.started_ms,
+        baseline_end_ms=ev.end_ms - ev.window_min * 60_000 if first else ep.baseline_end_ms,
+        peak_level=ev.level if first else max(ep.peak_level, ev.level),
+    )
     if ep.breaches < rule.fire_after or ev.end_ms < ep.cooldown_until_ms:
         return ep, None
-    return replace(ep, status=FIRING, clears=0, notices=1, notified_level=ev.level,
-                   notified_severity=ev.severity), FIRE
+    return replace(
+        ep, status=FIRING, clears=0, notices=1, notified_level=ev.level, notified_severity=ev.severity
+    ), FIRE
 
 
 def _firing(ep: Episode, ev: Evaluation, rule: RuleSettings) -> tuple[Episode, str | None]:
@@ -85,6 +90,11 @@ def _firing(ep: Episode, ev: Evaluation, rule: RuleSettings) -> tuple[Episode, s
     ep = replace(ep, clears=ep.clears + 1)
     if ep.clears < rule.resolve_after:
         return ep, None
-    return Episode(cooldown_until_ms=ev.end_ms + rule.cooldown_s * 1000, last_end_ms=ep.last_end_ms,
-                   started_ms=ep.started_ms, notices=ep.notices, peak_level=ep.peak_level,
-                   notified_severity=ep.notified_severity), RESOLVE
+    return Episode(
+        cooldown_until_ms=ev.end_ms + rule.cooldown_s * 1000,
+        last_end_ms=ep.last_end_ms,
+        started_ms=ep.started_ms,
+        notices=ep.notices,
+        peak_level=ep.peak_level,
+        notified_severity=ep.notified_severity,
+    ), RESOLVE

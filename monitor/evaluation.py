@@ -25,19 +25,29 @@ class Report:
     multi_label: bool
 
     def as_json(self) -> dict[str, Any]:
-        return {"task": self.task, "n": self.n, "macro_recall": round(self.macro_recall, 4),
-                "macro_f1": round(self.macro_f1, 4), "accuracy": round(self.accuracy, 4),
-                "ece": round(self.ece, 4), "multi_label": self.multi_label,
-                "per_class": {k: {m: round(v, 4) for m, v in d.items()} for k, d in self.per_class.items()},
-                "confusion": {"labels": list(self.labels), "rows_gold_cols_pred": self.confusion}}
+        return {
+            "task": self.task,
+            "n": self.n,
+            "macro_recall": round(self.macro_recall, 4),
+            "macro_f1": round(self.macro_f1, 4),
+            "accuracy": round(self.accuracy, 4),
+            "ece": round(self.ece, 4),
+            "multi_label": self.multi_label,
+            "per_class": {k: {m: round(v, 4) for m, v in d.items()} for k, d in self.per_class.items()},
+            "confusion": {"labels": list(self.labels), "rows_gold_cols_pred": self.confusion},
+        }
 
     def table(self) -> str:
         lines = [f"{'class':<10}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}"]
         for lab in self.labels:
             d = self.per_class[lab]
-            lines.append(f"{lab:<10}{d['precision']:>10.3f}{d['recall']:>8.3f}{d['f1']:>8.3f}{int(d['support']):>9}")
-        lines.append(f"macro-recall {self.macro_recall:.4f}  macro-F1 {self.macro_f1:.4f}  "
-                     f"accuracy {self.accuracy:.4f}  ECE {self.ece:.4f}  n={self.n}")
+            lines.append(
+                f"{lab:<10}{d['precision']:>10.3f}{d['recall']:>8.3f}{d['f1']:>8.3f}{int(d['support']):>9}"
+            )
+        lines.append(
+            f"macro-recall {self.macro_recall:.4f}  macro-F1 {self.macro_f1:.4f}  "
+            f"accuracy {self.accuracy:.4f}  ECE {self.ece:.4f}  n={self.n}"
+        )
         lines.append("confusion (rows: gold, columns: predicted)")
         lines.append(" " * 10 + "".join(f"{lab[:8]:>9}" for lab in self.labels))
         for lab, row in zip(self.labels, self.confusion, strict=True):
@@ -60,8 +70,13 @@ def expected_calibration_error(conf: Sequence[float], correct: Sequence[bool], b
     return ece
 
 
-def score(task: str, gold: Sequence[Sequence[str]], pred_sets: Sequence[Sequence[str]],
-          top: Sequence[str], conf: Sequence[float]) -> Report:
+def score(
+    task: str,
+    gold: Sequence[Sequence[str]],
+    pred_sets: Sequence[Sequence[str]],
+    top: Sequence[str],
+    conf: Sequence[float],
+) -> Report:
     """gold / predicted label sets per item (singletons for single-label), the top prediction and
     its probability (for the confusion matrix and calibration)."""
     labels = SENTIMENTS if task == "sentiment" else EMOTIONS
@@ -84,12 +99,23 @@ def score(task: str, gold: Sequence[Sequence[str]], pred_sets: Sequence[Sequence
     for g, t in zip(gold, top, strict=True):
         confusion[index[g[0]]][index[t]] += 1
     correct = [t in g for g, t in zip(gold, top, strict=True)]
-    return Report(task, tuple(labels), per, macro_recall, macro_f1, accuracy,
-                  expected_calibration_error(conf, correct), confusion, len(gold), multi)
+    return Report(
+        task,
+        tuple(labels),
+        per,
+        macro_recall,
+        macro_f1,
+        accuracy,
+        expected_calibration_error(conf, correct),
+        confusion,
+        len(gold),
+        multi,
+    )
 
 
-def predict(classifier: Any, task: str, texts: Sequence[str], batch: int = 512,
-            progress: bool = True) -> tuple[list[list[str]], list[str], list[float]]:
+def predict(
+    classifier: Any, task: str, texts: Sequence[str], batch: int = 512, progress: bool = True
+) -> tuple[list[list[str]], list[str], list[float]]:
     """Predicted label sets, top labels and their probabilities, from any loaded classifier."""
     labels = SENTIMENTS if task == "sentiment" else EMOTIONS
     sets: list[list[str]] = []
@@ -101,7 +127,7 @@ def predict(classifier: Any, task: str, texts: Sequence[str], batch: int = 512,
 
         rng = tqdm(rng, desc=f"evaluate {task}", unit="batch", mininterval=5.0)
     for s in rng:
-        chunk = list(texts[s:s + batch])
+        chunk = list(texts[s : s + batch])
         probs = classifier.probs(chunk)
         multi = task == "emotion" and hasattr(classifier, "predict_sets")
         label_sets = classifier.predict_sets(chunk) if multi else None

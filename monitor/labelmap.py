@@ -18,28 +18,67 @@ GOEMOTIONS_EKMAN: Mapping[str, str] = {
     **{e: "anger" for e in ("anger", "annoyance", "disapproval")},
     "disgust": "disgust",
     **{e: "fear" for e in ("fear", "nervousness")},
-    **{e: "joy" for e in ("joy", "amusement", "approval", "excitement", "gratitude", "love", "optimism",
-                          "relief", "pride", "admiration", "desire", "caring")},
+    **{
+        e: "joy"
+        for e in (
+            "joy",
+            "amusement",
+            "approval",
+            "excitement",
+            "gratitude",
+            "love",
+            "optimism",
+            "relief",
+            "pride",
+            "admiration",
+            "desire",
+            "caring",
+        )
+    },
     **{e: "sadness" for e in ("sadness", "disappointment", "embarrassment", "grief", "remorse")},
     **{e: "surprise" for e in ("surprise", "realization", "confusion", "curiosity")},
     "neutral": "neutral",
 }
 
 _SENTIMENT_SYNONYMS = {
-    "negative": "negative", "neg": "negative", "label_negative": "negative",
-    "neutral": "neutral", "neu": "neutral", "label_neutral": "neutral",
-    "positive": "positive", "pos": "positive", "label_positive": "positive",
+    "negative": "negative",
+    "neg": "negative",
+    "label_negative": "negative",
+    "neutral": "neutral",
+    "neu": "neutral",
+    "label_neutral": "neutral",
+    "positive": "positive",
+    "pos": "positive",
+    "label_positive": "positive",
 }
-_EMOTION_SYNONYMS = {**{e: e for e in EMOTIONS}, "happiness": "joy", "sad": "sadness", "angry": "anger",
-                     "fearful": "fear", "surprised": "surprise", "disgusted": "disgust", "others": "neutral"}
+_EMOTION_SYNONYMS = {
+    **{e: e for e in EMOTIONS},
+    "happiness": "joy",
+    "sad": "sadness",
+    "angry": "anger",
+    "fearful": "fear",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "others": "neutral",
+}
 
 # hub models whose configs carry only LABEL_i names
 BUILTIN: Mapping[str, Mapping[str, str]] = {
-    "cardiffnlp/twitter-roberta-base-sentiment": {"LABEL_0": "negative", "LABEL_1": "neutral", "LABEL_2": "positive"},
-    "cardiffnlp/twitter-roberta-base-sentiment-latest": {"negative": "negative", "neutral": "neutral",
-                                                         "positive": "positive"},
-    "cardiffnlp/twitter-xlm-roberta-base-sentiment": {"negative": "negative", "neutral": "neutral",
-                                                      "positive": "positive"},
+    "cardiffnlp/twitter-roberta-base-sentiment": {
+        "LABEL_0": "negative",
+        "LABEL_1": "neutral",
+        "LABEL_2": "positive",
+    },
+    "cardiffnlp/twitter-roberta-base-sentiment-latest": {
+        "negative": "negative",
+        "neutral": "neutral",
+        "positive": "positive",
+    },
+    "cardiffnlp/twitter-xlm-roberta-base-sentiment": {
+        "negative": "negative",
+        "neutral": "neutral",
+        "positive": "positive",
+    },
     "j-hartmann/emotion-english-distilroberta-base": {e: e for e in EMOTIONS},
     "SamLowe/roberta-base-go_emotions": dict(GOEMOTIONS_EKMAN),
 }
@@ -52,7 +91,7 @@ def _builtin_for_path(model_id: str) -> Mapping[str, str] | None:
     parts = [p for p in model_id.replace("\\", "/").split("/") if p]
     for part in reversed(parts):
         if part.startswith("models--"):
-            return BUILTIN.get(part[len("models--"):].replace("--", "/"))
+            return BUILTIN.get(part[len("models--") :].replace("--", "/"))
     if parts:
         hits = [v for k, v in BUILTIN.items() if k.split("/", 1)[1] == parts[-1]]
         return hits[0] if len(hits) == 1 else None
@@ -84,7 +123,9 @@ class LabelMap:
         return tuple(acc[label] / total for label in labels)
 
 
-def build(task: str, id2label: Mapping[int, str], model_id: str = "", problem_type: str | None = None) -> LabelMap:
+def build(
+    task: str, id2label: Mapping[int, str], model_id: str = "", problem_type: str | None = None
+) -> LabelMap:
     if task not in ("sentiment", "emotion"):
         raise ModelError(f"unknown task {task!r}")
     labels = [id2label[i] for i in sorted(id2label)]
@@ -103,7 +144,11 @@ def build(task: str, id2label: Mapping[int, str], model_id: str = "", problem_ty
         raise ModelError(
             f"{task} model {model_id or '(local)'}: cannot map its labels {labels} onto "
             f"{sorted(wanted)}; missing {sorted(wanted - mapped)}. Use a model with these labels or "
-            f"rename its id2label in config.json.")
-    multi = (problem_type == "multi_label_classification" or model_id.rstrip("/") in MULTI_LABEL
-             or (builtin is not None and builtin == BUILTIN["SamLowe/roberta-base-go_emotions"]))
+            f"rename its id2label in config.json."
+        )
+    multi = (
+        problem_type == "multi_label_classification"
+        or model_id.rstrip("/") in MULTI_LABEL
+        or (builtin is not None and builtin == BUILTIN["SamLowe/roberta-base-go_emotions"])
+    )
     return LabelMap(task, tuple(targets), multi)

@@ -36,14 +36,15 @@ DEFAULT_MAX_TEXT_CHARS = 20_000
 MAX_HINT_CHARS = 100  # the longest topic name
 MAX_TAG_CHARS = 256
 # ISO 639-1: the language tags a bucket may count (anything else is "no tag", then detected)
-LANGUAGES = frozenset("""
+_ISO_639_1 = """
 aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da
 de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz
 ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln
 lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi
 pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti
 tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu
-""".split())  # noqa: SIM905 - a table reads better than 184 quoted strings
+"""
+LANGUAGES = frozenset(_ISO_639_1.split())
 _SOURCE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 MAX_SOURCE_CHARS = 64
 
@@ -58,8 +59,13 @@ def lang_tag(value: str) -> str:
 def _tag_shaped(value: str) -> bool:
     """``en``, ``pt-BR``, ``zh_Hant_TW``: ASCII letters first, then letters or digits, <= 16."""
     parts = value.replace("_", "-").split("-")
-    return (len(value) <= 16 and 2 <= len(parts[0]) <= 3 and parts[0].isascii() and parts[0].isalpha()
-            and all(0 < len(p) <= 8 and p.isascii() and p.isalnum() for p in parts[1:]))
+    return (
+        len(value) <= 16
+        and 2 <= len(parts[0]) <= 3
+        and parts[0].isascii()
+        and parts[0].isalpha()
+        and all(0 < len(p) <= 8 and p.isascii() and p.isalnum() for p in parts[1:])
+    )
 
 
 def describe(value: object) -> str:
@@ -177,8 +183,9 @@ def _str(obj: dict[str, Any], name: str, *, required: bool = True, max_chars: in
     return val
 
 
-def _line(obj: dict[str, Any], name: str, *, required: bool = True, max_chars: int = 2048,
-          strip: bool = False) -> str:
+def _line(
+    obj: dict[str, Any], name: str, *, required: bool = True, max_chars: int = 2048, strip: bool = False
+) -> str:
     """A one-line field: a control, separator or bidi character rejects it (``strip``: drops
     the character instead)."""
     val = _str(obj, name, required=required, max_chars=max_chars)
@@ -237,8 +244,9 @@ def _bool(obj: dict[str, Any], name: str) -> bool:
     return val
 
 
-def decode(raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
-           require_text: bool = True) -> Post | Deletion:
+def decode(
+    raw: bytes, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS, require_text: bool = True
+) -> Post | Deletion:
     """Decode a record of ``posts.raw``; raise `DecodeError` naming the bad field.
     ``require_text=False`` accepts an empty text (``posts.scored`` records carry none)."""
     return _message(_load(raw), max_text_chars=max_text_chars, require_text=require_text)
@@ -253,8 +261,9 @@ def _message(obj: dict[str, Any], *, max_text_chars: int, require_text: bool) ->
             deleted_ms=_int(obj, "deleted_ms"),
         )
     if kind != "post":
-        raise DecodeError("kind", "unknown kind" if isinstance(kind, str) else f"expected a string, "
-                          f"got {describe(kind)}")
+        raise DecodeError(
+            "kind", "unknown kind" if isinstance(kind, str) else f"expected a string, got {describe(kind)}"
+        )
     post_id = _id(obj)
     text = _str(obj, "text", max_chars=max_text_chars)
     if require_text and not text.strip():
@@ -293,8 +302,7 @@ def decode_scored(raw: bytes) -> ScoredPost:
     post_obj = obj.get("post")
     if not isinstance(post_obj, dict):
         raise DecodeError("post", "expected an object")
-    post = _message({**post_obj, "kind": "post"}, max_text_chars=DEFAULT_MAX_TEXT_CHARS,
-                    require_text=False)
+    post = _message({**post_obj, "kind": "post"}, max_text_chars=DEFAULT_MAX_TEXT_CHARS, require_text=False)
     if not isinstance(post, Post):  # unreachable: kind is "post"
         raise DecodeError("post", "not a post")
     sentiment = _str(obj, "sentiment", max_chars=32)

@@ -21,8 +21,14 @@ from monitor.taxonomy import EMOTIONS, SENTIMENTS
 
 log = logging.getLogger(__name__)
 
-LORA_TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value",
-                "attention.output.dense", "intermediate.dense", "output.dense")
+LORA_TARGETS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
 
 
 class LoRALinear(nn.Module):
@@ -67,8 +73,9 @@ def extended_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 class MultiHead(nn.Module):
-    def __init__(self, encoder: nn.Module, hidden: int = 384, n_sent: int = 3, n_emo: int = 7,
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self, encoder: nn.Module, hidden: int = 384, n_sent: int = 3, n_emo: int = 7, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.drop = nn.Dropout(dropout)
@@ -118,8 +125,10 @@ def adapter_state(model: MultiHead, layers: Sequence[int]) -> dict[str, torch.Te
     keep: dict[str, torch.Tensor] = {}
     for name, p in model.named_parameters():
         top = any(f"encoder.encoder.layer.{li}." in name for li in layers)
-        if "lora_" in name or name.startswith(("sentiment.", "emotion.")) or (
-            top and ("LayerNorm" in name or name.endswith(".bias"))
+        if (
+            "lora_" in name
+            or name.startswith(("sentiment.", "emotion."))
+            or (top and ("LayerNorm" in name or name.endswith(".bias")))
         ):
             keep[name] = p.detach().to(torch.float16).contiguous()
     return keep
@@ -141,8 +150,9 @@ def load_default(path: Path) -> tuple[MultiHead, Any, dict[str, Any]]:
         raise ModelError(f"default model: {cfg_file} is missing (train it with scripts/train_default.sh)")
     meta = json.loads(cfg_file.read_text())
     encoder, tok = load_encoder()
-    model = MultiHead(encoder, meta.get("hidden", 384), len(meta["sentiment_labels"]),
-                      len(meta["emotion_labels"]))
+    model = MultiHead(
+        encoder, meta.get("hidden", 384), len(meta["sentiment_labels"]), len(meta["emotion_labels"])
+    )
     lora = meta["lora"]
     add_lora(model, lora["layers"], lora["r"], lora["alpha"], 0.0)
     state = {k: v.float() for k, v in load_file(str(path / "adapter.safetensors")).items()}
@@ -190,8 +200,9 @@ class _Head:
 
 
 class MultiHeadScorer:
-    def __init__(self, model: MultiHead, tok: Any, meta: dict[str, Any], cfg: ModelSettings,
-                 with_emotion: bool) -> None:
+    def __init__(
+        self, model: MultiHead, tok: Any, meta: dict[str, Any], cfg: ModelSettings, with_emotion: bool
+    ) -> None:
         from monitor.inference import SubBatches, cpu_lanes, pass_tokens, pick_device, pick_dtype, prepare
 
         self.device = pick_device(cfg.device)
@@ -220,8 +231,9 @@ class MultiHeadScorer:
     def head(self, task: str) -> _Head:
         return _Head(self, task)
 
-    def raw(self, texts: Sequence[str],
-            normalise: bool = True) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
+    def raw(
+        self, texts: Sequence[str], normalise: bool = True
+    ) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
         """(sentiment probs, emotion probs) per text, one encoder pass per sub-batch."""
         from monitor.inference import _Encoded
 

@@ -52,7 +52,7 @@ CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # line and paragraph separators, and the bidirectional overrides and isolates
 FIELD_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # emoji and pictographs, one per token (skin tones, variation selectors and ZWJ are dropped)
-EMOJI = "\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF\u3030\u303D\u3297\u3299"
+EMOJI = "\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff\u3030\u303d\u3297\u3299"
 TOKEN = re.compile(rf"#\w+|@\w+(?:[.-]\w+)*(?:@\w+(?:[.-]\w+)*)?|\w+|[{EMOJI}]")
 SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 BLANK_LINES = re.compile(r"\n\s*\n+")

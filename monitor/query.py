@@ -83,8 +83,13 @@ class PostFeatures:
                 mentions.add(name.split("@", 1)[0])
             else:
                 words.append(tok)
-        return cls(frozenset(words), frozenset(tags), frozenset(mentions),
-                   fold(lang).split("-", 1)[0].split("_", 1)[0].strip(), " " + " ".join(words) + " ")
+        return cls(
+            frozenset(words),
+            frozenset(tags),
+            frozenset(mentions),
+            fold(lang).split("-", 1)[0].split("_", 1)[0].strip(),
+            " " + " ".join(words) + " ",
+        )
 
     @classmethod
     def of_post(cls, post: Post) -> PostFeatures:
@@ -151,7 +156,7 @@ def _lex(q: str, source: str) -> list[_Tok]:
             j = q.find('"', i + 1)
             if j < 0:
                 raise QuerySyntaxError(source, q, i + 1, "unclosed quote")
-            out.append(_Tok("PHRASE", q[i + 1:j], i + 1))
+            out.append(_Tok("PHRASE", q[i + 1 : j], i + 1))
             i = j + 1
         elif c == "-" and i + 1 < n and not q[i + 1].isspace():
             out.append(_Tok("-", c, i + 1))

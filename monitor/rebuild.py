@@ -52,9 +52,17 @@ class RebuildResult:
     end_ms: int = 0
 
 
-def rebuild(records: list[Any], store: Any, start_ms: int, end_ms: int, *, lateness_ms: int,
-            future_skew_ms: int, progress: bool = False,
-            topics: frozenset[str] | None = None) -> RebuildResult:
+def rebuild(
+    records: list[Any],
+    store: Any,
+    start_ms: int,
+    end_ms: int,
+    *,
+    lateness_ms: int,
+    future_skew_ms: int,
+    progress: bool = False,
+    topics: frozenset[str] | None = None,
+) -> RebuildResult:
     """Recompute the buckets in [start_ms, end_ms) (widened to whole hours) from scored records."""
     from monitor.messages import decode_scored
 
@@ -121,11 +129,22 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     end = int(args.end_ms) if args.end_ms else now + MINUTE_MS
     # scored records are produced after their event: read from a little before the range
     read_from = start - s.worker.lateness_s * 1000 - HOUR_MS
-    records = read_topic(s.kafka.bootstrap_servers, s.kafka.scored_topic, timeout_s=args.timeout_s,
-                         start_ms=None if args.from_beginning else max(0, read_from))
-    res = rebuild(records, build_store(s), start, end, lateness_ms=s.worker.lateness_s * 1000,
-                  future_skew_ms=s.worker.future_skew_s * 1000, progress=not args.quiet,
-                  topics=frozenset(t.name for t in s.topics))
+    records = read_topic(
+        s.kafka.bootstrap_servers,
+        s.kafka.scored_topic,
+        timeout_s=args.timeout_s,
+        start_ms=None if args.from_beginning else max(0, read_from),
+    )
+    res = rebuild(
+        records,
+        build_store(s),
+        start,
+        end,
+        lateness_ms=s.worker.lateness_s * 1000,
+        future_skew_ms=s.worker.future_skew_s * 1000,
+        progress=not args.quiet,
+        topics=frozenset(t.name for t in s.topics),
+    )
     print(orjson.dumps(res.__dict__).decode())
     return 0
 

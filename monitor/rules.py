@@ -66,8 +66,14 @@ def emotion_mix(b: Bucket) -> dict[str, float]:
     return {e: b.emotions[e] / total for e in EMOTIONS if total and b.emotions.get(e)}
 
 
-def evaluate(rule: RuleSettings, minutes: Sequence[Bucket], end_ms: int, *,
-             baseline_end_ms: int | None = None, seasonal_hours: Sequence[Bucket] = ()) -> Evaluation:
+def evaluate(
+    rule: RuleSettings,
+    minutes: Sequence[Bucket],
+    end_ms: int,
+    *,
+    baseline_end_ms: int | None = None,
+    seasonal_hours: Sequence[Bucket] = (),
+) -> Evaluation:
     """Evaluate ``rule`` on the window ending at ``end_ms`` (a minute boundary)."""
     w_start = end_ms - rule.window_min * MINUTE_MS
     in_window = [b for b in minutes if w_start <= b.start_ms < end_ms]
@@ -75,8 +81,15 @@ def evaluate(rule: RuleSettings, minutes: Sequence[Bucket], end_ms: int, *,
     h_start = h_end - rule.baseline_lookback_min * MINUTE_MS
     history = [b for b in minutes if h_start <= b.start_ms < h_end]
     window = merge(in_window, w_start)
-    base = {"rule": rule.name, "kind": rule.kind, "metric": rule.metric, "end_ms": end_ms,
-            "window_min": rule.window_min, "posts": window.n, "emotions": emotion_mix(window)}
+    base = {
+        "rule": rule.name,
+        "kind": rule.kind,
+        "metric": rule.metric,
+        "end_ms": end_ms,
+        "window_min": rule.window_min,
+        "posts": window.n,
+        "emotions": emotion_mix(window),
+    }
     if rule.kind == "threshold":
         return _threshold(rule, window, base)
     if rule.kind == "volume_spike":
@@ -94,25 +107,48 @@ def _threshold(rule: RuleSettings, window: Bucket, base: dict[str, object]) -> E
     threshold = rule.above if rule.above is not None else rule.below
     assert threshold is not None
     if basis < rule.min_posts:
-        return Evaluation(**base, status=INSUFFICIENT, severity=rule.severity, value=value,  # type: ignore[arg-type]
-                          baseline=threshold, baseline_kind="threshold",
-                          reason=f"{basis} < {rule.min_posts} posts")
+        return Evaluation(
+            **base,
+            status=INSUFFICIENT,
+            severity=rule.severity,
+            value=value,  # type: ignore[arg-type]
+            baseline=threshold,
+            baseline_kind="threshold",
+            reason=f"{basis} < {rule.min_posts} posts",
+        )
     above = rule.above is not None
     hit = value > threshold if above else value < threshold
-    return Evaluation(**base, status=BREACH if hit else CLEAR, severity=rule.severity, value=value,  # type: ignore[arg-type]
-                      baseline=threshold, level=value if above else -value, baseline_kind="threshold",
-                      reason=f"{'above' if above else 'below'} {threshold:g}" if hit else "")
+    return Evaluation(
+        **base,
+        status=BREACH if hit else CLEAR,
+        severity=rule.severity,
+        value=value,  # type: ignore[arg-type]
+        baseline=threshold,
+        level=value if above else -value,
+        baseline_kind="threshold",
+        reason=f"{'above' if above else 'below'} {threshold:g}" if hit else "",
+    )
 
 
-def _share(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end: int,
-           seasonal_hours: Sequence[Bucket], base: dict[str, object]) -> Evaluation:
+def _share(
+    rule: RuleSettings,
+    window: Bucket,
+    history: Sequence[Bucket],
+    h_end: int,
+    seasonal_hours: Sequence[Bucket],
+    base: dict[str, object],
+) -> Evaluation:
     counts = d.counts_for(rule.metric)
     k, n = counts(window)
     value = k / n if n else 0.0
     common = {**base, "hits": k, "value": value}
     if n < rule.min_posts:
-        return Evaluation(**common, status=INSUFFICIENT, severity=rule.severity,  # type: ignore[arg-type]
-                          reason=f"{n} < {rule.min_posts} posts")
+        return Evaluation(
+            **common,
+            status=INSUFFICIENT,
+            severity=rule.severity,  # type: ignore[arg-type]
+            reason=f"{n} < {rule.min_posts} posts",
+        )
     kn = [counts(b) for b in history]
     p0, n_eff = d.ewma_share_kn(kn, rule.half_life_min)
     kind = "ewma"
@@ -121,9 +157,14 @@ def _share(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end:
         if s is not None:
             p0, kind = s, "seasonal"
     if kind == "ewma" and (n_eff < rule.min_baseline_posts or len(history) < 3 * rule.window_min):
-        return Evaluation(**common, status=WARMING_UP, severity=rule.severity, baseline=p0,  # type: ignore[arg-type]
-                          baseline_kind=kind,
-                          reason=f"baseline: {n_eff:.0f} posts in {len(history)} minutes")
+        return Evaluation(
+            **common,
+            status=WARMING_UP,
+            severity=rule.severity,
+            baseline=p0,  # type: ignore[arg-type]
+            baseline_kind=kind,
+            reason=f"baseline: {n_eff:.0f} posts in {len(history)} minutes",
+        )
     phi = d.share_phi_kn(d.block_sums(kn, rule.window_min), p0, rule.phi_max, rule.min_posts)
     z = d.binomial_z(k, n, p0, phi)
     effect = value - p0
@@ -133,25 +174,43 @@ def _share(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end:
         status = CLEAR
     else:
         status = HOLD
-    return Evaluation(**common, status=status, severity=_severity(rule, z), baseline=p0, z=z,  # type: ignore[arg-type]
-                      phi=phi, level=effect, baseline_kind=kind)
+    return Evaluation(
+        **common,
+        status=status,
+        severity=_severity(rule, z),
+        baseline=p0,
+        z=z,  # type: ignore[arg-type]
+        phi=phi,
+        level=effect,
+        baseline_kind=kind,
+    )
 
 
-def _volume(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end: int,
-            base: dict[str, object]) -> Evaluation:
+def _volume(
+    rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end: int, base: dict[str, object]
+) -> Evaluation:
     n = window.n
     counts = [b.n for b in history]
     rate, _m = d.ewma_rate_n(counts, rule.half_life_min)
     lam = rate * rule.window_min
     common = {**base, "value": float(n), "baseline": lam, "baseline_kind": "ewma"}
     if len(history) < 2 * rule.window_min:
-        return Evaluation(**common, status=WARMING_UP, severity=rule.severity,  # type: ignore[arg-type]
-                          reason=f"{len(history)} < {2 * rule.window_min} minutes of history")
+        return Evaluation(
+            **common,
+            status=WARMING_UP,
+            severity=rule.severity,  # type: ignore[arg-type]
+            reason=f"{len(history)} < {2 * rule.window_min} minutes of history",
+        )
     if n < rule.min_posts:
-        return Evaluation(**common, status=INSUFFICIENT, severity=rule.severity,  # type: ignore[arg-type]
-                          reason=f"{n} < {rule.min_posts} posts")
-    phi = d.volume_phi_n([c for _, c in d.block_sums([(0, c) for c in counts], rule.window_min)], lam,
-                         rule.phi_max)
+        return Evaluation(
+            **common,
+            status=INSUFFICIENT,
+            severity=rule.severity,  # type: ignore[arg-type]
+            reason=f"{n} < {rule.min_posts} posts",
+        )
+    phi = d.volume_phi_n(
+        [c for _, c in d.block_sums([(0, c) for c in counts], rule.window_min)], lam, rule.phi_max
+    )
     z = d.poisson_z(n, lam, phi)
     ratio = n / max(lam, 0.5)
     if z >= rule.z_fire and ratio >= rule.min_ratio:
@@ -160,5 +219,11 @@ def _volume(rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end
         status = CLEAR
     else:
         status = HOLD
-    return Evaluation(**common, status=status, severity=_severity(rule, z), z=z, phi=phi,  # type: ignore[arg-type]
-                      level=ratio)
+    return Evaluation(
+        **common,
+        status=status,
+        severity=_severity(rule, z),
+        z=z,
+        phi=phi,  # type: ignore[arg-type]
+        level=ratio,
+    )

@@ -70,8 +70,9 @@ class TopicSettings(_Section):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MOOD_", env_nested_delimiter="__",
-                                      extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MOOD_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
 
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -122,8 +123,11 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
 
 def _with_env(data: dict[str, Any]) -> Settings:
     # init kwargs beat env in pydantic-settings; we want env to beat the file, so merge by hand
-    env_only = Settings().model_dump(exclude_unset=True) if any(
-        k.startswith("MOOD_") and k != "MOOD_CONFIG" for k in os.environ) else {}
+    env_only = (
+        Settings().model_dump(exclude_unset=True)
+        if any(k.startswith("MOOD_") and k != "MOOD_CONFIG" for k in os.environ)
+        else {}
+    )
     merged = _deep_merge(data, env_only)
     return Settings(**merged)
 

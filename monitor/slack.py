@@ -139,12 +139,16 @@ def summary(ev: AlertEvent) -> str:
     what = _what(ev)
     z = f", z {ev.z:.1f}" if ev.z is not None else ""
     if ev.resolved:
-        return (f"{':white_check_mark:'} Resolved: {what} on {ev.topic} is back to normal "
-                f"({_compare(ev)}{z}, {ev.posts} posts in {ev.window_min} min)")
+        return (
+            f"{':white_check_mark:'} Resolved: {what} on {ev.topic} is back to normal "
+            f"({_compare(ev)}{z}, {ev.posts} posts in {ev.window_min} min)"
+        )
     lead = "Still worsening" if ev.action == "renotify" else what.capitalize()
     tail = f": {what}" if ev.action == "renotify" else ""
-    return (f"{ICONS.get(ev.severity, '')} {lead}{tail} on {ev.topic}: {_compare(ev)}{z}, "
-            f"{ev.posts} posts in {ev.window_min} min")
+    return (
+        f"{ICONS.get(ev.severity, '')} {lead}{tail} on {ev.topic}: {_compare(ev)}{z}, "
+        f"{ev.posts} posts in {ev.window_min} min"
+    )
 
 
 def _examples(ev: AlertEvent) -> str:
@@ -189,10 +193,16 @@ def block_kit(ev: AlertEvent) -> dict[str, Any]:
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields]},
     ]
     if ev.examples and not ev.resolved:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text":
-                       ("*Representative posts*\n" + _examples(ev))[:3000]}})
-    ctx = [f"mood-monitor · alert `{ev.short_id}` · episode since {_hhmm(ev.episode_started_ms)} UTC · "
-           f"baseline {ev.baseline_kind}"]
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": ("*Representative posts*\n" + _examples(ev))[:3000]},
+            }
+        )
+    ctx = [
+        f"mood-monitor · alert `{ev.short_id}` · episode since {_hhmm(ev.episode_started_ms)} UTC · "
+        f"baseline {ev.baseline_kind}"
+    ]
     dash = safe_url(ev.dashboard_url)
     if dash:
         ctx.append(f"<{dash}|Open dashboard>")
@@ -202,13 +212,32 @@ def block_kit(ev: AlertEvent) -> dict[str, Any]:
 
 def generic_json(ev: AlertEvent) -> dict[str, Any]:
     """The body for a generic JSON webhook: the same evidence as plain fields."""
-    return {"type": "mood_alert", "version": 1, "status": "resolved" if ev.resolved else "firing",
-            "action": ev.action, "topic": ev.topic, "rule": ev.rule, "kind": ev.kind, "metric": ev.metric,
-            "severity": ev.severity, "value": ev.value, "baseline": ev.baseline,
-            "baseline_kind": ev.baseline_kind,
-            "z": ev.z, "phi": ev.phi, "posts": ev.posts, "hits": ev.hits, "window_min": ev.window_min,
-            "window_end_ms": ev.window_end_ms, "episode_started_ms": ev.episode_started_ms,
-            "emotions": dict(ev.emotions), "terms": [t for t, _ in ev.terms],
-            "examples": [{"text": short(redact(str(e.get("text", ""))), 140), "url": safe_url(e.get("url"))}
-                         for e in list(ev.examples)[:3]],
-            "summary": summary(ev), "fingerprint": ev.fingerprint}
+    return {
+        "type": "mood_alert",
+        "version": 1,
+        "status": "resolved" if ev.resolved else "firing",
+        "action": ev.action,
+        "topic": ev.topic,
+        "rule": ev.rule,
+        "kind": ev.kind,
+        "metric": ev.metric,
+        "severity": ev.severity,
+        "value": ev.value,
+        "baseline": ev.baseline,
+        "baseline_kind": ev.baseline_kind,
+        "z": ev.z,
+        "phi": ev.phi,
+        "posts": ev.posts,
+        "hits": ev.hits,
+        "window_min": ev.window_min,
+        "window_end_ms": ev.window_end_ms,
+        "episode_started_ms": ev.episode_started_ms,
+        "emotions": dict(ev.emotions),
+        "terms": [t for t, _ in ev.terms],
+        "examples": [
+            {"text": short(redact(str(e.get("text", ""))), 140), "url": safe_url(e.get("url"))}
+            for e in list(ev.examples)[:3]
+        ],
+        "summary": summary(ev),
+        "fingerprint": ev.fingerprint,
+    }

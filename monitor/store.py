@@ -79,7 +79,9 @@ class RedisAggregateStore:
         self.seen_ttl_s = seen_ttl_s
         self.recent_per_topic = recent_per_topic
         self.client: redis.Redis = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
             decode_responses=True,
         )
         lua = resources.files("monitor").joinpath("lua/apply_deltas.lua").read_text()
@@ -118,11 +120,14 @@ class RedisAggregateStore:
                         key_list.append(k)
                         index[k] = len(key_list)  # Lua is 1-based
                     buckets.append([index[k], kind, start // 1000, delta])
-                payload.append({"p": pw.partition, "first": pw.first_offset,
-                                "last": pw.last_offset, "b": buckets})
-            self._apply(keys=key_list,
-                        args=[self.minute_ttl_s, self.hour_ttl_s, orjson.dumps(payload).decode()],
-                        client=pipe)
+                payload.append(
+                    {"p": pw.partition, "first": pw.first_offset, "last": pw.last_offset, "b": buckets}
+                )
+            self._apply(
+                keys=key_list,
+                args=[self.minute_ttl_s, self.hour_ttl_s, orjson.dumps(payload).decode()],
+                client=pipe,
+            )
             pipe.sadd(keys.topics(self.prefix), topic)
         results = pipe.execute()
         applied = sum(int(r[0]) for r in results if isinstance(r, list))
@@ -130,8 +135,9 @@ class RedisAggregateStore:
         return applied, skipped
 
     @translated
-    def replace_buckets(self, topic: str, kind: str, starts: Sequence[int],
-                        deltas: Mapping[int, Delta]) -> None:
+    def replace_buckets(
+        self, topic: str, kind: str, starts: Sequence[int], deltas: Mapping[int, Delta]
+    ) -> None:
         """Rebuild: overwrite the ``kind`` buckets at ``starts`` of a topic with ``deltas``
         (a start with no delta becomes empty). Not watermark-guarded: run it with workers stopped."""
         ttl = self.hour_ttl_s if kind == "h" else self.minute_ttl_s
@@ -186,10 +192,13 @@ class RedisAggregateStore:
         for p in posts:
             if p.post_id not in written:  # a post in several topics: its text once
                 written.add(p.post_id)
-                pipe.set(keys.text(self.prefix, p.post_id),
-                         orjson.dumps({"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms,
-                                       "sentiment": p.sentiment}).decode(),
-                         ex=self.text_ttl_s)
+                pipe.set(
+                    keys.text(self.prefix, p.post_id),
+                    orjson.dumps(
+                        {"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms, "sentiment": p.sentiment}
+                    ).decode(),
+                    ex=self.text_ttl_s,
+                )
             per_topic.setdefault(keys.recent(self.prefix, p.topic), {})[p.post_id] = p.ts_ms
         for rk, members in per_topic.items():  # one ZADD per topic, not one per post
             pipe.zadd(rk, members)
@@ -206,8 +215,9 @@ class RedisAggregateStore:
 
     @translated
     def recent_posts(self, topic: str, start_ms: int, end_ms: int, limit: int = 50) -> list[dict[str, Any]]:
-        ids = self.client.zrevrangebyscore(keys.recent(self.prefix, topic), end_ms, start_ms,
-                                           start=0, num=limit)
+        ids = self.client.zrevrangebyscore(
+            keys.recent(self.prefix, topic), end_ms, start_ms, start=0, num=limit
+        )
         if not ids:
             return []
         vals = self.client.mget([keys.text(self.prefix, i) for i in ids])
@@ -305,8 +315,11 @@ class RedisAlertState:
     @translated
     def claim(self, topic: str, rule: str, fingerprint: str, cooldown_s: int) -> bool:
         """True once per cooldown for a (topic, rule): a restart cannot send the same alert again."""
-        return bool(self.client.set(keys.alert_cooldown(self.prefix, topic, rule), fingerprint, nx=True,
-                                    ex=max(1, cooldown_s)))
+        return bool(
+            self.client.set(
+                keys.alert_cooldown(self.prefix, topic, rule), fingerprint, nx=True, ex=max(1, cooldown_s)
+            )
+        )
 
     @translated
     def enqueue(self, entries: Sequence[Mapping[str, Any]]) -> None:

@@ -63,8 +63,14 @@ def _pick(rng: random.Random, spec: TopicSpec, turned: bool) -> tuple[str, str]:
     return "neutral", rng.choice(NEUTRAL)
 
 
-def stream(n: int, topics: Sequence[TopicSpec] = DEMO_TOPICS, *, seed: int = 7, turn_at: float = 0.5,
-           id_prefix: str = "syn") -> Iterator[dict[str, object]]:
+def stream(
+    n: int,
+    topics: Sequence[TopicSpec] = DEMO_TOPICS,
+    *,
+    seed: int = 7,
+    turn_at: float = 0.5,
+    id_prefix: str = "syn",
+) -> Iterator[dict[str, object]]:
     """Yield ``n`` post dicts (replay format) with an ``intended`` sentiment field."""
     rng = random.Random(seed)
     for i in range(n):

@@ -42,8 +42,9 @@ def rule_tree(rule: TopicRule) -> Node | None:
             continue
         node = keyword_node(kw)
         if node is None:
-            raise ConfigError(f"topic {rule.name!r}", "keywords",
-                              f"keyword {kw!r} has no letters, digits or emoji")
+            raise ConfigError(
+                f"topic {rule.name!r}", "keywords", f"keyword {kw!r} has no letters, digits or emoji"
+            )
         nodes.append(node)
     nodes += [n for n in map(hashtag_node, rule.hashtags) if n is not None]
     if rule.query:
@@ -61,10 +62,12 @@ class TopicMatcher:
 
     @classmethod
     def from_config(cls, topics: Sequence[Any]) -> TopicMatcher:
-        return cls([
-            TopicRule(t.name, tuple(t.keywords), tuple(t.hashtags), getattr(t, "query", None))
-            for t in topics
-        ])
+        return cls(
+            [
+                TopicRule(t.name, tuple(t.keywords), tuple(t.hashtags), getattr(t, "query", None))
+                for t in topics
+            ]
+        )
 
     def match(self, post: Post) -> tuple[str, ...]:
         found = set(self._queries.match_features(PostFeatures.of_post(post)))

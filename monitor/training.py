@@ -60,7 +60,7 @@ class DefaultTrainConfig:
 def encode(tok: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
     out: list[list[int]] = []
     for i in range(0, len(texts), 2048):
-        out.extend(tok(list(texts[i:i + 2048]), truncation=True, max_length=max_length)["input_ids"])
+        out.extend(tok(list(texts[i : i + 2048]), truncation=True, max_length=max_length)["input_ids"])
     return out
 
 
@@ -82,7 +82,7 @@ def cache_bottom(encoder: nn.Module, ids: list[list[int]], upto: int, desc: str)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     step = 256
     for s in _progress(range(0, len(order), step), desc=f"cache {desc}", unit="batch"):
-        idx = order[s:s + step]
+        idx = order[s : s + step]
         t, m = pad([ids[i] for i in idx])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             hs = encoder(input_ids=t, attention_mask=m, output_hidden_states=True).hidden_states[upto]
@@ -162,8 +162,14 @@ def fit_temperature(logits: torch.Tensor, gold: torch.Tensor) -> float:
     return best_t
 
 
-def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, emo_val: Labeled,  # noqa: C901
-                  out_dir: Path, cfg: DefaultTrainConfig) -> dict[str, Any]:
+def train_default(  # noqa: C901
+    sent_train: Labeled,
+    sent_val: Labeled,
+    emo_train: Labeled,
+    emo_val: Labeled,
+    out_dir: Path,
+    cfg: DefaultTrainConfig,
+) -> dict[str, Any]:
     from monitor.multihead import MultiHead, adapter_state, add_lora, load_encoder, save_default
 
     t_start = time.time()
@@ -178,8 +184,10 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
     trainable = []
     for name, p in model.named_parameters():
         top = any(f"encoder.encoder.layer.{li}." in name for li in top_layers)
-        if "lora_" in name or name.startswith(("sentiment.", "emotion.")) or (
-            top and ("LayerNorm" in name or name.endswith(".bias"))
+        if (
+            "lora_" in name
+            or name.startswith(("sentiment.", "emotion."))
+            or (top and ("LayerNorm" in name or name.endswith(".bias")))
         ):
             p.requires_grad_(True)
             trainable.append(p)
@@ -197,8 +205,12 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
     s_idx = {lab: i for i, lab in enumerate(SENTIMENTS)}
     e_idx = {lab: i for i, lab in enumerate(EMOTIONS)}
     cached = {}
-    for name, d in (("sent_train", sent_train), ("sent_val", sent_val), ("emo_train", emo_train),
-                    ("emo_val", emo_val)):
+    for name, d in (
+        ("sent_train", sent_train),
+        ("sent_val", sent_val),
+        ("emo_train", emo_train),
+        ("emo_val", emo_val),
+    ):
         ids = encode(tok, d.texts, cfg.max_length)
         cached[name] = cache_bottom(model.encoder, ids, cfg.bottom_layers, name)
     y_sent = torch.tensor([s_idx[lab[0]] for lab in sent_train.labels])
@@ -222,7 +234,8 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
     steps_per_epoch = math.ceil(n_s / cfg.batch_size) + math.ceil(n_e / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / (0.06 * total_steps)) * max(0.0, (total_steps - s) / total_steps))
+        opt, lambda s: min(1.0, (s + 1) / (0.06 * total_steps)) * max(0.0, (total_steps - s) / total_steps)
+    )
     ce = nn.CrossEntropyLoss(weight=sent_weights)
     bce = nn.BCEWithLogitsLoss(pos_weight=emo_pos_weight)
 
@@ -240,7 +253,7 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
         s_all = torch.zeros((len(h), 3))
         e_all = torch.zeros((len(h), len(EMOTIONS)))
         for k in range(0, len(order), 256):
-            idx = order[k:k + 256]
+            idx = order[k : k + 256]
             s, e = run_top([h[i] for i in idx])
             s_all[idx] = s
             e_all[idx] = e
@@ -295,8 +308,12 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
                 log.info("eval step=%d %s", step, " ".join(f"{k}={v:.4f}" for k, v in m.items()))
                 print(f"eval step {step}: " + " ".join(f"{k}={v:.4f}" for k, v in m.items()), flush=True)
                 if score > best["score"]:
-                    best = {"score": score, "metrics": m, "step": step,
-                            "state": copy.deepcopy(adapter_state(model, top_layers))}
+                    best = {
+                        "score": score,
+                        "metrics": m,
+                        "step": step,
+                        "state": copy.deepcopy(adapter_state(model, top_layers)),
+                    }
                     bad_evals = 0
                 else:
                     bad_evals += 1
@@ -318,18 +335,33 @@ def train_default(sent_train: Labeled, sent_val: Labeled, emo_train: Labeled, em
         "pooling": "mean",
         "hidden": 384,
         "max_length": cfg.max_length,
-        "lora": {"layers": top_layers, "r": cfg.lora_r, "alpha": cfg.lora_alpha,
-                 "targets": "qkv,attn-out,ffn"},
+        "lora": {
+            "layers": top_layers,
+            "r": cfg.lora_r,
+            "alpha": cfg.lora_alpha,
+            "targets": "qkv,attn-out,ffn",
+        },
         "sentiment_labels": list(SENTIMENTS),
         "emotion_labels": list(EMOTIONS),
         "emotion_multilabel": True,
         "emotion_thresholds": thresholds,
         "temperature": {"sentiment": t_sent, "emotion": 1.0},
-        "train": {"seed": cfg.seed, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                  "bottom_layers_frozen": cfg.bottom_layers, "best_step": best["step"], "steps": step,
-                  "trainable_params": n_trainable, "sentiment_train": sent_train.source,
-                  "emotion_train": emo_train.source, "n_sentiment": n_s, "n_emotion": n_e,
-                  "seconds": round(time.time() - t_start), "history": history},
+        "train": {
+            "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "lr": cfg.lr,
+            "batch_size": cfg.batch_size,
+            "bottom_layers_frozen": cfg.bottom_layers,
+            "best_step": best["step"],
+            "steps": step,
+            "trainable_params": n_trainable,
+            "sentiment_train": sent_train.source,
+            "emotion_train": emo_train.source,
+            "n_sentiment": n_s,
+            "n_emotion": n_e,
+            "seconds": round(time.time() - t_start),
+            "history": history,
+        },
         "val": best["metrics"],
     }
     save_default(model, out_dir, meta)
@@ -387,9 +419,13 @@ def _load_for_finetune(cfg: FinetuneConfig, labels: Sequence[str], multi: bool) 
         src = cfg.base or str(minilm_dir())
         tok = AutoTokenizer.from_pretrained(src)
         model = AutoModelForSequenceClassification.from_pretrained(
-            src, num_labels=len(labels), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            src,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
             problem_type="multi_label_classification" if multi else "single_label_classification",
-            ignore_mismatched_sizes=True)
+            ignore_mismatched_sizes=True,
+        )
     return model, tok
 
 
@@ -425,7 +461,7 @@ def finetune(train: Labeled, val: Labeled | None, out_dir: Path, cfg: FinetuneCo
         preds: list[int] = []
         with torch.inference_mode():
             for s in range(0, len(val_ids), 128):
-                t, m = pad(val_ids[s:s + 128])
+                t, m = pad(val_ids[s : s + 128])
                 preds.extend(model(input_ids=t, attention_mask=m).logits.argmax(-1).tolist())
         model.train()
         gold = [index[ls[0]] for ls in val.labels]
@@ -437,9 +473,10 @@ def finetune(train: Labeled, val: Labeled | None, out_dir: Path, cfg: FinetuneCo
     model.train()
     for epoch in range(cfg.epochs):
         rng.shuffle(order)
-        for s in _progress(range(0, len(order), cfg.batch_size), desc=f"train epoch {epoch + 1}/{cfg.epochs}",
-                           unit="batch"):
-            idx = order[s:s + cfg.batch_size]
+        for s in _progress(
+            range(0, len(order), cfg.batch_size), desc=f"train epoch {epoch + 1}/{cfg.epochs}", unit="batch"
+        ):
+            idx = order[s : s + cfg.batch_size]
             t, m = pad([train_ids[i] for i in idx])
             out = model(input_ids=t, attention_mask=m, labels=target([train.labels[i] for i in idx]))
             opt.zero_grad()
@@ -461,5 +498,12 @@ def finetune(train: Labeled, val: Labeled | None, out_dir: Path, cfg: FinetuneCo
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
-    return {"task": cfg.task, "best_val_macro_recall": best, "history": history, "n_train": len(train),
-            "n_val": len(val), "out": str(out_dir), "multi_label": multi}
+    return {
+        "task": cfg.task,
+        "best_val_macro_recall": best,
+        "history": history,
+        "n_train": len(train),
+        "n_val": len(val),
+        "out": str(out_dir),
+        "multi_label": multi,
+    }

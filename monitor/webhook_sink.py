@@ -14,8 +14,15 @@ import orjson
 
 from monitor.serving import BackgroundServer
 
-SLACK_BODIES = {200: b"ok", 400: b"invalid_payload", 403: b"action_prohibited", 404: b"no_service",
-                410: b"channel_is_archived", 429: b"rate_limited", 500: b"rollup_error"}
+SLACK_BODIES = {
+    200: b"ok",
+    400: b"invalid_payload",
+    403: b"action_prohibited",
+    404: b"no_service",
+    410: b"channel_is_archived",
+    429: b"rate_limited",
+    500: b"rollup_error",
+}
 
 
 @dataclass

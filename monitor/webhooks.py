@@ -66,8 +66,12 @@ def post_json(url: str, body: Mapping[str, object], timeout_s: float = 10.0) -> 
     data = orjson.dumps(body)
     if not url.startswith(("https://", "http://")):
         return SendResult(0, "permanent", 0.0, "URL is not http(s)")
-    req = urllib.request.Request(url, data=data, method="POST",  # noqa: S310 - scheme checked above
-                                 headers={"Content-Type": "application/json", "User-Agent": "mood-monitor"})
+    req = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "mood-monitor"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - URL from config
             return classify(resp.status, None, "")
@@ -102,8 +106,9 @@ class Dispatcher:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 300.0
     give_up_after_s: float = 24 * 3600.0
-    stats: dict[str, int] = field(default_factory=lambda: {"delivered": 0, "retries": 0, "dropped": 0,
-                                                           "rejected": 0, "given_up": 0})
+    stats: dict[str, int] = field(
+        default_factory=lambda: {"delivered": 0, "retries": 0, "dropped": 0, "rejected": 0, "given_up": 0}
+    )
 
     def __post_init__(self) -> None:
         self._by_name = {d.name: d for d in self.destinations}
@@ -142,8 +147,11 @@ class Dispatcher:
             if now - float(entry.get("created_s", now)) > self.give_up_after_s:
                 self.store.replace(entry, None)
                 self.stats["given_up"] += 1
-                log.error("gave up on an alert for destination %s after %.0fs undelivered", name,
-                          now - float(entry.get("created_s", now)))
+                log.error(
+                    "gave up on an alert for destination %s after %.0fs undelivered",
+                    name,
+                    now - float(entry.get("created_s", now)),
+                )
                 continue
             due = max(float(entry.get("next_s", 0)), self._not_before_s.get(name, 0.0))
             pace = self._last_send_s.get(name, 0.0) + 1.0 / self._by_name[name].max_per_s
@@ -160,8 +168,9 @@ class Dispatcher:
                 blocked.add(name)
         return delivered
 
-    def _settle(self, entry: dict[str, Any], name: str, url: str, res: SendResult,
-                disabled: dict[str, str]) -> bool:
+    def _settle(
+        self, entry: dict[str, Any], name: str, url: str, res: SendResult, disabled: dict[str, str]
+    ) -> bool:
         if res.outcome == "delivered":
             self.store.mark_delivered(entry["fingerprint"], name)
             self.store.replace(entry, None)
@@ -171,15 +180,20 @@ class Dispatcher:
             reason = f"HTTP {res.status} {res.reason}".strip()
             disabled[name] = f"{url_tag(url)}|{reason}"
             self.store.disable(name, disabled[name])
-            log.error("destination %s disabled: %s (other destinations keep working; it is enabled again "
-                      "when its URL changes)", name, reason)
+            log.error(
+                "destination %s disabled: %s (other destinations keep working; it is enabled again "
+                "when its URL changes)",
+                name,
+                reason,
+            )
             self._drop(entry, name, disabled)
             return False
         if res.outcome == "rejected":
             self.store.replace(entry, None)
             self.stats["rejected"] += 1
-            log.error("destination %s rejected an alert: HTTP %s %s (message dropped)", name, res.status,
-                      res.reason)
+            log.error(
+                "destination %s rejected an alert: HTTP %s %s (message dropped)", name, res.status, res.reason
+            )
             return False
         attempts = int(entry.get("attempts", 0)) + 1
         if res.status == 429:
@@ -189,8 +203,13 @@ class Dispatcher:
             wait_s = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempts - 1))
         self.store.replace(entry, {**entry, "attempts": attempts, "next_s": self.clock_s() + wait_s})
         self.stats["retries"] += 1
-        log.warning("destination %s answered %s; attempt %d, next in %.1fs", name,
-                    res.status or "no connection", attempts, wait_s)
+        log.warning(
+            "destination %s answered %s; attempt %d, next in %.1fs",
+            name,
+            res.status or "no connection",
+            attempts,
+            wait_s,
+        )
         return False
 
     def _drop(self, entry: Mapping[str, Any], name: str, disabled: Mapping[str, str]) -> None:

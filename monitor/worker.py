@@ -78,8 +78,14 @@ class _Consumer(Protocol):
 
 
 class _Producer(Protocol):
-    def send(self, key: bytes | None, value: bytes, *, topic: str | None = None,
-             headers: Sequence[tuple[str, bytes]] | None = None) -> Any: ...
+    def send(
+        self,
+        key: bytes | None,
+        value: bytes,
+        *,
+        topic: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Any: ...
     def flush(self, timeout_s: float = 30.0) -> None: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
 
@@ -240,16 +246,26 @@ class Worker:
         log.info("signal %s: finishing the batch in hand, then leaving the group", signum)
         self.running = False
 
-    def run(self, *, max_batches: int | None = None, idle_timeout_s: float | None = None,
-            install_signals: bool = False) -> int:
+    def run(
+        self,
+        *,
+        max_batches: int | None = None,
+        idle_timeout_s: float | None = None,
+        install_signals: bool = False,
+    ) -> int:
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
         submitted = done = 0
         idle_since = time.monotonic()
-        log.info("worker %s starting model=%s max_posts=%d max_tokens=%d max_wait_ms=%d",
-                 self.cfg.process_name, self.scorer.name, self.limits.max_posts, self.limits.max_tokens,
-                 self.limits.max_wait_ms)
+        log.info(
+            "worker %s starting model=%s max_posts=%d max_tokens=%d max_wait_ms=%d",
+            self.cfg.process_name,
+            self.scorer.name,
+            self.limits.max_posts,
+            self.limits.max_tokens,
+            self.limits.max_wait_ms,
+        )
         self._heartbeat()
         ahead = self.cfg.batches_in_model > 1
         model = ThreadPoolExecutor(max_workers=2 if ahead else 1, thread_name_prefix="model")
@@ -284,9 +300,14 @@ class Worker:
                 self.producer.close()
             except Exception as exc:  # noqa: BLE001 - closing must not hide the real exit
                 log.warning("producer close: %s", exc)
-        log.info("worker stopped: batches=%d records=%d scored=%d aggregated=%d dlq=%d",
-                 done, self.totals.records, self.totals.scored, self.totals.aggregated,
-                 sum(self.totals.dlq.values()))
+        log.info(
+            "worker stopped: batches=%d records=%d scored=%d aggregated=%d dlq=%d",
+            done,
+            self.totals.records,
+            self.totals.scored,
+            self.totals.aggregated,
+            sum(self.totals.dlq.values()),
+        )
         return 0
 
     # ---- the pipeline's stages ------------------------------------------------------------
@@ -298,9 +319,14 @@ class Worker:
             gen = self._gen  # read after the poll: rebalance callbacks run inside it
             return [(r, gen) for r in records]
 
-        return gather(poll, self._prepare, self.limits, clock_ms=lambda: int(time.monotonic() * 1000),
-                      model=lambda: pending.state() if pending is not None else "idle",
-                      stopping=lambda: not self.running)
+        return gather(
+            poll,
+            self._prepare,
+            self.limits,
+            clock_ms=lambda: int(time.monotonic() * 1000),
+            model=lambda: pending.state() if pending is not None else "idle",
+            stopping=lambda: not self.running,
+        )
 
     def _prepare(self, polled: Sequence[tuple[Any, int]]) -> list[tuple[_Item, int]]:
         """Decode a chunk of records (poison -> DLQ later), settle each post's language (the
@@ -316,8 +342,9 @@ class Worker:
         item = _Item(record, gen)
         stage = "decode"
         try:
-            msg = decode(record.value if record.value is not None else b"",
-                         max_text_chars=self.cfg.max_text_chars)
+            msg = decode(
+                record.value if record.value is not None else b"", max_text_chars=self.cfg.max_text_chars
+            )
             if isinstance(msg, Post):
                 stage = "language"
                 if msg.lang != (lang := post_language(msg.lang, msg.text)):
@@ -388,8 +415,10 @@ class Worker:
         scores = dict(zip(map(id, posts), outs, strict=True))
         items = [it for it in batch.items if not self._stale(it)]
         if len(items) < len(batch.items):
-            log.info("dropped %d records of revoked partitions: their next owner reads them again",
-                     len(batch.items) - len(items))
+            log.info(
+                "dropped %d records of revoked partitions: their next owner reads them again",
+                len(batch.items) - len(items),
+            )
         oldest = min((it.gen for it in items), default=self._gen)
         self._revocations = [(g, p) for g, p in self._revocations if g > oldest]
         if not items:
@@ -403,9 +432,19 @@ class Worker:
                 self._account(res)
                 log.info(
                     "batch records=%d tokens=%d why=%s scored=%d aggregated=%d dlq=%d too_late=%d "
-                    "replayed=%d model_ms=%.0f model_idle_ms=%.0f write_ms=%.0f", res.records, batch.tokens,
-                    batch.reason, res.scored, res.aggregated, sum(res.dlq.values()), res.too_late,
-                    res.replayed, batch.model_ms, batch.idle_ms, (time.monotonic() - t0) * 1000)
+                    "replayed=%d model_ms=%.0f model_idle_ms=%.0f write_ms=%.0f",
+                    res.records,
+                    batch.tokens,
+                    batch.reason,
+                    res.scored,
+                    res.aggregated,
+                    sum(res.dlq.values()),
+                    res.too_late,
+                    res.replayed,
+                    batch.model_ms,
+                    batch.idle_ms,
+                    (time.monotonic() - t0) * 1000,
+                )
                 self._heartbeat()
                 return True
             except TransientError as exc:
@@ -425,8 +464,11 @@ class Worker:
 
     def _heartbeat(self) -> None:
         try:
-            self.store.heartbeat(self.cfg.process_name, self.cfg.health_ttl_s,
-                                 {"records": self.totals.records, "model": self.scorer.name})
+            self.store.heartbeat(
+                self.cfg.process_name,
+                self.cfg.health_ttl_s,
+                {"records": self.totals.records, "model": self.scorer.name},
+            )
         except TransientError as exc:
             log.warning("heartbeat failed: %s", exc)
 
@@ -440,8 +482,14 @@ class Worker:
         t.deletions += res.deletions
         t.unmatched += res.unmatched
         t.replayed += res.replayed
-        stats = {"records": res.records, "scored": res.scored, "aggregated": res.aggregated,
-                 "too_late": res.too_late, "deletions": res.deletions, "unmatched": res.unmatched}
+        stats = {
+            "records": res.records,
+            "scored": res.scored,
+            "aggregated": res.aggregated,
+            "too_late": res.too_late,
+            "deletions": res.deletions,
+            "unmatched": res.unmatched,
+        }
         stats.update({f"dlq:{k}": v for k, v in res.dlq.items()})
         try:
             self.store.incr_stats("worker", {k: v for k, v in stats.items() if v})
@@ -496,8 +544,12 @@ class Worker:
             self.producer.send(s.record.key, s.encoded, topic=self.cfg.scored_topic)
         for r, reason, detail in dlq:
             res.dlq[reason.split(":")[0]] += 1
-            self.producer.send(r.key, _dlq_value(r, reason, detail, now), topic=self.cfg.dlq_topic,
-                               headers=[("reason", reason.encode())])
+            self.producer.send(
+                r.key,
+                _dlq_value(r, reason, detail, now),
+                topic=self.cfg.dlq_topic,
+                headers=[("reason", reason.encode())],
+            )
         self.producer.flush()
         if self.cfg.keep_texts and recent:
             self.store.remember(recent)
@@ -522,11 +574,27 @@ class Worker:
                     sent, score, conf, emo, econf = self.to_labels(out, self.cfg.uncertain_below)
                 stage = "aggregate"
                 ts = event_time(p.created_ms, p.ingested_ms, self.cfg.future_skew_ms)
-                sp = ScoredPost(post=p, sentiment=sent, sentiment_score=score, confidence=conf,
-                                emotion=emo, emotion_confidence=econf, topics=it.topics,
-                                model=self.scorer.name, scored_ms=now, origin=it.record.origin)
-                scored.append(_Scored(it.record, sp, ts, post_delta(sp) if sp.topics else {},
-                                      encode_scored(sp, with_text=False)))
+                sp = ScoredPost(
+                    post=p,
+                    sentiment=sent,
+                    sentiment_score=score,
+                    confidence=conf,
+                    emotion=emo,
+                    emotion_confidence=econf,
+                    topics=it.topics,
+                    model=self.scorer.name,
+                    scored_ms=now,
+                    origin=it.record.origin,
+                )
+                scored.append(
+                    _Scored(
+                        it.record,
+                        sp,
+                        ts,
+                        post_delta(sp) if sp.topics else {},
+                        encode_scored(sp, with_text=False),
+                    )
+                )
             except Exception as exc:  # noqa: BLE001 - one record's failure stays with that record
                 it.park(stage, exc)
         return scored
@@ -563,8 +631,7 @@ class Worker:
                 pw.first_offset = min(pw.first_offset, r.offset)
                 for key in (("m", minute_start(ts)), ("h", hour_start(ts))):
                     add_into(pw.deltas.setdefault(key, {}), s.delta)
-                recent.append(RecentPost(topic, sp.post.id, ts, sp.post.text, sp.post.url,
-                                         sp.sentiment))
+                recent.append(RecentPost(topic, sp.post.id, ts, sp.post.text, sp.post.url, sp.sentiment))
             if fresh:
                 counted_posts.add(r.origin)
         writes: dict[str, list[PartitionWrite]] = defaultdict(list)
@@ -587,19 +654,22 @@ class _Scored:
 def holds_partitions(log_text: str) -> bool:
     """Whether a worker's log (INFO lines, as `Worker.on_assigned` and `on_revoked` write them)
     says it holds partitions now: its last assignment or revocation is a non-empty assignment."""
-    changes = [ln for ln in log_text.splitlines()
-               if "partitions assigned:" in ln or "partitions revoked:" in ln]
+    changes = [
+        ln for ln in log_text.splitlines() if "partitions assigned:" in ln or "partitions revoked:" in ln
+    ]
     return bool(changes) and "partitions assigned:" in changes[-1] and not changes[-1].rstrip().endswith("-")
 
 
 def _dlq_value(r: _Record, reason: str, detail: str, now_ms: int) -> bytes:
     raw = r.value or b""
-    return orjson.dumps({
-        "reason": reason,
-        "detail": detail[:1000],
-        "origin": r.origin,
-        "dlq_ms": now_ms,
-        "size": len(raw),
-        # keep the start of the bad record for inspection, never the whole of a huge one
-        "value_head": raw[:2048].decode("utf-8", errors="replace"),
-    })
+    return orjson.dumps(
+        {
+            "reason": reason,
+            "detail": detail[:1000],
+            "origin": r.origin,
+            "dlq_ms": now_ms,
+            "size": len(raw),
+            # keep the start of the bad record for inspection, never the whole of a huge one
+            "value_head": raw[:2048].decode("utf-8", errors="replace"),
+        }
+    )

@@ -1,6 +1,6 @@
 """Train the offline default model (monitor/models/default) on ../shared/data.
 
-    .venv/bin/python scripts/train_default.py [--data ../shared/data] [--out monitor/models/default]
+.venv/bin/python scripts/train_default.py [--data ../shared/data] [--out monitor/models/default]
 """
 
 from __future__ import annotations
@@ -29,10 +29,21 @@ def main() -> int:
     d = Path(args.data)
     te = d / "tweeteval" / "sentiment"
     ge = d / "goemotions"
-    cfg = DefaultTrainConfig(epochs=args.epochs, max_train=args.max_train, lora_r=args.lora_r,
-                             bottom_layers=args.bottom_layers, lr=args.lr)
-    meta = train_default(read_tweeteval(te, "train"), read_tweeteval(te, "val"),
-                         read_goemotions(ge / "train.tsv"), read_goemotions(ge / "dev.tsv"), Path(args.out), cfg)
+    cfg = DefaultTrainConfig(
+        epochs=args.epochs,
+        max_train=args.max_train,
+        lora_r=args.lora_r,
+        bottom_layers=args.bottom_layers,
+        lr=args.lr,
+    )
+    meta = train_default(
+        read_tweeteval(te, "train"),
+        read_tweeteval(te, "val"),
+        read_goemotions(ge / "train.tsv"),
+        read_goemotions(ge / "dev.tsv"),
+        Path(args.out),
+        cfg,
+    )
     print(json.dumps({"val": meta["val"], "seconds": meta["train"]["seconds"]}))
     return 0
 

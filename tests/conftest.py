@@ -14,10 +14,17 @@ from hypothesis import HealthCheck, settings
 # Property tests (Hypothesis) at every parser boundary. `make test` runs the small,
 # derandomized "ci" profile (the same examples every run, well under a minute in all);
 # `make fuzz` runs the long, random "fuzz" one. HYPOTHESIS_PROFILE picks another.
-settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None,
-                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=5_000, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "fuzz", max_examples=5_000, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -13,8 +13,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 _CANDIDATES = [REPO.parent / "shared" / "fixtures", Path("/work/shared/fixtures")]
-FIXTURES = Path(os.environ.get("MOOD_FIXTURES")
-                or next((c for c in _CANDIDATES if c.is_dir()), _CANDIDATES[0]))
+FIXTURES = Path(
+    os.environ.get("MOOD_FIXTURES") or next((c for c in _CANDIDATES if c.is_dir()), _CANDIDATES[0])
+)
 
 
 def path(rel: str) -> Path:

@@ -50,7 +50,9 @@ def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 def java_major() -> int:
     java = shutil.which("java")
     if not java:
-        raise StackError("java not found: install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
+        raise StackError(
+            "java not found: install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+        )
     out = _run([java, "-version"]).stderr
     m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not m:
@@ -66,17 +68,32 @@ def ensure_jars(version: str = KAFKA_VERSION, quiet: bool = False) -> Path:
         return lib
     mvn = shutil.which("mvn")
     if not mvn:
-        raise StackError("mvn not found: install Maven (Debian: apt-get install maven) to fetch the Kafka jars")
+        raise StackError(
+            "mvn not found: install Maven (Debian: apt-get install maven) to fetch the Kafka jars"
+        )
     if not quiet:
         print(f"stack: fetching Apache Kafka {version} jars from Maven Central into {lib} (once)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         pom = Path(tmp) / "pom.xml"
-        pom.write_text(HERE.joinpath("pom.xml").read_text().replace(
-            "<kafka.version>4.1.1</kafka.version>", f"<kafka.version>{version}</kafka.version>"))
+        pom.write_text(
+            HERE.joinpath("pom.xml")
+            .read_text()
+            .replace("<kafka.version>4.1.1</kafka.version>", f"<kafka.version>{version}</kafka.version>")
+        )
         staging = lib.with_name("lib.partial")
         shutil.rmtree(staging, ignore_errors=True)
-        res = _run([mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-                    f"-DoutputDirectory={staging}", "-DincludeScope=runtime"])
+        res = _run(
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ]
+        )
         if res.returncode != 0:
             raise StackError(f"maven could not fetch the Kafka jars:\n{(res.stdout + res.stderr)[-2000:]}")
         if lib.exists():
@@ -138,9 +155,13 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class LocalStack:
-    dir: Path = field(default_factory=lambda: Path(os.environ.get("MOOD_STACK_DIR") or repo_root() / ".stack"))
+    dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("MOOD_STACK_DIR") or repo_root() / ".stack")
+    )
     kafka_port: int = field(default_factory=lambda: int(os.environ.get("MOOD_KAFKA_PORT", "19092")))
-    controller_port: int = field(default_factory=lambda: int(os.environ.get("MOOD_KAFKA_CONTROLLER_PORT", "19093")))
+    controller_port: int = field(
+        default_factory=lambda: int(os.environ.get("MOOD_KAFKA_CONTROLLER_PORT", "19093"))
+    )
     redis_port: int = field(default_factory=lambda: int(os.environ.get("MOOD_REDIS_PORT", "16379")))
     kafka_heap: str = "768m"
     appendonly: bool = True
@@ -184,33 +205,69 @@ class LocalStack:
         self.dir.mkdir(parents=True, exist_ok=True)
         data = self.dir / "kafka-data"
         props = self.dir / "server.properties"
-        props.write_text(HERE.joinpath("server.properties").read_text().format(
-            kafka_port=self.kafka_port, controller_port=self.controller_port, data_dir=data))
+        props.write_text(
+            HERE.joinpath("server.properties")
+            .read_text()
+            .format(kafka_port=self.kafka_port, controller_port=self.controller_port, data_dir=data)
+        )
         log4j = self.dir / "log4j2.properties"
         log4j.write_text(HERE.joinpath("log4j2.properties").read_text())
         cp = f"{lib}/*"
         jlog = f"-Dlog4j2.configurationFile={log4j}"
         if not (data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            res = _run(["java", "-Xmx256m", "-cp", cp, jlog, "kafka.tools.StorageTool", "format",
-                        "-t", cluster_id, "-c", str(props)])
+            res = _run(
+                [
+                    "java",
+                    "-Xmx256m",
+                    "-cp",
+                    cp,
+                    jlog,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ]
+            )
             if res.returncode != 0:
                 raise StackError(f"kafka storage format failed:\n{(res.stdout + res.stderr)[-1500:]}")
         logfile = (self.dir / "kafka.log").open("ab")
         proc = subprocess.Popen(
-            ["java", "-Xms256m", f"-Xmx{self.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-             "-Djava.awt.headless=true", jlog, f"-Dkafka.logs.dir={self.dir}", "-cp", cp, "kafka.Kafka", str(props)],
-            stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                "java",
+                "-Xms256m",
+                f"-Xmx{self.kafka_heap}",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-Djava.awt.headless=true",
+                jlog,
+                f"-Dkafka.logs.dir={self.dir}",
+                "-cp",
+                cp,
+                "kafka.Kafka",
+                str(props),
+            ],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._pidfile("kafka").write_text(str(proc.pid))
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             if proc.poll() is not None:
-                raise StackError(f"kafka exited with {proc.returncode} at start; see {self.dir / 'kafka.log'}")
+                raise StackError(
+                    f"kafka exited with {proc.returncode} at start; see {self.dir / 'kafka.log'}"
+                )
             if self.kafka_ready():
                 return
             time.sleep(0.5)
-        raise StackError(f"kafka did not answer on {self.kafka_bootstrap} within {timeout_s:.0f}s; "
-                         f"see {self.dir / 'kafka.log'}")
+        raise StackError(
+            f"kafka did not answer on {self.kafka_bootstrap} within {timeout_s:.0f}s; "
+            f"see {self.dir / 'kafka.log'}"
+        )
 
     def stop_kafka(self, timeout_s: float = 60.0) -> None:
         self._stop("kafka", signal.SIGTERM, timeout_s)
@@ -229,18 +286,40 @@ class LocalStack:
         aof = self.appendonly if appendonly is None else appendonly
         rdir = self.dir / "redis-data"
         rdir.mkdir(parents=True, exist_ok=True)
-        args = [server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(rdir),
-                "--daemonize", "no", "--save", "", "--protected-mode", "yes",
-                "--appendonly", "yes" if aof else "no", "--appendfsync", "everysec",
-                "--logfile", str(self.dir / "redis.log")]
+        args = [
+            server,
+            "--port",
+            str(self.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(rdir),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--appendonly",
+            "yes" if aof else "no",
+            "--appendfsync",
+            "everysec",
+            "--logfile",
+            str(self.dir / "redis.log"),
+        ]
         if not aof:  # a server without persistence must also forget what an earlier run left
             for f in rdir.glob("*"):
                 if f.is_file():
                     f.unlink()
                 else:
                     shutil.rmtree(f)
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._pidfile("redis").write_text(str(proc.pid))
         deadline = time.time() + timeout_s
         while time.time() < deadline:
@@ -292,8 +371,10 @@ def cli(argv: list[str]) -> int:
         if cmd == "install":
             ensure_jars()
             ensure_redis()
-            print(f"stack: Kafka {KAFKA_VERSION} jars in {cache_dir() / f'kafka-{KAFKA_VERSION}' / 'lib'}; "
-                  f"redis-server at {shutil.which('redis-server')}")
+            print(
+                f"stack: Kafka {KAFKA_VERSION} jars in {cache_dir() / f'kafka-{KAFKA_VERSION}' / 'lib'}; "
+                f"redis-server at {shutil.which('redis-server')}"
+            )
             return 0
         if cmd == "up":
             st.up()

@@ -46,8 +46,13 @@ class FakeHTTP(BackgroundServer):
             def _serve(self) -> None:
                 u = urlsplit(self.path)
                 n = int(self.headers.get("Content-Length") or 0)
-                req = Request(self.command, u.path, {k: v[-1] for k, v in parse_qs(u.query).items()},
-                              {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(n) if n else b"")
+                req = Request(
+                    self.command,
+                    u.path,
+                    {k: v[-1] for k, v in parse_qs(u.query).items()},
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(n) if n else b"",
+                )
                 fake.requests.append(req)
                 a = fake.route(req)
                 self.send_response(a.status)
@@ -88,4 +93,3 @@ class FakeHTTP(BackgroundServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-

@@ -31,8 +31,9 @@ class FakeJetstream(BackgroundServer):
         self.handshakes = 0
         self.cursors: list[int | None] = []
         self.sent = 0
-        self._serve_in_background(serve(self._handler, "127.0.0.1", 0, process_request=self._process_request,
-                                        compression=None))
+        self._serve_in_background(
+            serve(self._handler, "127.0.0.1", 0, process_request=self._process_request, compression=None)
+        )
         self.port = self._server.socket.getsockname()[1]
 
     @property
@@ -43,9 +44,12 @@ class FakeJetstream(BackgroundServer):
         self.handshakes += 1
         if self.handshakes <= self.script.reject_first:
             body = b"over capacity"
-            return Response(503, "Service Unavailable",
-                            Headers([("Retry-After", self.script.retry_after),
-                                     ("Content-Length", str(len(body)))]), body)
+            return Response(
+                503,
+                "Service Unavailable",
+                Headers([("Retry-After", self.script.retry_after), ("Content-Length", str(len(body)))]),
+                body,
+            )
         return None
 
     def _handler(self, conn: ServerConnection) -> None:

@@ -42,19 +42,36 @@ class Figures:
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and self.counted == self.sent and self.dlq == self.dlq_expected
+        return (
+            self.lost == 0
+            and self.duplicated == 0
+            and self.counted == self.sent
+            and self.dlq == self.dlq_expected
+        )
 
 
 def good_posts(n: int, tag: str, start: int = 0) -> list[dict[str, Any]]:
     now = int(time.time() * 1000)
     # each post's source is its marker (buckets count posts per source): a post counted twice or
     # lost cannot hide behind another one
-    return [{"v": SCHEMA_VERSION, "kind": "post", "id": f"{tag}-{i}", "source": f"fault-{i}",
-             "text": f"post {i} about kw{i % 4} and nothing else", "lang": "en",
-             "created_ms": now, "ingested_ms": now} for i in range(start, start + n)]
+    return [
+        {
+            "v": SCHEMA_VERSION,
+            "kind": "post",
+            "id": f"{tag}-{i}",
+            "source": f"fault-{i}",
+            "text": f"post {i} about kw{i % 4} and nothing else",
+            "lang": "en",
+            "created_ms": now,
+            "ingested_ms": now,
+        }
+        for i in range(start, start + n)
+    ]
 
 
-def produce(bootstrap: str, topic: str, posts: list[dict[str, Any]], raw: list[tuple[bytes, bytes]] = ()) -> None:
+def produce(
+    bootstrap: str, topic: str, posts: list[dict[str, Any]], raw: list[tuple[bytes, bytes]] = ()
+) -> None:
     p = KafkaPostProducer(bootstrap, topic)
     for d in posts:
         p.send(d["id"].encode(), orjson.dumps(d))
@@ -74,8 +91,14 @@ def multiplicity(store: RedisAggregateStore) -> Counter[str]:
     return c
 
 
-def figures(fault: str, store: RedisAggregateStore, sent: list[dict[str, Any]], bootstrap: str, dlq_topic: str,
-            dlq_expected: int = 0) -> Figures:
+def figures(
+    fault: str,
+    store: RedisAggregateStore,
+    sent: list[dict[str, Any]],
+    bootstrap: str,
+    dlq_topic: str,
+    dlq_expected: int = 0,
+) -> Figures:
     m = multiplicity(store)
     markers = [p["source"] for p in sent]
     lost = sum(1 for mk in markers if m.get(mk, 0) == 0)
@@ -83,8 +106,10 @@ def figures(fault: str, store: RedisAggregateStore, sent: list[dict[str, Any]], 
     dlq = len({orjson.loads(r.value)["origin"] for r in read_topic(bootstrap, dlq_topic, timeout_s=10)})
     f = Figures(fault, len(sent), sum(m.values()), lost, dup, dlq, dlq_expected)
     REPORT.append(asdict(f))
-    print(f"\nFAULT {fault}: sent={f.sent} counted={f.counted} lost={f.lost} duplicated={f.duplicated} "
-          f"dlq={f.dlq} (expected {f.dlq_expected})")
+    print(
+        f"\nFAULT {fault}: sent={f.sent} counted={f.counted} lost={f.lost} duplicated={f.duplicated} "
+        f"dlq={f.dlq} (expected {f.dlq_expected})"
+    )
     return f
 
 
@@ -106,20 +131,30 @@ def wait_counted(store: RedisAggregateStore, n: int, timeout_s: float) -> bool:
     return False
 
 
-def config(tmp: Path, bootstrap: str, redis_url: str, unique: str, partitions: int = 4,
-           **worker: Any) -> Path:
+def config(
+    tmp: Path, bootstrap: str, redis_url: str, unique: str, partitions: int = 4, **worker: Any
+) -> Path:
     import yaml
 
-    cfg = {"kafka": {"bootstrap_servers": bootstrap, "raw_topic": f"{unique}.raw",
-                     "scored_topic": f"{unique}.scored", "dlq_topic": f"{unique}.dlq",
-                     "partitions": partitions, "group_id": f"{unique}-g"},
-           "redis": {"url": redis_url, "prefix": f"f-{unique}"},
-           "worker": {"max_batch": 16, "max_wait_ms": 50, "lateness_s": 3600, "backoff_max_s": 2, **worker},
-           "model": {"sentiment": "builtin:tiny-untrained", "emotion": None},
-           "topics": TOPICS}
+    cfg = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "raw_topic": f"{unique}.raw",
+            "scored_topic": f"{unique}.scored",
+            "dlq_topic": f"{unique}.dlq",
+            "partitions": partitions,
+            "group_id": f"{unique}-g",
+        },
+        "redis": {"url": redis_url, "prefix": f"f-{unique}"},
+        "worker": {"max_batch": 16, "max_wait_ms": 50, "lateness_s": 3600, "backoff_max_s": 2, **worker},
+        "model": {"sentiment": "builtin:tiny-untrained", "emotion": None},
+        "topics": TOPICS,
+    }
     path = tmp / f"{unique}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    ensure_topics(bootstrap, {f"{unique}.raw": partitions, f"{unique}.scored": partitions, f"{unique}.dlq": 1})
+    ensure_topics(
+        bootstrap, {f"{unique}.raw": partitions, f"{unique}.scored": partitions, f"{unique}.dlq": 1}
+    )
     return path
 
 
@@ -127,8 +162,13 @@ STARTED: list[subprocess.Popen[bytes]] = []  # killed after each test (conftest)
 
 
 def worker(cfg: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "worker", "--config", str(cfg), *extra],
-                            cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "worker", "--config", str(cfg), *extra],
+        cwd=REPO,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
     STARTED.append(proc)
     return proc
 
@@ -147,20 +187,27 @@ def hostile_records(n: int, good_ids: list[str], seed: int = 3) -> list[tuple[by
     now = int(time.time() * 1000)
 
     def post(**over: Any) -> dict[str, Any]:
-        d: dict[str, Any] = {"v": SCHEMA_VERSION, "kind": "post", "id": f"h{rng.random()}", "source": "fuzz",
-                             "text": "kw1 hostile", "created_ms": now, "ingested_ms": now}
+        d: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "kind": "post",
+            "id": f"h{rng.random()}",
+            "source": "fuzz",
+            "text": "kw1 hostile",
+            "created_ms": now,
+            "ingested_ms": now,
+        }
         d.update(over)
         return d
 
     makers: list[Any] = [
-        lambda: b"{" + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))),   # broken JSON
-        lambda: bytes(rng.randrange(128, 256) for _ in range(rng.randrange(1, 60))),     # not UTF-8
-        lambda: orjson.dumps(post(text=rng.choice([5, None, [], {"a": 1}, True]))),       # wrong types
+        lambda: b"{" + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))),  # broken JSON
+        lambda: bytes(rng.randrange(128, 256) for _ in range(rng.randrange(1, 60))),  # not UTF-8
+        lambda: orjson.dumps(post(text=rng.choice([5, None, [], {"a": 1}, True]))),  # wrong types
         lambda: orjson.dumps(post(created_ms=rng.choice(["now", -1, 1.5, None, 2**60]))),
-        lambda: orjson.dumps(post(v=rng.choice([0, 2, 99, "1", None]))),                  # unknown schema
-        lambda: orjson.dumps(post(text="kw2 " + "\x00\x01\x1b" * rng.randrange(1, 5))),   # control chars
-        "dup",                                                                             # duplicate id
-        lambda: orjson.dumps(rng.choice([[1, 2], "str", 42, None, True])),                # not an object
+        lambda: orjson.dumps(post(v=rng.choice([0, 2, 99, "1", None]))),  # unknown schema
+        lambda: orjson.dumps(post(text="kw2 " + "\x00\x01\x1b" * rng.randrange(1, 5))),  # control chars
+        "dup",  # duplicate id
+        lambda: orjson.dumps(rng.choice([[1, 2], "str", 42, None, True])),  # not an object
         lambda: orjson.dumps(post(kind=rng.choice(["edit", "", 7]))),
         lambda: orjson.dumps(post(text="   ")),
         lambda: orjson.dumps(post(topic_hints="f1")),
@@ -205,8 +252,13 @@ def read_with_headers(bootstrap: str, topic: str, timeout_s: float = 20.0) -> li
     """A whole topic with each record's headers (`read_topic` drops them)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
@@ -216,8 +268,10 @@ def read_with_headers(bootstrap: str, topic: str, timeout_s: float = 20.0) -> li
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
             for recs in consumer.poll(timeout_ms=200).values():
-                out += [Consumed(r.key, r.value, f"{r.topic}:{r.partition}:{r.offset}", dict(r.headers or ()))
-                        for r in recs]
+                out += [
+                    Consumed(r.key, r.value, f"{r.topic}:{r.partition}:{r.offset}", dict(r.headers or ()))
+                    for r in recs
+                ]
         return out
     finally:
         consumer.close()
@@ -248,9 +302,16 @@ def write_report(path: Path) -> None:
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in REPORT:
-        ok = r["lost"] == 0 and r["duplicated"] == 0 and r["counted"] == r["sent"] and r["dlq"] == r["dlq_expected"]
-        lines.append(f"| {r['fault']} | {r['sent']} | {r['counted']} | {r['lost']} | {r['duplicated']} | "
-                     f"{r['dlq']} ({r['dlq_expected']}) | {'ok' if ok else 'FAIL'} |")
+        ok = (
+            r["lost"] == 0
+            and r["duplicated"] == 0
+            and r["counted"] == r["sent"]
+            and r["dlq"] == r["dlq_expected"]
+        )
+        lines.append(
+            f"| {r['fault']} | {r['sent']} | {r['counted']} | {r['lost']} | {r['duplicated']} | "
+            f"{r['dlq']} ({r['dlq_expected']}) | {'ok' if ok else 'FAIL'} |"
+        )
     lines += ["", *REPORT_NOTES] if REPORT_NOTES else []
     lines += [
         "",

@@ -21,21 +21,60 @@ pytestmark = pytest.mark.integration
 def _settings(sink: WebhookSink, monkeypatch, *, dests=("a",), **rule) -> AlertSettings:
     for d in dests:
         monkeypatch.setenv(f"TEST_HOOK_{d.upper()}", sink.url(f"/hook/{d}"))
-    r = {"name": "neg", "metric": "negative_share", "above": 0.5, "window_min": 5, "min_posts": 10,
-         "cooldown_s": 600, "sealed_only": False, **rule}
-    return AlertSettings(interval_s=1, rules=[r], destinations=[
-        {"name": d, "kind": "slack", "url_env": f"TEST_HOOK_{d.upper()}"} for d in dests])
+    r = {
+        "name": "neg",
+        "metric": "negative_share",
+        "above": 0.5,
+        "window_min": 5,
+        "min_posts": 10,
+        "cooldown_s": 600,
+        "sealed_only": False,
+        **rule,
+    }
+    return AlertSettings(
+        interval_s=1,
+        rules=[r],
+        destinations=[{"name": d, "kind": "slack", "url_env": f"TEST_HOOK_{d.upper()}"} for d in dests],
+    )
 
 
 def _seed(store: RedisAggregateStore, topic: str, neg: int, other: int) -> None:
     now = int(time.time() * 1000)
     m = now - now % 60_000
-    store.apply({topic: [PartitionWrite("p:0", 0, 0, {("m", m): {
-        "n": neg + other, "s:negative": neg, "s:neutral": other, "score_sum": -0.8 * neg,
-        "e:anger": neg, "e:neutral": other}})]})
-    store.remember([RecentPost(topic, f"{topic}-{i}", now, f"awful service, mail me at bob{i}@example.com "
-                               f"or call +44 20 7946 0958 now", f"https://example.org/{i}", "negative")
-                    for i in range(5)])
+    store.apply(
+        {
+            topic: [
+                PartitionWrite(
+                    "p:0",
+                    0,
+                    0,
+                    {
+                        ("m", m): {
+                            "n": neg + other,
+                            "s:negative": neg,
+                            "s:neutral": other,
+                            "score_sum": -0.8 * neg,
+                            "e:anger": neg,
+                            "e:neutral": other,
+                        }
+                    },
+                )
+            ]
+        }
+    )
+    store.remember(
+        [
+            RecentPost(
+                topic,
+                f"{topic}-{i}",
+                now,
+                f"awful service, mail me at bob{i}@example.com or call +44 20 7946 0958 now",
+                f"https://example.org/{i}",
+                "negative",
+            )
+            for i in range(5)
+        ]
+    )
 
 
 def test_end_to_end_alert_reaches_the_webhook(tmp_path, kafka_bootstrap, redis_url, unique, monkeypatch):
@@ -44,10 +83,24 @@ def test_end_to_end_alert_reaches_the_webhook(tmp_path, kafka_bootstrap, redis_u
     for p in posts:
         p.pop("intended"), p.pop("topic")
     with WebhookSink() as sink:
-        alerts = {"interval_s": 1, "rules": [{"name": "busy", "metric": "volume", "above": 10, "window_min": 10,
-                                              "min_posts": 0, "topics": ["phonex"], "sealed_only": False}],
-                  "destinations": [{"name": "slack", "url_env": "E2E_HOOK"}]}
-        cfg = write_config(tmp_path, kafka_bootstrap, redis_url, unique, topics=demo_topics_config(), alerts=alerts)
+        alerts = {
+            "interval_s": 1,
+            "rules": [
+                {
+                    "name": "busy",
+                    "metric": "volume",
+                    "above": 10,
+                    "window_min": 10,
+                    "min_posts": 0,
+                    "topics": ["phonex"],
+                    "sealed_only": False,
+                }
+            ],
+            "destinations": [{"name": "slack", "url_env": "E2E_HOOK"}],
+        }
+        cfg = write_config(
+            tmp_path, kafka_bootstrap, redis_url, unique, topics=demo_topics_config(), alerts=alerts
+        )
         cli("replay", str(write_jsonl(tmp_path / "in.jsonl", posts, [b"{bad json"])), "--config", str(cfg))
         cli("worker", "--config", str(cfg), "--idle-timeout-s", "5")
         cli("alerts", "--config", str(cfg), "--max-ticks", "2", env={"E2E_HOOK": sink.url("/services/T/B/x")})

@@ -35,14 +35,20 @@ def _alerter(settings: AlertSettings, store: RedisAggregateStore) -> Alerter:
 @pytest.mark.parametrize(("rate", "p1"), [(150, 0.40), (5, 0.80)], ids=["busy", "quiet"])
 def test_planted_shift_fires_once_survives_a_kill_and_resolves(redis_url, unique, monkeypatch, rate, p1):
     store = RedisAggregateStore(redis_url, f"al-{unique}")
-    settings = AlertSettings(rules=[RULE], destinations=[
-        {"name": "slack", "kind": "slack", "url_env": "T_HOOK_SLACK"},
-        {"name": "json", "kind": "webhook", "url_env": "T_HOOK_JSON"}])
+    settings = AlertSettings(
+        rules=[RULE],
+        destinations=[
+            {"name": "slack", "kind": "slack", "url_env": "T_HOOK_SLACK"},
+            {"name": "json", "kind": "webhook", "url_env": "T_HOOK_JSON"},
+        ],
+    )
     rule = settings.rules[0]
     hist, start, length, total = rule.history_min, rule.history_min + 30, 40, rule.history_min + 120
     t0 = minute_start(int(time.time() * 1000)) - 5 * 3_600_000
     minutes = synth_minutes(total, rate, 0.2, seed=5, start_ms=t0, shift=(start, start + length, p1))
-    store.apply({"brand": [PartitionWrite("p:0", 0, 0, {("m", b.start_ms): _delta(b) for b in minutes if b.n})]})
+    store.apply(
+        {"brand": [PartitionWrite("p:0", 0, 0, {("m", b.start_ms): _delta(b) for b in minutes if b.n})]}
+    )
     ideal = _ideal_end(rule, rate, 0.2, p1, start) - UNIT_T0 + t0
     with WebhookSink() as sink:
         monkeypatch.setenv("T_HOOK_SLACK", sink.url("/slack"))
@@ -81,7 +87,9 @@ def test_planted_shift_fires_once_survives_a_kill_and_resolves(redis_url, unique
     resolved_at = next(m["window_end_ms"] for m in json_msgs if m["action"] == "resolve")
     shift_end = t0 + (start + length) * MINUTE_MS
     assert shift_end < resolved_at <= shift_end + (rule.window_min + rule.resolve_after + 2) * MINUTE_MS
-    assert "brand" in slack_msgs[0]["text"] and slack_msgs[-1]["text"].startswith(":white_check_mark: Resolved")
+    assert "brand" in slack_msgs[0]["text"] and slack_msgs[-1]["text"].startswith(
+        ":white_check_mark: Resolved"
+    )
     assert alerter.state.outbox() == []
 
 
@@ -89,21 +97,40 @@ def test_routing_by_topic_and_severity(redis_url, unique, monkeypatch):
     store = RedisAggregateStore(redis_url, f"al-{unique}")
     now = int(time.time() * 1000)
     m = now - now % MINUTE_MS
-    store.apply({t: [PartitionWrite("p:0", 0, 0, {("m", m): {"n": 40, "s:negative": 30, "s:neutral": 10}})]
-                 for t in ("acme", "other")})
-    rules = [{"name": "neg", "above": 0.5, "window_min": 5, "min_posts": 10, "sealed_only": False},
-             {"name": "neg", "above": 0.5, "window_min": 5, "min_posts": 10, "sealed_only": False,
-              "topics": ["acme"], "severity": "critical"}]
+    store.apply(
+        {
+            t: [PartitionWrite("p:0", 0, 0, {("m", m): {"n": 40, "s:negative": 30, "s:neutral": 10}})]
+            for t in ("acme", "other")
+        }
+    )
+    rules = [
+        {"name": "neg", "above": 0.5, "window_min": 5, "min_posts": 10, "sealed_only": False},
+        {
+            "name": "neg",
+            "above": 0.5,
+            "window_min": 5,
+            "min_posts": 10,
+            "sealed_only": False,
+            "topics": ["acme"],
+            "severity": "critical",
+        },
+    ]
     with WebhookSink() as sink:
         for name in ("all", "acme", "pager"):
             monkeypatch.setenv(f"T_{name.upper()}", sink.url(f"/{name}"))
-        settings = AlertSettings(rules=rules, destinations=[
-            {"name": "all", "url_env": "T_ALL"},
-            {"name": "acme", "url_env": "T_ACME", "topics": ["acme"]},
-            {"name": "pager", "kind": "webhook", "url_env": "T_PAGER", "min_severity": "critical"}])
+        settings = AlertSettings(
+            rules=rules,
+            destinations=[
+                {"name": "all", "url_env": "T_ALL"},
+                {"name": "acme", "url_env": "T_ACME", "topics": ["acme"]},
+                {"name": "pager", "kind": "webhook", "url_env": "T_PAGER", "min_severity": "critical"},
+            ],
+        )
         a = _alerter(settings, store)
         a.tick()
         a.drain(timeout_s=10)
-    got = sorted((r.path, r.json().get("topic") or r.json()["text"].split(" on ")[1].split(":")[0])
-                 for r in sink.received)
+    got = sorted(
+        (r.path, r.json().get("topic") or r.json()["text"].split(" on ")[1].split(":")[0])
+        for r in sink.received
+    )
     assert got == [("/acme", "acme"), ("/all", "acme"), ("/all", "other"), ("/pager", "acme")]

@@ -20,7 +20,8 @@ def test_dedup_cursor_meta_and_status(redis_url, unique):
     assert st.claim("wh1", 60) and not st.claim("wh1", 60)
     st.report({"connected": 1, "produced": 5})
     assert read_statuses(redis_url, prefix=f"t-{unique}:conn:") == {
-        "rss-news": {"connected": "1", "produced": "5"}}
+        "rss-news": {"connected": "1", "produced": "5"}
+    }
 
 
 def test_redis_down_is_a_transient_error(unique):

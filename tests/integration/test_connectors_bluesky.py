@@ -24,8 +24,14 @@ BAD = {2: "{not json", 4: b"\x00\x01binary", 6: '{"kind":"commit","did":"did:plc
 
 def _run(kafka_bootstrap, redis_url, unique, url, **kw):
     state = RedisConnectorState(redis_url, "bluesky", prefix=f"t-{unique}:conn:")
-    conn = JetstreamConnector(KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"), state, url=url,
-                              rewind_s=0.05, batch_wait_s=0.1, backoff=Backoff(0.05, 0.5))
+    conn = JetstreamConnector(
+        KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"),
+        state,
+        url=url,
+        rewind_s=0.05,
+        batch_wait_s=0.1,
+        backoff=Backoff(0.05, 0.5),
+    )
     conn.run(idle_timeout_s=kw.get("idle_timeout_s", 3.0))
     return conn, state
 
@@ -57,9 +63,12 @@ def test_drop_503_and_bad_frames_lose_nothing_and_duplicate_nothing(kafka_bootst
     st = read_statuses(redis_url, prefix=f"t-{unique}:conn:")["bluesky"]
     assert st["produced"] == "16" and st["deletions"] == "1" and st["bad"] == "3"
     assert int(st["errors"]) == 2 and st["connected"] == "0" and int(st["last_event_ms"]) > 0
-    assert int(state.cursor()) == max(orjson.loads(e)["time_us"] for e in EVENTS
-                                      if orjson.loads(e)["kind"] != "commit"
-                                      or orjson.loads(e)["commit"]["collection"] == "app.bsky.feed.post")
+    assert int(state.cursor()) == max(
+        orjson.loads(e)["time_us"]
+        for e in EVENTS
+        if orjson.loads(e)["kind"] != "commit"
+        or orjson.loads(e)["commit"]["collection"] == "app.bsky.feed.post"
+    )
 
 
 def test_restart_resumes_from_the_stored_cursor_without_duplicates(kafka_bootstrap, redis_url, unique):
@@ -75,13 +84,24 @@ def test_restart_resumes_from_the_stored_cursor_without_duplicates(kafka_bootstr
 
 
 def _poison(time_us: int, rkey: str, record: dict) -> str:
-    return orjson.dumps({"did": "did:plc:poison", "time_us": time_us, "kind": "commit",
-                         "commit": {"operation": "create", "collection": "app.bsky.feed.post", "rkey": rkey,
-                                    "record": record}}).decode()
+    return orjson.dumps(
+        {
+            "did": "did:plc:poison",
+            "time_us": time_us,
+            "kind": "commit",
+            "commit": {
+                "operation": "create",
+                "collection": "app.bsky.feed.post",
+                "rkey": rkey,
+                "record": record,
+            },
+        }
+    ).decode()
 
 
-def test_poison_records_are_skipped_and_a_restart_does_not_crash_on_them(kafka_bootstrap, redis_url, unique,
-                                                                         caplog):
+def test_poison_records_are_skipped_and_a_restart_does_not_crash_on_them(
+    kafka_bootstrap, redis_url, unique, caplog
+):
     """F3: a record with ``tags``/``facets`` that are not lists crashed the connector, and every
     restart rewound to it again. Now it is taken (the odd fields ignored), records that cannot be
     posts are counted, nothing is logged of their text, and a restart finishes as well."""

@@ -24,8 +24,20 @@ def test_run_rss_then_status(tmp_path, kafka_bootstrap, redis_url, unique):
     cfg = write_config(tmp_path, kafka_bootstrap, redis_url, unique, topics=[])
     body = path("rss/rss2_manton_2015-09-25.rss").read_bytes()
     with FakeHTTP(lambda req: Answer(200, {"ETag": '"m1"'}, body)) as fake:
-        proc = cli("connectors", "run", "rss", "--config", str(cfg), "--feed", f"{fake.url}/manton.rss",
-                   "--poll-interval-s", "0.2", "--idle-timeout-s", "1.5", timeout=120)
+        proc = cli(
+            "connectors",
+            "run",
+            "rss",
+            "--config",
+            str(cfg),
+            "--feed",
+            f"{fake.url}/manton.rss",
+            "--poll-interval-s",
+            "0.2",
+            "--idle-timeout-s",
+            "1.5",
+            timeout=120,
+        )
     summary = orjson.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["produced"] == 10 and summary["bad"] == 0
     assert len(read_topic(kafka_bootstrap, f"{unique}.raw", timeout_s=10)) == 10
@@ -39,8 +51,17 @@ def test_run_rss_then_status(tmp_path, kafka_bootstrap, redis_url, unique):
 
 def test_missing_secret_is_a_clear_config_error(tmp_path, kafka_bootstrap, redis_url, unique):
     cfg = write_config(tmp_path, kafka_bootstrap, redis_url, unique, topics=[])
-    proc = cli("connectors", "run", "reddit", "--config", str(cfg), "--subreddit", "all",
-               env={"REDDIT_CLIENT_ID": "id-value", "REDDIT_CLIENT_SECRET": ""}, check=False)
+    proc = cli(
+        "connectors",
+        "run",
+        "reddit",
+        "--config",
+        str(cfg),
+        "--subreddit",
+        "all",
+        env={"REDDIT_CLIENT_ID": "id-value", "REDDIT_CLIENT_SECRET": ""},
+        check=False,
+    )
     assert proc.returncode == 2
     assert "REDDIT_CLIENT_SECRET" in proc.stderr and "id-value" not in proc.stderr + proc.stdout
 
@@ -49,7 +70,16 @@ def test_secret_file_is_read(tmp_path, kafka_bootstrap, redis_url, unique):
     cfg = write_config(tmp_path, kafka_bootstrap, redis_url, unique, topics=[])
     f = tmp_path / "push.secret"
     f.write_text("whsec_not*base64\n")
-    proc = cli("connectors", "run", "push", "--config", str(cfg), "--port", "0",
-               env={"PUSH_WEBHOOK_SECRET_FILE": str(f)}, check=False)
+    proc = cli(
+        "connectors",
+        "run",
+        "push",
+        "--config",
+        str(cfg),
+        "--port",
+        "0",
+        env={"PUSH_WEBHOOK_SECRET_FILE": str(f)},
+        check=False,
+    )
     # the file was read (its value was judged) and the value itself is not echoed
     assert proc.returncode == 2 and "PUSH_WEBHOOK_SECRET" in proc.stderr and "not*base64" not in proc.stderr

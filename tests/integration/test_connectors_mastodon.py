@@ -22,10 +22,16 @@ from .fake_http import Answer, FakeHTTP, Request
 pytestmark = pytest.mark.integration
 
 EVENTS = [json.loads(ln) for ln in jsonl_lines("mastodon/docs_streaming_sse_events.jsonl")]
-TIMELINE = next(it for it in vcr("mastodon/mastodonpy_test_hashtag_tl.yaml")
-                if it["request"]["uri"].endswith("/api/v1/timelines/tag/hoot"))["response"]["body"]["string"]
-INSTANCE = next(it for it in vcr("mastodon/mastodonpy_test_stream_healthy.yaml")
-                if it["request"]["uri"].endswith("/api/v2/instance/"))["response"]["body"]["string"]
+TIMELINE = next(
+    it
+    for it in vcr("mastodon/mastodonpy_test_hashtag_tl.yaml")
+    if it["request"]["uri"].endswith("/api/v1/timelines/tag/hoot")
+)["response"]["body"]["string"]
+INSTANCE = next(
+    it
+    for it in vcr("mastodon/mastodonpy_test_stream_healthy.yaml")
+    if it["request"]["uri"].endswith("/api/v2/instance/")
+)["response"]["body"]["string"]
 
 
 def _sse(events, *, cut_after=None, malformed_at=None):
@@ -35,7 +41,7 @@ def _sse(events, *, cut_after=None, malformed_at=None):
             out.append(b"<cut>")
             return out
         if i == malformed_at:
-            out.append(b"event: update\ndata: {\"id\": \"1\", broken\n\n")
+            out.append(b'event: update\ndata: {"id": "1", broken\n\n')
         out.append(f"event: {e['event']}\ndata: {e['data']}\n\n".encode())
         if i % 5 == 0:
             out += [b":thump\n", None]
@@ -50,7 +56,9 @@ class Script:
 
     def __call__(self, req: Request) -> Answer:
         if req.path == "/api/v2/instance":  # public: no token needed
-            return Answer(200, {}, INSTANCE.replace("ws://localhost:4000", self.port_url.replace("http", "ws")).encode())
+            return Answer(
+                200, {}, INSTANCE.replace("ws://localhost:4000", self.port_url.replace("http", "ws")).encode()
+            )
         assert req.headers.get("authorization") == "Bearer s3cret-token"
         if req.path == "/api/v1/timelines/tag/test":
             self.min_ids.append(req.query["min_id"])
@@ -68,9 +76,14 @@ def test_stream_cut_backfill_and_dedup(kafka_bootstrap, redis_url, unique, caplo
     with FakeHTTP(Script("")) as fake:
         fake.route = script = Script(fake.url)
         state = RedisConnectorState(redis_url, "mastodon", prefix=f"t-{unique}:conn:")
-        conn = MastodonConnector(KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"), state,
-                                 base_url=fake.url, stream="hashtag:test", token=Secret("s3cret-token"),
-                                 backoff=Backoff(0.05, 0.3))
+        conn = MastodonConnector(
+            KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"),
+            state,
+            base_url=fake.url,
+            stream="hashtag:test",
+            token=Secret("s3cret-token"),
+            backoff=Backoff(0.05, 0.3),
+        )
         conn.run(idle_timeout_s=2.5)
     recs = read_topic(kafka_bootstrap, f"{unique}.raw", timeout_s=10)
     # a delete is keyed by the post it deletes: count (key, kind) pairs
@@ -91,14 +104,18 @@ def test_stream_cut_backfill_and_dedup(kafka_bootstrap, redis_url, unique, caplo
 
 def test_streaming_url_discovery_from_recorded_instance_answers():
     assert streaming_base(json.loads(INSTANCE)) == "http://localhost:4000"
-    v1 = next(it for it in vcr("mastodon/mastodonpy_test_stream_healthy.yaml")
-              if it["request"]["uri"].endswith("/api/v1/instance/"))["response"]["body"]["string"]
+    v1 = next(
+        it
+        for it in vcr("mastodon/mastodonpy_test_stream_healthy.yaml")
+        if it["request"]["uri"].endswith("/api/v1/instance/")
+    )["response"]["body"]["string"]
     assert streaming_base(json.loads(v1)) == "http://localhost:4000"
     assert streaming_base({"urls": {}}) is None and streaming_base([]) is None
 
 
-def test_hostile_statuses_on_the_stream_are_counted_and_the_stream_goes_on(kafka_bootstrap, redis_url, unique,
-                                                                           caplog):
+def test_hostile_statuses_on_the_stream_are_counted_and_the_stream_goes_on(
+    kafka_bootstrap, redis_url, unique, caplog
+):
     """F3/F16: statuses that crashed the connector (an int ``tags``, ``<![`` in the content, an id
     int() cannot read) and an event over the line limit are counted or taken; the good status
     after them still arrives, and nothing of their text is logged."""
@@ -112,7 +129,12 @@ def test_hostile_statuses_on_the_stream_are_counted_and_the_stream_goes_on(kafka
     ]
     big = "x" * 2_000_000  # over SSEParser's 1 Mi-character line limit
     body = [b":)\n"] + [f"event: update\ndata: {json.dumps(s)}\n\n".encode() for s in statuses[:3]]
-    body += [b"event: update\ndata: " + big.encode() + b"\n\n", f"event: update\ndata: {json.dumps(statuses[3])}\n\n".encode(), None, None]
+    body += [
+        b"event: update\ndata: " + big.encode() + b"\n\n",
+        f"event: update\ndata: {json.dumps(statuses[3])}\n\n".encode(),
+        None,
+        None,
+    ]
 
     def route(req: Request) -> Answer:
         if req.path == "/api/v1/streaming/public":
@@ -121,9 +143,14 @@ def test_hostile_statuses_on_the_stream_are_counted_and_the_stream_goes_on(kafka
 
     with FakeHTTP(route) as fake:
         state = RedisConnectorState(redis_url, "mastodon", prefix=f"t-{unique}:conn:")
-        conn = MastodonConnector(KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"), state,
-                                 base_url=fake.url, stream="public", streaming_url=fake.url,
-                                 backoff=Backoff(5.0, 5.0))
+        conn = MastodonConnector(
+            KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"),
+            state,
+            base_url=fake.url,
+            stream="public",
+            streaming_url=fake.url,
+            backoff=Backoff(5.0, 5.0),
+        )
         conn.run(max_items=2, idle_timeout_s=5)
     recs = read_topic(kafka_bootstrap, f"{unique}.raw", timeout_s=10)
     texts = [orjson.loads(r.value)["text"] for r in recs]

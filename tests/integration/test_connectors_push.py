@@ -29,20 +29,35 @@ SECRET = "whsec_" + base64.b64encode(RAW).decode()
 def _headers(msg_id: str, body: bytes, ts: int | None = None, key: bytes = RAW):
     ts = int(time.time()) if ts is None else ts
     sig = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": f"v1,{sig}",
-            "content-type": "application/json"}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": f"v1,{sig}",
+        "content-type": "application/json",
+    }
 
 
 def test_push_endpoint(kafka_bootstrap, redis_url, unique, caplog):
     ensure_topics(kafka_bootstrap, {f"{unique}.raw": 1})
     state = RedisConnectorState(redis_url, "push", prefix=f"t-{unique}:conn:")
-    conn = PushConnector(KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"), state,
-                         secret=Secret(SECRET), port=0, max_body_bytes=10_000)
+    conn = PushConnector(
+        KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"),
+        state,
+        secret=Secret(SECRET),
+        port=0,
+        max_body_bytes=10_000,
+    )
     t = threading.Thread(target=conn.run, daemon=True)
     t.start()
     url = f"http://127.0.0.1:{conn.port}/ingest"
-    batch = orjson.dumps([{"id": "a", "text": "love it"}, {"id": "b", "text": ""},
-                          {"id": "c", "text": "hate it", "lang": "en"}, {"kind": "delete", "id": "a"}])
+    batch = orjson.dumps(
+        [
+            {"id": "a", "text": "love it"},
+            {"id": "b", "text": ""},
+            {"id": "c", "text": "hate it", "lang": "en"},
+            {"kind": "delete", "id": "a"},
+        ]
+    )
     try:
         with httpx.Client(timeout=10) as c:
             r = c.post(url, content=batch, headers=_headers("msg_1", batch))
@@ -52,14 +67,26 @@ def test_push_endpoint(kafka_bootstrap, redis_url, unique, caplog):
             r = c.post(url, content=batch, headers=_headers("msg_1", batch))
             assert r.status_code == 200 and r.json()["duplicate"] is True
             # bad signature, stale timestamp, missing headers, not JSON, too big, wrong path
-            assert c.post(url, content=batch, headers=_headers("msg_2", batch, key=b"wrong")).status_code == 401
-            assert c.post(url, content=batch, headers=_headers("msg_3", batch, ts=int(time.time()) - 301)).status_code == 401
+            assert (
+                c.post(url, content=batch, headers=_headers("msg_2", batch, key=b"wrong")).status_code == 401
+            )
+            assert (
+                c.post(
+                    url, content=batch, headers=_headers("msg_3", batch, ts=int(time.time()) - 301)
+                ).status_code
+                == 401
+            )
             assert c.post(url, content=batch, headers={"webhook-id": "msg_4"}).status_code == 400
             assert c.post(url, content=b"{x", headers=_headers("msg_5", b"{x")).status_code == 400
             big = orjson.dumps({"id": "z", "text": "x" * 20_000})
             assert c.post(url, content=big, headers=_headers("msg_6", big)).status_code == 413
             one = orjson.dumps({"id": "d", "text": "fine"})
-            assert c.post(url.replace("/ingest", "/other"), content=one, headers=_headers("msg_7", one)).status_code == 404
+            assert (
+                c.post(
+                    url.replace("/ingest", "/other"), content=one, headers=_headers("msg_7", one)
+                ).status_code
+                == 404
+            )
             # a rejected message may be sent again correctly and is then taken
             assert c.post(url, content=one, headers=_headers("msg_2", one)).status_code == 202
     finally:
@@ -67,7 +94,12 @@ def test_push_endpoint(kafka_bootstrap, redis_url, unique, caplog):
         t.join(10)
     recs = read_topic(kafka_bootstrap, f"{unique}.raw", timeout_s=10)
     got = Counter((r.key.decode(), orjson.loads(r.value)["kind"]) for r in recs)
-    assert got == {("push:a", "post"): 1, ("push:c", "post"): 1, ("push:a", "delete"): 1, ("push:d", "post"): 1}
+    assert got == {
+        ("push:a", "post"): 1,
+        ("push:c", "post"): 1,
+        ("push:a", "delete"): 1,
+        ("push:d", "post"): 1,
+    }
     st = read_statuses(redis_url, prefix=f"t-{unique}:conn:")["push"]
     assert st["produced"] == "3" and st["bad"] == "1" and st["duplicates"] == "1"
     assert st["rejected_requests"] == "5"  # 401, 401, 400, 400 and the 413 (the 404 is not one)
@@ -109,15 +141,23 @@ def test_hostile_requests_get_an_answer_and_the_server_keeps_serving(redis_url, 
     try:
         # webhook-timestamp "\xb2" arrives as '\u00b2' (isdigit() is true, int() refuses it)
         for ts in (b"\xb2", b"1" * 5000, now + b"\xb2"):
-            ans = _raw(conn.port, b"POST /ingest HTTP/1.1\r\nHost: x\r\nwebhook-id: m1\r\n"
-                       b"webhook-timestamp: " + ts + b"\r\nwebhook-signature: v1,x\r\n"
-                       b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            ans = _raw(
+                conn.port,
+                b"POST /ingest HTTP/1.1\r\nHost: x\r\nwebhook-id: m1\r\n"
+                b"webhook-timestamp: " + ts + b"\r\nwebhook-signature: v1,x\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body,
+            )
             assert ans.startswith(b"HTTP/1.1 401 "), ans[:80]
-        chunked = _raw(conn.port, b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       b"5\r\nhello\r\n0\r\n\r\n")
+        chunked = _raw(
+            conn.port,
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        )
         assert chunked.startswith(b"HTTP/1.1 411 ") and chunked.count(b"HTTP/1.1") == 1
-        both = _raw(conn.port, b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                    b"Content-Length: 5\r\n\r\nhello")
+        both = _raw(
+            conn.port,
+            b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Length: 5\r\n\r\nhello",
+        )
         assert both.startswith(b"HTTP/1.1 400 ")
         for cl in (b"-1", b"\xb2", b"1" * 5000, b"0x10"):
             ans = _raw(conn.port, b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: " + cl + b"\r\n\r\n")

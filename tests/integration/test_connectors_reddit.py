@@ -50,15 +50,22 @@ class RedditScript:
             assert req.method == "POST" and b"grant_type=client_credentials" in req.body
             assert req.headers["authorization"] == "Basic " + base64.b64encode(b"cid:csecret").decode()
             self.tokens += 1
-            return Answer(200, {"Content-Type": "application/json"},
-                          json.dumps({"access_token": f"tok{self.tokens}", "expires_in": 3600}).encode())
+            return Answer(
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps({"access_token": f"tok{self.tokens}", "expires_in": 3600}).encode(),
+            )
         assert req.path == "/r/all/comments/" and req.headers["authorization"].startswith("bearer tok")
         with self.lock:
             if self.faults:
                 return self.faults.pop(0)
             rl = {"x-ratelimit-remaining": "599.0", "x-ratelimit-reset": "1", "x-ratelimit-used": "1"}
             if "before" in req.query:
-                return Answer(200, rl, self.by_before.get(req.query["before"], b'{"kind":"Listing","data":{"children":[]}}'))
+                return Answer(
+                    200,
+                    rl,
+                    self.by_before.get(req.query["before"], b'{"kind":"Listing","data":{"children":[]}}'),
+                )
             body = self.plain.pop(0) if len(self.plain) > 1 else self.plain[0]
             return Answer(200, rl, body)
 
@@ -77,21 +84,31 @@ def _expected_names() -> set[str]:
 
 def _connector(kafka_bootstrap, redis_url, unique, url):
     state = RedisConnectorState(redis_url, "reddit", prefix=f"t-{unique}:conn:")
-    return RedditConnector(KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"), state,
-                           client_id=Secret("cid"), client_secret=Secret("csecret"), subreddits=["all"],
-                           kinds=["comments"], auth_url=f"{url}/api/v1/access_token", api_url=url,
-                           poll_interval_s=0.05, backoff=Backoff(0.05, 0.3))
+    return RedditConnector(
+        KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"),
+        state,
+        client_id=Secret("cid"),
+        client_secret=Secret("csecret"),
+        subreddits=["all"],
+        kinds=["comments"],
+        auth_url=f"{url}/api/v1/access_token",
+        api_url=url,
+        poll_interval_s=0.05,
+        backoff=Backoff(0.05, 0.3),
+    )
 
 
 def test_faults_lose_nothing_and_duplicate_nothing(kafka_bootstrap, redis_url, unique, caplog):
     ensure_topics(kafka_bootstrap, {f"{unique}.raw": 2})
     first_page = CASSETTE[1]["response"]["body"]["string"].encode()
-    script = RedditScript([
-        Answer(429, {"Retry-After": "1"}, b'{"message": "Too Many Requests"}'),
-        Answer(503, {}, b"<html>upstream down</html>"),
-        Answer(200, {}, first_page, cut_after=5000),  # the link drops mid-body
-        Answer(200, {"Content-Type": "text/html"}, b"<html>not json</html>"),  # a malformed body
-    ])
+    script = RedditScript(
+        [
+            Answer(429, {"Retry-After": "1"}, b'{"message": "Too Many Requests"}'),
+            Answer(503, {}, b"<html>upstream down</html>"),
+            Answer(200, {}, first_page, cut_after=5000),  # the link drops mid-body
+            Answer(200, {"Content-Type": "text/html"}, b"<html>not json</html>"),  # a malformed body
+        ]
+    )
     with FakeHTTP(script) as fake:
         conn = _connector(kafka_bootstrap, redis_url, unique, fake.url)
         conn.run(idle_timeout_s=3.0)

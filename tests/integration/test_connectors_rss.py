@@ -27,7 +27,10 @@ LM1, LM2 = "Sun, 23 Jul 2023 17:00:00 GMT", "Sun, 23 Jul 2023 17:40:00 GMT"
 
 class Script:
     def __init__(self) -> None:
-        self.rss_faults = [Answer(503, {"Retry-After": "1"}), Answer(200, {"ETag": '"v1"'}, RSS, cut_after=20_000)]
+        self.rss_faults = [
+            Answer(503, {"Retry-After": "1"}),
+            Answer(200, {"ETag": '"v1"'}, RSS, cut_after=20_000),
+        ]
         self.atom_polls = 0
 
     def __call__(self, req: Request) -> Answer:
@@ -53,10 +56,13 @@ def test_conditional_get_dedup_and_faults(kafka_bootstrap, redis_url, unique):
     script = Script()
     with FakeHTTP(script) as fake:
         state = RedisConnectorState(redis_url, "rss", prefix=f"t-{unique}:conn:")
-        conn = FeedConnector(KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"), state,
-                             feeds=[f"{fake.url}/scripting.rss", f"{fake.url}/homelab.atom",
-                                    f"{fake.url}/gone.xml"],
-                             poll_interval_s=0.2, backoff=Backoff(0.05, 0.3))
+        conn = FeedConnector(
+            KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"),
+            state,
+            feeds=[f"{fake.url}/scripting.rss", f"{fake.url}/homelab.atom", f"{fake.url}/gone.xml"],
+            poll_interval_s=0.2,
+            backoff=Backoff(0.05, 0.3),
+        )
         conn.run(idle_timeout_s=3.0)
     keys = Counter(r.key.decode() for r in read_topic(kafka_bootstrap, f"{unique}.raw", timeout_s=10))
     # 48 distinct guids in Scripting News (the feed repeats two) + all 25 Reddit entries

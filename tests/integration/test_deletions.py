@@ -24,12 +24,16 @@ def test_deleted_posts_lose_their_text_but_stay_counted(tmp_path, kafka_bootstra
     posts = F.good_posts(40, unique)
     gone = [p["id"] for p in posts[:10]]
     now = int(time.time() * 1000)
-    deletions = [(pid.encode(), encode_deletion(Deletion(id=pid, source="fault", deleted_ms=now))) for pid in gone]
+    deletions = [
+        (pid.encode(), encode_deletion(Deletion(id=pid, source="fault", deleted_ms=now))) for pid in gone
+    ]
     F.produce(kafka_bootstrap, f"{unique}.raw", posts, deletions)
     assert F.worker(cfg, tmp_path / "w.log", "--idle-timeout-s", "4").wait(timeout=240) == 0
 
     assert sum(F.multiplicity(store).values()) == len(posts)  # counts are kept
-    kept = {r["id"] for t in store.topics() for r in store.recent_posts(t, now - 3_600_000, now + 3_600_000, 100)}
+    kept = {
+        r["id"] for t in store.topics() for r in store.recent_posts(t, now - 3_600_000, now + 3_600_000, 100)
+    }
     assert kept == {p["id"] for p in posts[10:]}, "deleted posts must not be offered as examples"
     assert store.client.exists(*(f"{s.redis.prefix}:text:{pid}" for pid in gone)) == 0
     assert store.client.exists(f"{s.redis.prefix}:text:{posts[20]['id']}") == 1

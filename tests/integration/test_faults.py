@@ -49,7 +49,9 @@ def test_kill_9_mid_stream_then_restart(tmp_path, kafka_bootstrap, redis_url, un
 
 
 @pytest.mark.parametrize("start_workers", [2, 3])
-def test_group_members_killed_and_added_mid_stream(tmp_path, kafka_bootstrap, redis_url, unique, start_workers):
+def test_group_members_killed_and_added_mid_stream(
+    tmp_path, kafka_bootstrap, redis_url, unique, start_workers
+):
     cfg = F.config(tmp_path, kafka_bootstrap, redis_url, unique, partitions=6)
     posts = F.good_posts(1800, unique)
     store = _store(cfg)
@@ -64,8 +66,13 @@ def test_group_members_killed_and_added_mid_stream(tmp_path, kafka_bootstrap, re
     F.produce(kafka_bootstrap, f"{unique}.raw", posts[900:])
     assert F.wait_counted(store, len(posts), 300)
     assert _stop_all(procs[1:]) == [0] * (len(procs) - 1)
-    f = F.figures(f"{start_workers} workers, one kill -9 and one added mid-stream", store, posts,
-                  kafka_bootstrap, f"{unique}.dlq")
+    f = F.figures(
+        f"{start_workers} workers, one kill -9 and one added mid-stream",
+        store,
+        posts,
+        kafka_bootstrap,
+        f"{unique}.dlq",
+    )
     assert f.ok, f
 
 
@@ -92,7 +99,9 @@ def test_same_batch_delivered_twice_counts_once(tmp_path, kafka_bootstrap, redis
     w2 = PartitionWrite("x:0", 21, 25, {("m", now_min): {"n": 2}})
     assert probe.apply({"f0": [w, w2]}) == (1, 1)
     assert probe.read_minutes("f0", now_min, now_min + 60_000)[0].n == 2
-    f = F.figures("same records delivered twice (second group)", store, posts, kafka_bootstrap, f"{unique}.dlq")
+    f = F.figures(
+        "same records delivered twice (second group)", store, posts, kafka_bootstrap, f"{unique}.dlq"
+    )
     assert f.ok, f
 
 
@@ -105,8 +114,14 @@ def test_fuzz_10000_hostile_records_mixed_with_good_ones(tmp_path, kafka_bootstr
     store = _store(cfg)
     w = F.worker(cfg, tmp_path / "w.log", "--idle-timeout-s", "8")
     assert w.wait(timeout=600) == 0, "the worker must survive every hostile record"
-    f = F.figures("fuzz: 10,000 hostile records among 2,000 good", store, posts, kafka_bootstrap,
-                  f"{unique}.dlq", dlq_expected=len(bad))
+    f = F.figures(
+        "fuzz: 10,000 hostile records among 2,000 good",
+        store,
+        posts,
+        kafka_bootstrap,
+        f"{unique}.dlq",
+        dlq_expected=len(bad),
+    )
     assert f.ok, f
     reasons = store.stats("worker")
     assert sum(v for k, v in reasons.items() if k.startswith("dlq:")) == len(bad)
@@ -133,8 +148,10 @@ def test_hostile_corpus_mixed_with_good_posts(tmp_path, kafka_bootstrap, redis_u
     deadline = time.monotonic() + 75
     lag = F.group_lag(kafka_bootstrap, f"{unique}-g", raw)
     while (sum(lag.values()) or not lag) and time.monotonic() < deadline:
-        assert w.poll() is None, f"the worker exited ({w.returncode}) on the hostile corpus:\n" + \
-            log.read_text(errors="replace")[-3000:]
+        assert w.poll() is None, (
+            f"the worker exited ({w.returncode}) on the hostile corpus:\n"
+            + log.read_text(errors="replace")[-3000:]
+        )
         time.sleep(1.0)
         lag = F.group_lag(kafka_bootstrap, f"{unique}-g", raw)
     assert lag and sum(lag.values()) == 0, f"the group's lag did not return to zero: {lag}"
@@ -159,15 +176,21 @@ def test_hostile_corpus_mixed_with_good_posts(tmp_path, kafka_bootstrap, redis_u
         # a valid deletion is applied (the text forgotten): neither scored nor parked
         allowed = ((1, 0), (0, 1), (0, 0)) if cls == "deletions" else ((1, 0), (0, 1))
         assert (n_scored, n_dlq) in allowed, f"{cls} {key!r} at {o}: scored {n_scored}, dlq {n_dlq}"
-        got = ("scored" if n_scored else "deletion" if not n_dlq else
-               next(v["reason"] for v in dlq_values if v["origin"] == o))
+        got = (
+            "scored"
+            if n_scored
+            else "deletion"
+            if not n_dlq
+            else next(v["reason"] for v in dlq_values if v["origin"] == o)
+        )
         reasons.setdefault(cls, Counter())[got] += 1
     for p in posts:
         o = origin[p["id"].encode()]
         assert scored_origins[o] == 1 and dlq_origins[o] == 0, f"good post {p['id']}: {o}"
     hostile_origins = {origin[k] for _, k, _ in hostile}
-    assert not [s for s in scored if s["origin"] in hostile_origins and s["topics"]], \
+    assert not [s for s in scored if s["origin"] in hostile_origins and s["topics"]], (
         "a hostile post matched a fault-suite topic: the corpus must not name kw0..kw3"
+    )
     stats = store.stats("worker")
     parked = sum(dlq_origins.values())
     assert stats.get("records") == len(posts) + len(hostile), stats
@@ -175,12 +198,20 @@ def test_hostile_corpus_mixed_with_good_posts(tmp_path, kafka_bootstrap, redis_u
     assert stats.get("deletions", 0) == sum(c["deletion"] for c in reasons.values()), stats
 
     name = f"hostile corpus ({len(hostile)} records, {len(classes)} classes) among {len(posts)} good"
-    f = F.figures(name, store, posts, kafka_bootstrap, dlq_topic,
-                  dlq_expected=sum(dlq_origins[origin[k]] for _, k, _ in hostile))
+    f = F.figures(
+        name,
+        store,
+        posts,
+        kafka_bootstrap,
+        dlq_topic,
+        dlq_expected=sum(dlq_origins[origin[k]] for _, k, _ in hostile),
+    )
     kinds = Counter(r.split(":")[0] for c in reasons.values() for r in c.elements())  # scored, decode, ...
     internal = sorted({r for c in reasons.values() for r in c if r.startswith("internal_error")})
     F.REPORT_NOTES.append(
-        f"- {name}: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common())
-        + (f"; contained internal errors: {', '.join(internal)}" if internal else "; no internal_error"))
+        f"- {name}: "
+        + ", ".join(f"{k} {v}" for k, v in kinds.most_common())
+        + (f"; contained internal errors: {', '.join(internal)}" if internal else "; no internal_error")
+    )
     print("\nhostile outcomes per class:", {c: dict(v) for c, v in sorted(reasons.items())})
     assert f.ok, f

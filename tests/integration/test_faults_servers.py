@@ -41,8 +41,13 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 90) -> int:
 
 @pytest.fixture
 def private_stack(tmp_path, stack):  # noqa: ARG001 - `stack` makes sure the jars and redis-server exist
-    st = LocalStack(dir=tmp_path / "stack", kafka_port=_free_port(), controller_port=_free_port(),
-                    redis_port=_free_port(), kafka_heap="384m")
+    st = LocalStack(
+        dir=tmp_path / "stack",
+        kafka_port=_free_port(),
+        controller_port=_free_port(),
+        redis_port=_free_port(),
+        kafka_heap="384m",
+    )
     yield st
     st.down()
 
@@ -63,8 +68,9 @@ def test_kafka_broker_stopped_and_restarted_mid_stream(tmp_path, private_stack, 
     F.produce(st.kafka_bootstrap, f"{unique}.raw", posts[1000:])
     assert F.wait_counted(store, len(posts), 300), (tmp_path / "w.log").read_text()[-3000:]
     assert _stop(w) == 0
-    f = F.figures("Kafka broker stopped and restarted mid-stream", store, posts, st.kafka_bootstrap,
-                  f"{unique}.dlq")
+    f = F.figures(
+        "Kafka broker stopped and restarted mid-stream", store, posts, st.kafka_bootstrap, f"{unique}.dlq"
+    )
     assert f.ok, f
 
 
@@ -84,7 +90,9 @@ def test_redis_stopped_and_restarted_with_aof_mid_stream(tmp_path, private_stack
     assert F.wait_counted(store, len(posts), 300), (tmp_path / "w.log").read_text()[-3000:]
     assert _stop(w) == 0
     assert "transient failure" in (tmp_path / "w.log").read_text()
-    f = F.figures("Redis stopped and restarted (AOF) mid-stream", store, posts, kafka_bootstrap, f"{unique}.dlq")
+    f = F.figures(
+        "Redis stopped and restarted (AOF) mid-stream", store, posts, kafka_bootstrap, f"{unique}.dlq"
+    )
     assert f.ok, f
 
 
@@ -102,14 +110,34 @@ def test_redis_lost_without_persistence_then_rebuild(tmp_path, private_stack, ka
     st.stop_redis()
     st.start_redis(appendonly=False)
     assert sum(F.multiplicity(store).values()) == 0
-    res = subprocess.run([sys.executable, "-m", "monitor", "rebuild", "--config", str(cfg), "--since", "3h",
-                          "--from-beginning", "--quiet"], cwd=F.REPO, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "rebuild",
+            "--config",
+            str(cfg),
+            "--since",
+            "3h",
+            "--from-beginning",
+            "--quiet",
+        ],
+        cwd=F.REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     summary = orjson.loads(res.stdout.strip().splitlines()[-1])
     assert summary["posts"] == len(posts), summary
-    f = F.figures("Redis lost (no persistence), `rebuild` from posts.scored", store, posts, kafka_bootstrap,
-                  f"{unique}.dlq")
+    f = F.figures(
+        "Redis lost (no persistence), `rebuild` from posts.scored",
+        store,
+        posts,
+        kafka_bootstrap,
+        f"{unique}.dlq",
+    )
     assert f.ok, f
 
 
@@ -125,8 +153,19 @@ def test_memory_is_bounded_by_the_ttls(tmp_path, private_stack):
     now = int(time.time() * 1000) // 60_000 * 60_000
     month_min = 30 * 24 * 60
     topics = [f"topic{i:03d}" for i in range(100)]
-    fields = {"n": 4, "s:negative": 1, "s:neutral": 2, "s:positive": 1, "score_sum": 0.25,
-              "e:joy": 2, "e:anger": 1, "e:neutral": 1, "l:en": 4, "src:bluesky": 3, "src:rss": 1}
+    fields = {
+        "n": 4,
+        "s:negative": 1,
+        "s:neutral": 2,
+        "s:positive": 1,
+        "score_sum": 0.25,
+        "e:joy": 2,
+        "e:anger": 1,
+        "e:neutral": 1,
+        "l:en": 4,
+        "src:bluesky": 3,
+        "src:rss": 1,
+    }
     base_mem = int(store.client.info("memory")["used_memory"])
     offset = 0
     for day in range(30):  # one day per batch, per topic: 1,440 minute and 24 hour buckets
@@ -139,11 +178,15 @@ def test_memory_is_bounded_by_the_ttls(tmp_path, private_stack):
     keys = int(store.client.dbsize())
     mem_mb = (int(store.client.info("memory")["used_memory"]) - base_mem) / 2**20
     budget_keys = len(topics) * (ttl_min_s // 60 + 30 * 24 + 2)  # minutes within 48 h + the month's hours
-    print(f"\nMEMORY 100 topics x 30 days: {keys} keys (budget {budget_keys}), {mem_mb:.1f} MiB "
-          f"({mem_mb * 1024 / len(topics):.0f} KiB per topic)")
-    F.REPORT_NOTES.append(f"Memory: a month of buckets for 100 topics leaves {keys:,} keys "
-                          f"(budget {budget_keys:,}) and {mem_mb:.0f} MiB "
-                          f"({mem_mb * 1024 / len(topics):.0f} KiB per topic, default TTLs).")
+    print(
+        f"\nMEMORY 100 topics x 30 days: {keys} keys (budget {budget_keys}), {mem_mb:.1f} MiB "
+        f"({mem_mb * 1024 / len(topics):.0f} KiB per topic)"
+    )
+    F.REPORT_NOTES.append(
+        f"Memory: a month of buckets for 100 topics leaves {keys:,} keys "
+        f"(budget {budget_keys:,}) and {mem_mb:.0f} MiB "
+        f"({mem_mb * 1024 / len(topics):.0f} KiB per topic, default TTLs)."
+    )
     assert keys <= budget_keys
     assert keys >= len(topics) * (ttl_min_s // 60 - 10)  # the last 48 h are all still there
     assert mem_mb < 2.5 * len(topics)  # the documented budget: < 2.5 MiB per topic at these TTLs

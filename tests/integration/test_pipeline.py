@@ -33,11 +33,11 @@ def test_replay_to_redis_with_bad_records_in_the_dlq(tmp_path, kafka_bootstrap, 
     for p in posts:
         p.pop("intended"), p.pop("topic")
     bad = [
-        b'{"id": "m1", "text": ',                                           # malformed JSON
-        b'{"v": 9, "id": "m2", "text": "schema from the future"}',         # wrong schema version
-        b'{"id": "m3", "source": "x"}',                                     # missing text
-        b"\xff\xfe\xfd not utf-8",                                          # non-UTF-8 bytes
-        orjson.dumps({"id": "m5", "text": "PhoneX " + "x" * 1_000_000}),    # a 1 MB post
+        b'{"id": "m1", "text": ',  # malformed JSON
+        b'{"v": 9, "id": "m2", "text": "schema from the future"}',  # wrong schema version
+        b'{"id": "m3", "source": "x"}',  # missing text
+        b"\xff\xfe\xfd not utf-8",  # non-UTF-8 bytes
+        orjson.dumps({"id": "m5", "text": "PhoneX " + "x" * 1_000_000}),  # a 1 MB post
         orjson.dumps({"id": posts[0]["id"], "text": "PhoneX again, same id"}),  # duplicate id
     ]
     src = write_jsonl(tmp_path / "in.jsonl", posts, bad)
@@ -52,17 +52,25 @@ def test_replay_to_redis_with_bad_records_in_the_dlq(tmp_path, kafka_bootstrap, 
     s = load_settings(cfg)
     dlq = dlq_records(kafka_bootstrap, s.kafka.dlq_topic)
     reasons = sorted(d["reason"] for d in dlq.values())
-    assert reasons == sorted(["decode:value", "decode:v", "decode:text", "decode:value", "decode:text",
-                              "duplicate_id"])
+    assert reasons == sorted(
+        ["decode:value", "decode:v", "decode:text", "decode:value", "decode:text", "duplicate_id"]
+    )
     stats = store.stats("worker")
     assert stats["records"] == len(posts) + len(bad)
     assert stats["aggregated"] == len(posts)
 
 
-def test_sigterm_mid_stream_finishes_batch_and_restart_loses_nothing(tmp_path, kafka_bootstrap, redis_url,
-                                                                     unique):
-    cfg = write_config(tmp_path, kafka_bootstrap, redis_url, unique, topics=demo_topics_config(),
-                       worker={"max_batch": 8, "max_wait_ms": 50})
+def test_sigterm_mid_stream_finishes_batch_and_restart_loses_nothing(
+    tmp_path, kafka_bootstrap, redis_url, unique
+):
+    cfg = write_config(
+        tmp_path,
+        kafka_bootstrap,
+        redis_url,
+        unique,
+        topics=demo_topics_config(),
+        worker={"max_batch": 8, "max_wait_ms": 50},
+    )
     posts = list(stream(600, id_prefix=unique))
     truth = Counter(p["topic"] for p in posts)
     src = write_jsonl(tmp_path / "in.jsonl", posts)

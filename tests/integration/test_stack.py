@@ -35,8 +35,9 @@ def test_produce_and_consume_through_the_real_broker(kafka_bootstrap, unique):
 
 
 def test_private_stack_keeps_a_record_across_a_broker_restart(tmp_path):
-    st = LocalStack(dir=tmp_path / "stack", kafka_port=_free_port(), controller_port=_free_port(),
-                    redis_port=_free_port())
+    st = LocalStack(
+        dir=tmp_path / "stack", kafka_port=_free_port(), controller_port=_free_port(), redis_port=_free_port()
+    )
     try:
         st.up()
         assert redis_ping(st.redis_port)

@@ -4,17 +4,36 @@ from monitor.messages import Post, ScoredPost
 
 def sp(sent, emo, topics, score=0.5, lang="en"):
     p = Post(id="x", source="src", text="t", created_ms=0, ingested_ms=0, lang=lang)
-    return ScoredPost(post=p, sentiment=sent, sentiment_score=score, confidence=0.9, emotion=emo,
-                      emotion_confidence=0.9, topics=topics, model="m", scored_ms=0)
+    return ScoredPost(
+        post=p,
+        sentiment=sent,
+        sentiment_score=score,
+        confidence=0.9,
+        emotion=emo,
+        emotion_confidence=0.9,
+        topics=topics,
+        model="m",
+        scored_ms=0,
+    )
 
 
 def test_bucket_deltas_split_by_topic_minute_and_hour():
     t0 = 10 * HOUR_MS + 5 * MINUTE_MS + 1234
-    d = bucket_deltas([(sp("negative", "anger", ("a", "b"), -0.8), t0),
-                       (sp("positive", "joy", ("a",), 0.6), t0 + MINUTE_MS)])
+    d = bucket_deltas(
+        [
+            (sp("negative", "anger", ("a", "b"), -0.8), t0),
+            (sp("positive", "joy", ("a",), 0.6), t0 + MINUTE_MS),
+        ]
+    )
     a = d["a"]
-    assert a[("m", 10 * HOUR_MS + 5 * MINUTE_MS)] == {"n": 1, "s:negative": 1, "e:anger": 1, "l:en": 1,
-                                                       "src:src": 1, "score_sum": -0.8}
+    assert a[("m", 10 * HOUR_MS + 5 * MINUTE_MS)] == {
+        "n": 1,
+        "s:negative": 1,
+        "e:anger": 1,
+        "l:en": 1,
+        "src:src": 1,
+        "score_sum": -0.8,
+    }
     assert a[("h", 10 * HOUR_MS)]["n"] == 2
     assert abs(a[("h", 10 * HOUR_MS)]["score_sum"] - (-0.2)) < 1e-9
     assert d["b"][("h", 10 * HOUR_MS)]["n"] == 1
@@ -26,8 +45,18 @@ def test_uncertain_posts_do_not_move_the_mean():
 
 
 def test_bucket_shares_and_merge():
-    b1 = Bucket.from_hash(0, {"n": "3", "s:negative": "2", "s:positive": "1", "score_sum": "-0.5",
-                              "e:anger": "2", "e:joy": "1", "s:uncertain": "1"})
+    b1 = Bucket.from_hash(
+        0,
+        {
+            "n": "3",
+            "s:negative": "2",
+            "s:positive": "1",
+            "score_sum": "-0.5",
+            "e:anger": "2",
+            "e:joy": "1",
+            "s:uncertain": "1",
+        },
+    )
     b2 = Bucket.from_hash(60_000, {"n": "1", "s:neutral": "1", "e:neutral": "1"})
     m = merge([b1, b2], 0)
     assert m.n == 4 and m.scored == 4 and m.uncertain == 1

@@ -41,8 +41,9 @@ def recs(n, tokens=10, start=0):
 
 def test_a_batch_closes_at_the_token_budget_not_at_a_post_count():
     s = Script([recs(4, tokens=30), recs(4, tokens=30, start=4), recs(4, start=8)])
-    b = gather(s.poll, tokens_of, BatchLimits(max_posts=100, max_tokens=200), clock_ms=s.clock,
-               model=lambda: "busy")
+    b = gather(
+        s.poll, tokens_of, BatchLimits(max_posts=100, max_tokens=200), clock_ms=s.clock, model=lambda: "busy"
+    )
     assert b.reason == "full"
     assert [r["i"] for r in b.items] == list(range(8))  # 240 tokens >= 200 after the second chunk
     assert b.tokens == 240
@@ -56,8 +57,9 @@ def test_a_batch_closes_at_max_posts_and_polls_no_more_than_it_can_take():
         asked.append(max_records)
         return s.poll(timeout_ms, max_records)
 
-    b = gather(poll, tokens_of, BatchLimits(max_posts=7, max_tokens=10_000), clock_ms=s.clock,
-               model=lambda: "busy")
+    b = gather(
+        poll, tokens_of, BatchLimits(max_posts=7, max_tokens=10_000), clock_ms=s.clock, model=lambda: "busy"
+    )
     assert (b.reason, len(b)) == ("full", 7)
     assert asked == [7, 2]
 
@@ -82,8 +84,13 @@ def test_while_the_model_is_busy_the_batch_keeps_filling_past_max_wait_ms():
         s.now += 20
         return out
 
-    b = gather(poll, tokens_of, BatchLimits(max_posts=1000, max_tokens=10_000, max_wait_ms=50),
-               clock_ms=s.clock, model=lambda: state["model"])
+    b = gather(
+        poll,
+        tokens_of,
+        BatchLimits(max_posts=1000, max_tokens=10_000, max_wait_ms=50),
+        clock_ms=s.clock,
+        model=lambda: state["model"],
+    )
     assert b.reason == "model-done"
     assert len(b) > 3  # well past what 50 ms of arrivals would have given
 
@@ -104,8 +111,14 @@ def test_stop_ships_what_was_gathered():
         stop["now"] = True
         return out
 
-    b = gather(poll, tokens_of, BatchLimits(max_wait_ms=10_000), clock_ms=s.clock, model=lambda: "busy",
-               stopping=lambda: stop["now"])
+    b = gather(
+        poll,
+        tokens_of,
+        BatchLimits(max_wait_ms=10_000),
+        clock_ms=s.clock,
+        model=lambda: "busy",
+        stopping=lambda: stop["now"],
+    )
     assert (b.reason, len(b)) == ("stop", 3)
 
 
@@ -130,8 +143,14 @@ def test_an_idle_consumer_is_polled_in_long_slices_a_running_model_or_a_started_
             seen.append(timeout_ms)
             return script.poll(timeout_ms, max_records)
 
-        b = gather(poll, tokens_of, BatchLimits(max_wait_ms=100, slice_ms=20, idle_slice_ms=200),
-                   clock_ms=script.clock, idle_ms=1000, **kw)
+        b = gather(
+            poll,
+            tokens_of,
+            BatchLimits(max_wait_ms=100, slice_ms=20, idle_slice_ms=200),
+            clock_ms=script.clock,
+            idle_ms=1000,
+            **kw,
+        )
         return b, seen
 
     b, seen = timeouts(Script([]))  # nothing in hand, nothing running: only a stop to notice

@@ -29,9 +29,16 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def synth_minutes(count: int, rate: float, p_neg: float, seed: int, *, start_ms: int = T0,
-                  shift: tuple[int, int, float] | None = None, volume_x: tuple[int, int, float] | None = None
-                  ) -> list[Bucket]:
+def synth_minutes(
+    count: int,
+    rate: float,
+    p_neg: float,
+    seed: int,
+    *,
+    start_ms: int = T0,
+    shift: tuple[int, int, float] | None = None,
+    volume_x: tuple[int, int, float] | None = None,
+) -> list[Bucket]:
     """``count`` minute buckets: Poisson(rate) posts, each negative with p_neg (shift =
     (first minute, end minute, p) plants another share; volume_x multiplies the rate).
     Negative posts carry the emotion anger, the others joy or neutral."""
@@ -43,8 +50,15 @@ def synth_minutes(count: int, rate: float, p_neg: float, seed: int, *, start_ms:
         n = _poisson(rng, lam)
         k = sum(rng.random() < p for _ in range(n))
         joy = sum(rng.random() < 0.5 for _ in range(n - k))
-        out.append(Bucket(start_ms + i * MINUTE_MS, n, {"negative": k, "neutral": n - k}, -0.8 * k,
-                          {"anger": k, "joy": joy, "neutral": n - k - joy}))
+        out.append(
+            Bucket(
+                start_ms + i * MINUTE_MS,
+                n,
+                {"negative": k, "neutral": n - k},
+                -0.8 * k,
+                {"anger": k, "joy": joy, "neutral": n - k - joy},
+            )
+        )
     return out
 
 
@@ -71,7 +85,9 @@ def test_overdispersion_shrinks_z_and_is_estimated_from_history():
     assert d.binomial_z(4000, 10000, 0.2, phi=4.0) == pytest.approx(d.binomial_z(4000, 10000, 0.2) / 2)
     assert d.binomial_z(40, 100, 0.2, phi=4.0) < d.binomial_z(40, 100, 0.2)
     steady = [Bucket(i, 100, {"negative": 20, "neutral": 80}) for i in range(10)]
-    swinging = [Bucket(i, 100, {"negative": 5 if i % 2 else 35, "neutral": 95 if i % 2 else 65}) for i in range(10)]
+    swinging = [
+        Bucket(i, 100, {"negative": 5 if i % 2 else 35, "neutral": 95 if i % 2 else 65}) for i in range(10)
+    ]
     counts = d.counts_for("negative_share")
     assert d.share_phi(steady, 0.2, counts, 10) == 1.0
     phi = d.share_phi(swinging, 0.2, counts, 10)
@@ -104,8 +120,12 @@ def test_poisson_z_and_windows_alignment():
 
 def test_seasonal_share_needs_enough_weeks():
     counts = d.counts_for("negative_share")
-    hours = [Bucket(0, 300, {"negative": 30, "neutral": 270}), Bucket(0, 300, {"negative": 90, "neutral": 210}),
-             Bucket(0, 300, {"negative": 60, "neutral": 240}), Bucket(0, 5, {"negative": 5})]
+    hours = [
+        Bucket(0, 300, {"negative": 30, "neutral": 270}),
+        Bucket(0, 300, {"negative": 90, "neutral": 210}),
+        Bucket(0, 300, {"negative": 60, "neutral": 240}),
+        Bucket(0, 5, {"negative": 5}),
+    ]
     assert d.seasonal_share(hours, counts, min_n=30) == pytest.approx(0.2)
     assert d.seasonal_share(hours[:1], counts, min_n=30) is None
     starts = d.same_hour_of_week(T0 + 90 * MINUTE_MS, 2)
@@ -135,9 +155,14 @@ def test_effect_size_floor_stops_significant_but_boring_shifts():
 
 
 def test_kind_is_inferred_and_per_topic_rules_replace_global_ones():
-    s = AlertSettings(rules=[{"name": "neg", "metric": "negative_share"},
-                             {"name": "neg", "metric": "negative_share", "topics": ["acme"], "min_effect_pp": 20},
-                             {"name": "loud", "metric": "volume"}, {"name": "t", "above": 0.5}])
+    s = AlertSettings(
+        rules=[
+            {"name": "neg", "metric": "negative_share"},
+            {"name": "neg", "metric": "negative_share", "topics": ["acme"], "min_effect_pp": 20},
+            {"name": "loud", "metric": "volume"},
+            {"name": "t", "above": 0.5},
+        ]
+    )
     kinds = {r.name: r.kind for r in s.rules}
     assert kinds == {"neg": "share_shift", "loud": "volume_spike", "t": "threshold"}
     assert {r.name: r.min_effect_pp for r in s.rules_for("acme")}["neg"] == 20
@@ -160,7 +185,12 @@ def _ideal_end(rule: RuleSettings, rate: float, p0: float, p1: float, start: int
         n = rate * rule.window_min
         k = rate * (p0 * (rule.window_min - m) + p1 * m)
         z = (k - n * p0) / math.sqrt(n * p0 * (1 - p0))
-        if n >= rule.min_posts and k >= rule.min_hits and z >= rule.z_fire and (k / n - p0) * 100 >= rule.min_effect_pp:
+        if (
+            n >= rule.min_posts
+            and k >= rule.min_hits
+            and z >= rule.z_fire
+            and (k / n - p0) * 100 >= rule.min_effect_pp
+        ):
             return T0 + (start + m) * MINUTE_MS
     raise AssertionError("the planted shift is too small to ever fire")
 
@@ -175,7 +205,9 @@ def test_planted_shift_fires_once_promptly_and_resolves(rate, p1):
     assert len(fires) == 1 and len(resolves) == 1
     ideal = _ideal_end(NEG, rate, 0.2, p1, start)
     # M = 2 consecutive breaches: the earliest possible fire is ideal + 1 minute
-    assert T0 + start * MINUTE_MS < fires[0].end_ms <= ideal + 2 * MINUTE_MS, (fires[0].end_ms - ideal) / MINUTE_MS
+    assert T0 + start * MINUTE_MS < fires[0].end_ms <= ideal + 2 * MINUTE_MS, (
+        fires[0].end_ms - ideal
+    ) / MINUTE_MS
     shift_end = T0 + (start + length) * MINUTE_MS
     assert shift_end < resolves[0].end_ms <= shift_end + (NEG.window_min + NEG.resolve_after + 2) * MINUTE_MS
     assert all(t.action == "renotify" for t in got if t not in fires + resolves)

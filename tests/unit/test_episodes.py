@@ -47,8 +47,17 @@ def test_no_flapping_and_no_new_episode_inside_the_cooldown():
 
 
 def test_renotify_only_when_the_episode_worsens():
-    _, acts = run([BREACH, (BREACH, 0.16), (BREACH, 0.2), (BREACH, 0.26), (BREACH, 0.3, "critical"),
-                   (BREACH, 0.3, "critical"), (BREACH, 0.1)])
+    _, acts = run(
+        [
+            BREACH,
+            (BREACH, 0.16),
+            (BREACH, 0.2),
+            (BREACH, 0.26),
+            (BREACH, 0.3, "critical"),
+            (BREACH, 0.3, "critical"),
+            (BREACH, 0.1),
+        ]
+    )
     assert acts == [(2, FIRE), (4, RENOTIFY), (5, RENOTIFY)]
 
 
@@ -89,8 +98,13 @@ def test_dispatcher_paces_honours_retry_after_backs_off_and_disables(monkeypatch
     monkeypatch.setenv("H_A", "https://hooks.example/a")
     monkeypatch.setenv("H_B", "https://hooks.example/b")
     dests = [DestinationSettings(name="a", url_env="H_A"), DestinationSettings(name="b", url_env="H_B")]
-    store = Memory([{"destination": d, "fingerprint": f"f{i}", "body": {"i": i}, "created_s": 0}
-                    for i in range(3) for d in ("a", "b")])
+    store = Memory(
+        [
+            {"destination": d, "fingerprint": f"f{i}", "body": {"i": i}, "created_s": 0}
+            for i in range(3)
+            for d in ("a", "b")
+        ]
+    )
     now = [1000.0]
     slept: list[float] = []
     answers = {"https://hooks.example/a": [429, 500, 200, 200, 200], "https://hooks.example/b": [404]}
@@ -99,8 +113,9 @@ def test_dispatcher_paces_honours_retry_after_backs_off_and_disables(monkeypatch
     def send(url, body):
         status = answers[url].pop(0)
         sent.append((url[-1], body["i"]))
-        return SendResult(status, {200: "delivered", 404: "permanent"}.get(status, "retry"),
-                          2.0 if status == 429 else 0.0)
+        return SendResult(
+            status, {200: "delivered", 404: "permanent"}.get(status, "retry"), 2.0 if status == 429 else 0.0
+        )
 
     def sleep(s):
         slept.append(s)
@@ -110,7 +125,13 @@ def test_dispatcher_paces_honours_retry_after_backs_off_and_disables(monkeypatch
     for _ in range(20):
         disp.deliver()
         now[0] += 0.5
-    assert sent[:2] == [("a", 0), ("b", 0)] and [i for d, i in sent if d == "a"] == [0, 0, 0, 1, 2]  # in order
+    assert sent[:2] == [("a", 0), ("b", 0)] and [i for d, i in sent if d == "a"] == [
+        0,
+        0,
+        0,
+        1,
+        2,
+    ]  # in order
     assert store.off.keys() == {"b"} and disp.stats["delivered"] == 3 and disp.stats["dropped"] == 3
     assert store.entries == [] and all(s <= 1.0 for s in slept)
     assert disp.deliver() == 0

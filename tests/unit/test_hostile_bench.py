@@ -55,8 +55,12 @@ def test_the_classes_are_what_they_say():
 
     assert all(not_utf8(v) for v in by["invalid_utf8"] + by["overlong_utf8"])
     assert all(b"\\ud8" in v or b"\\udc" in v or b"\\udf" in v for v in by["lone_surrogates"])
-    assert all(b"[" * 998 in v or b'{"a":' * 998 in v or b'[{"a":' * 499 in v
-               for cls in CLASSES if cls.startswith("json_deep_") for v in by[cls])
+    assert all(
+        b"[" * 998 in v or b'{"a":' * 998 in v or b'[{"a":' * 499 in v
+        for cls in CLASSES
+        if cls.startswith("json_deep_")
+        for v in by[cls]
+    )
     # text classes: the longest text the worker accepts, and their NFKC/casefold really expands
     assert max(len(_text(v) or "") for v in by["nfkc_fdfa"]) == 20_000
     fdfa = _text(by["nfkc_fdfa"][0])

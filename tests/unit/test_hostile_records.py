@@ -24,8 +24,15 @@ NOW = int(time.time() * 1000)
 
 
 def body(**over):
-    d = {"v": SCHEMA_VERSION, "kind": "post", "id": "p1", "source": "t", "text": "kw0 hello",
-         "created_ms": NOW, "ingested_ms": NOW}
+    d = {
+        "v": SCHEMA_VERSION,
+        "kind": "post",
+        "id": "p1",
+        "source": "t",
+        "text": "kw0 hello",
+        "created_ms": NOW,
+        "ingested_ms": NOW,
+    }
     d.update(over)
     return d
 
@@ -36,8 +43,10 @@ def nested(depth, leaf=1):
 
 
 # ---- F2: decode never raises anything but DecodeError ------------------------------------------
-@pytest.mark.parametrize("field", ["v", "kind", "text", "id", "source", "lang", "created_ms",
-                                   "topic_hints", "hashtags", "is_reply"])
+@pytest.mark.parametrize(
+    "field",
+    ["v", "kind", "text", "id", "source", "lang", "created_ms", "topic_hints", "hashtags", "is_reply"],
+)
 def test_a_list_nested_1000_deep_in_any_field_is_a_decode_error(field):
     base = orjson.dumps(body())
     raw = base[:-1] + b',"' + field.encode() + b'":' + nested(1000) + b"}"
@@ -47,8 +56,21 @@ def test_a_list_nested_1000_deep_in_any_field_is_a_decode_error(field):
     assert "[[" not in str(e.value)  # the value itself is never echoed
 
 
-@pytest.mark.parametrize("value", [b"1" * 5000, b'"1"', b"1.0", b"null", b"[1]", b'{"a":1}', b"true",
-                                   b"-9223372036854775808", b"1e400", b"NaN"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"1" * 5000,
+        b'"1"',
+        b"1.0",
+        b"null",
+        b"[1]",
+        b'{"a":1}',
+        b"true",
+        b"-9223372036854775808",
+        b"1e400",
+        b"NaN",
+    ],
+)
 def test_bad_schema_versions_name_the_field_not_the_value(value):
     with pytest.raises(DecodeError) as e:
         decode(orjson.dumps(body())[:-1] + b',"v":' + value + b"}")
@@ -73,19 +95,38 @@ def test_control_characters_are_stripped_from_author_and_url_and_bad_urls_droppe
         assert decode(orjson.dumps(body(url=bad))).url == ""
 
 
-@pytest.mark.parametrize(("lang", "kept"), [("en", "en"), ("pt-BR", "pt-BR"), ("zh_Hant_TW", "zh_Hant_TW"),
-                                            ("en\n", ""), ("../../x", ""), ("x" * 16, ""), ("e", ""),
-                                            ("12", ""), ("en-" + "a" * 9, ""), ("ें", "")])
+@pytest.mark.parametrize(
+    ("lang", "kept"),
+    [
+        ("en", "en"),
+        ("pt-BR", "pt-BR"),
+        ("zh_Hant_TW", "zh_Hant_TW"),
+        ("en\n", ""),
+        ("../../x", ""),
+        ("x" * 16, ""),
+        ("e", ""),
+        ("12", ""),
+        ("en-" + "a" * 9, ""),
+        ("ें", ""),
+    ],
+)
 def test_lang_keeps_only_the_shape_of_a_language_tag(lang, kept):
     assert decode(orjson.dumps(body(lang=lang))).lang == kept
 
 
 def test_bucket_languages_are_a_bounded_set():
     # 10,000 distinct tags of the right shape reach at most the ISO 639-1 codes in the buckets
-    seen = {language.post_language(f"{a}{b}{c}", "") for a in "abcdefghijklmnopqrstuvwxyz"
-            for b in "abcdefghijklmnopqrstuvwxyz" for c in "abcdefghijklmno"}
-    seen |= {language.post_language(f"{a}{b}", "") for a in "abcdefghijklmnopqrstuvwxyz"
-             for b in "abcdefghijklmnopqrstuvwxyz"}
+    seen = {
+        language.post_language(f"{a}{b}{c}", "")
+        for a in "abcdefghijklmnopqrstuvwxyz"
+        for b in "abcdefghijklmnopqrstuvwxyz"
+        for c in "abcdefghijklmno"
+    }
+    seen |= {
+        language.post_language(f"{a}{b}", "")
+        for a in "abcdefghijklmnopqrstuvwxyz"
+        for b in "abcdefghijklmnopqrstuvwxyz"
+    }
     assert seen <= LANGUAGES | {"und"}
 
 
@@ -111,18 +152,38 @@ def test_numbers_are_range_checked():
 
 # ---- F14: decode_scored and rebuild ---------------------------------------------------------
 def scored(**over):
-    d = {"v": SCHEMA_VERSION, "post": {k: v for k, v in body(text="").items() if k not in ("v", "kind")},
-         "sentiment": "positive", "sentiment_score": 0.5, "confidence": 0.9, "emotion": "joy",
-         "emotion_confidence": 0.8, "topics": ["t0"], "model": "m", "scored_ms": NOW, "origin": "raw:0:1"}
+    d = {
+        "v": SCHEMA_VERSION,
+        "post": {k: v for k, v in body(text="").items() if k not in ("v", "kind")},
+        "sentiment": "positive",
+        "sentiment_score": 0.5,
+        "confidence": 0.9,
+        "emotion": "joy",
+        "emotion_confidence": 0.8,
+        "topics": ["t0"],
+        "model": "m",
+        "scored_ms": NOW,
+        "origin": "raw:0:1",
+    }
     d.update(over)
     return d
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("sentiment_score", "nan"), ("sentiment_score", [1]), ("sentiment_score", 2.0),
-    ("confidence", -0.1), ("emotion_confidence", {"a": 1}), ("sentiment_score", True),
-    ("extra", {"k": "x"}), ("extra", [1]), ("topics", "t0"), ("post", nested),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sentiment_score", "nan"),
+        ("sentiment_score", [1]),
+        ("sentiment_score", 2.0),
+        ("confidence", -0.1),
+        ("emotion_confidence", {"a": 1}),
+        ("sentiment_score", True),
+        ("extra", {"k": "x"}),
+        ("extra", [1]),
+        ("topics", "t0"),
+        ("post", nested),
+    ],
+)
 def test_decode_scored_rejects_non_finite_and_out_of_range_numbers(field, value):
     if value is nested:
         raw = orjson.dumps(scored())[:-1] + b',"post":{"id":' + nested(1000) + b"}}"
@@ -156,11 +217,21 @@ class _R:
 
 def test_one_bad_scored_record_does_not_abort_a_rebuild():
     good = [_R(orjson.dumps(scored(post={**scored()["post"], "id": f"p{i}"}))) for i in range(3)]
-    bad = [_R(b'{"v":1,"post":{},"sentiment_score":"x"}'), _R(orjson.dumps(scored(confidence=7))),
-           _R(orjson.dumps(scored(topics=["not-tracked"], post={**scored()["post"], "id": "q"})))]
+    bad = [
+        _R(b'{"v":1,"post":{},"sentiment_score":"x"}'),
+        _R(orjson.dumps(scored(confidence=7))),
+        _R(orjson.dumps(scored(topics=["not-tracked"], post={**scored()["post"], "id": "q"}))),
+    ]
     store = _RebuildStore()
-    res = rebuild([good[0], *bad, good[1], good[2]], store, NOW - 3_600_000, NOW + 60_000,
-                  lateness_ms=10**12, future_skew_ms=300_000, topics=frozenset({"t0"}))
+    res = rebuild(
+        [good[0], *bad, good[1], good[2]],
+        store,
+        NOW - 3_600_000,
+        NOW + 60_000,
+        lateness_ms=10**12,
+        future_skew_ms=300_000,
+        topics=frozenset({"t0"}),
+    )
     assert res.posts == 3 and res.undecodable == 2 and res.untracked == 1
     assert sum(d["n"] for d in store.replaced[("t0", "h")].values()) == 3
 
@@ -193,10 +264,17 @@ def _worker(matcher=None, to_labels=labels, encode=None):
     recs = [Rec("raw", 0, i, b"k", orjson.dumps(body(id=f"p{i}", text=f"kw0 post {i}"))) for i in range(6)]
     consumer, store, producer = FakeConsumer([recs], log), FakeStore(log), FakeProducer()
     kw = {"encode": encode} if encode else {}
-    w = Worker(WorkerConfig(lateness_ms=10**12, backoff_max_s=0.01), consumer, producer,
-               GatedScorer(),
-               to_labels, store, matcher or TopicMatcher([TopicRule("t0", ("kw0",), ())]),
-               limits=BatchLimits(max_posts=6, max_tokens=10_000, max_wait_ms=1), **kw)
+    w = Worker(
+        WorkerConfig(lateness_ms=10**12, backoff_max_s=0.01),
+        consumer,
+        producer,
+        GatedScorer(),
+        to_labels,
+        store,
+        matcher or TopicMatcher([TopicRule("t0", ("kw0",), ())]),
+        limits=BatchLimits(max_posts=6, max_tokens=10_000, max_wait_ms=1),
+        **kw,
+    )
     return w, consumer, store, producer
 
 

@@ -17,21 +17,67 @@ from monitor.inference import load_scorer, minilm_dir, to_labels
 from monitor.model_settings import ModelSettings
 from monitor.taxonomy import EMOTIONS, SENTIMENTS
 
-GOEMOTIONS = ["admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion",
-              "curiosity", "desire", "disappointment", "disapproval", "disgust", "embarrassment",
-              "excitement", "fear", "gratitude", "grief", "joy", "love", "nervousness", "optimism",
-              "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral"]
+GOEMOTIONS = [
+    "admiration",
+    "amusement",
+    "anger",
+    "annoyance",
+    "approval",
+    "caring",
+    "confusion",
+    "curiosity",
+    "desire",
+    "disappointment",
+    "disapproval",
+    "disgust",
+    "embarrassment",
+    "excitement",
+    "fear",
+    "gratitude",
+    "grief",
+    "joy",
+    "love",
+    "nervousness",
+    "optimism",
+    "pride",
+    "realization",
+    "relief",
+    "remorse",
+    "sadness",
+    "surprise",
+    "neutral",
+]
 HUB = {
-    "twitter-roberta-base-sentiment-latest": (RobertaConfig, RobertaForSequenceClassification,
-                                              ["negative", "neutral", "positive"], None),
-    "twitter-roberta-base-sentiment": (RobertaConfig, RobertaForSequenceClassification,
-                                       ["LABEL_0", "LABEL_1", "LABEL_2"], None),
-    "twitter-xlm-roberta-base-sentiment": (XLMRobertaConfig, XLMRobertaForSequenceClassification,
-                                           ["negative", "neutral", "positive"], None),
-    "emotion-english-distilroberta-base": (RobertaConfig, RobertaForSequenceClassification,
-                                           ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"], None),
-    "roberta-base-go_emotions": (RobertaConfig, RobertaForSequenceClassification, GOEMOTIONS,
-                                 "multi_label_classification"),
+    "twitter-roberta-base-sentiment-latest": (
+        RobertaConfig,
+        RobertaForSequenceClassification,
+        ["negative", "neutral", "positive"],
+        None,
+    ),
+    "twitter-roberta-base-sentiment": (
+        RobertaConfig,
+        RobertaForSequenceClassification,
+        ["LABEL_0", "LABEL_1", "LABEL_2"],
+        None,
+    ),
+    "twitter-xlm-roberta-base-sentiment": (
+        XLMRobertaConfig,
+        XLMRobertaForSequenceClassification,
+        ["negative", "neutral", "positive"],
+        None,
+    ),
+    "emotion-english-distilroberta-base": (
+        RobertaConfig,
+        RobertaForSequenceClassification,
+        ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"],
+        None,
+    ),
+    "roberta-base-go_emotions": (
+        RobertaConfig,
+        RobertaForSequenceClassification,
+        GOEMOTIONS,
+        "multi_label_classification",
+    ),
 }
 
 
@@ -39,18 +85,32 @@ def save_tiny(root, name: str, labels: list[str] | None = None, problem: str | N
     cfg_cls, model_cls, hub_labels, hub_problem = HUB.get(name, HUB["twitter-roberta-base-sentiment-latest"])
     labels = labels or hub_labels
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
-    config = cfg_cls(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=130, pad_token_id=tok.pad_token_id,
-                     id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)},
-                     problem_type=problem or hub_problem)
+    config = cfg_cls(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=tok.pad_token_id,
+        id2label=dict(enumerate(labels)),
+        label2id={lab: i for i, lab in enumerate(labels)},
+        problem_type=problem or hub_problem,
+    )
     out = root / name
     model_cls(config).save_pretrained(str(out))
     tok.save_pretrained(str(out))
     return out
 
 
-@pytest.mark.parametrize("name", ["twitter-roberta-base-sentiment-latest", "twitter-roberta-base-sentiment",
-                                  "twitter-xlm-roberta-base-sentiment"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "twitter-roberta-base-sentiment-latest",
+        "twitter-roberta-base-sentiment",
+        "twitter-xlm-roberta-base-sentiment",
+    ],
+)
 def test_sentiment_models_map_onto_the_taxonomy(tmp_path, name):
     d = save_tiny(tmp_path, name)
     sc = load_scorer(ModelSettings(sentiment=str(d), emotion=None))

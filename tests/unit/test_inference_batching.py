@@ -49,8 +49,9 @@ def test_pretokenized_texts_are_not_tokenized_again_and_score_the_same():
     assert counting.calls == 1  # the model pass did not tokenize
     plain = clf.probs(texts)
     assert counting.calls == 2
-    assert [max(range(3), key=p.__getitem__) for p in from_pre] == [max(range(3), key=p.__getitem__)
-                                                                     for p in plain]
+    assert [max(range(3), key=p.__getitem__) for p in from_pre] == [
+        max(range(3), key=p.__getitem__) for p in plain
+    ]
 
 
 def test_a_scorer_without_a_known_tokenizer_gets_a_token_estimate():
@@ -101,8 +102,9 @@ def test_cpu_lanes_score_like_one_pass_on_a_real_model():
 
     texts = [f"post number {i} " + "about the metro " * (i % 9) for i in range(300)]  # several parts
     one = _load_one(TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu", cpu_lanes=1))
-    two = _load_one(TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu", cpu_lanes=2,
-                                                      threads=2))
+    two = _load_one(
+        TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu", cpu_lanes=2, threads=2)
+    )
     assert one.sub_batches.lanes == 1 and two.sub_batches.lanes == 2
     a, b = one.probs(texts), two.probs(texts)
     assert len(a) == len(b) == 300
@@ -142,8 +144,13 @@ def test_the_direct_backend_tokenization_gives_the_wrappers_ids():
     from monitor.inference import _tokenize
     from monitor.multihead import load_encoder
 
-    texts = ["short", "a post about the metro and the weather today #commute @someone https://x.y/z",
-             "long " * 300, "émojis 🙂 and ünïcode", ""]
+    texts = [
+        "short",
+        "a post about the metro and the weather today #commute @someone https://x.y/z",
+        "long " * 300,
+        "émojis 🙂 and ünïcode",
+        "",
+    ]
     _, minilm = load_encoder()
     tiny = _load_one(TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu")).tokenizer
     for tok in (minilm, tiny):

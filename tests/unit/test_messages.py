@@ -14,9 +14,17 @@ from monitor.messages import (
     encode_scored,
 )
 
-POST = Post(id="bluesky:1", source="bluesky", text="hello #world", created_ms=1_700_000_000_000,
-            ingested_ms=1_700_000_000_500, author_id="did:plc:x", lang="en", url="https://x",
-            topic_hints=("phonex",))
+POST = Post(
+    id="bluesky:1",
+    source="bluesky",
+    text="hello #world",
+    created_ms=1_700_000_000_000,
+    ingested_ms=1_700_000_000_500,
+    author_id="did:plc:x",
+    lang="en",
+    url="https://x",
+    topic_hints=("phonex",),
+)
 
 
 def test_post_round_trip():
@@ -29,8 +37,18 @@ def test_deletion_round_trip():
 
 
 def test_scored_round_trip():
-    sp = ScoredPost(post=POST, sentiment="negative", sentiment_score=-0.8, confidence=0.9, emotion="anger",
-                    emotion_confidence=0.7, topics=("phonex",), model="m", scored_ms=9, origin="posts.raw:0:5")
+    sp = ScoredPost(
+        post=POST,
+        sentiment="negative",
+        sentiment_score=-0.8,
+        confidence=0.9,
+        emotion="anger",
+        emotion_confidence=0.7,
+        topics=("phonex",),
+        model="m",
+        scored_ms=9,
+        origin="posts.raw:0:5",
+    )
     assert decode_scored(encode_scored(sp)) == sp
     # what posts.scored keeps: the same record, byte for byte, with the text left out
     from dataclasses import replace
@@ -82,18 +100,33 @@ def test_text_limit_is_configurable():
 
 
 def test_ordinary_whitespace_and_emoji_are_fine():
-    assert decode(_raw(text="line one\nline\ttwo \U0001F600 \u200d")).text.startswith("line one")
+    assert decode(_raw(text="line one\nline\ttwo \U0001f600 \u200d")).text.startswith("line one")
 
 
 def test_source_markup_round_trips_and_is_optional():
-    p = Post(id="b:1", source="bluesky", text="so good", created_ms=1, ingested_ms=2,
-             hashtags=("phonex",), is_reply=True, is_quote=True)
+    p = Post(
+        id="b:1",
+        source="bluesky",
+        text="so good",
+        created_ms=1,
+        ingested_ms=2,
+        hashtags=("phonex",),
+        is_reply=True,
+        is_quote=True,
+    )
     assert decode(encode_post(p)) == p
     assert decode(_raw()).hashtags == () and decode(_raw()).is_reply is False  # older records
 
 
-@pytest.mark.parametrize("over, field", [({"hashtags": "phonex"}, "hashtags"), ({"hashtags": [1]}, "hashtags"),
-                                         ({"is_reply": 1}, "is_reply"), ({"is_quote": "yes"}, "is_quote")])
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"hashtags": "phonex"}, "hashtags"),
+        ({"hashtags": [1]}, "hashtags"),
+        ({"is_reply": 1}, "is_reply"),
+        ({"is_quote": "yes"}, "is_quote"),
+    ],
+)
 def test_bad_source_markup_names_the_field(over, field):
     with pytest.raises(DecodeError) as ei:
         decode(_raw(**over))
@@ -106,9 +139,18 @@ def test_scored_posts_travel_without_their_text_and_still_decode():
     from monitor.messages import Post, ScoredPost, decode_scored, encode_scored
 
     p = Post(id="a", source="s", text="secret words", created_ms=1, ingested_ms=2, lang="en")
-    sp = ScoredPost(post=dataclasses.replace(p, text=""), sentiment="negative", sentiment_score=-0.5,
-                    confidence=0.9, emotion="anger", emotion_confidence=0.8, topics=("t",), model="m",
-                    scored_ms=3, origin="raw:0:1")
+    sp = ScoredPost(
+        post=dataclasses.replace(p, text=""),
+        sentiment="negative",
+        sentiment_score=-0.5,
+        confidence=0.9,
+        emotion="anger",
+        emotion_confidence=0.8,
+        topics=("t",),
+        model="m",
+        scored_ms=3,
+        origin="raw:0:1",
+    )
     raw = encode_scored(sp)
     assert b"secret" not in raw
     back = decode_scored(raw)

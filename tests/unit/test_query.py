@@ -15,15 +15,18 @@ def m(query: str, text: str, lang: str = "") -> bool:
     return compile_query(query).matches_features(PostFeatures.of(text, lang))
 
 
-@pytest.mark.parametrize(("text", "lang", "want"), [
-    ("I got a NEW  Phone!", "en-US", True),
-    ("#PhoneX rocks", "en", True),
-    ("#phonexyz rocks", "en", False),
-    ("new phone giveaway!", "en", False),
-    ("new phone", "de", False),
-    ("new phone", "", False),
-    ("phone new", "en", False),
-])
+@pytest.mark.parametrize(
+    ("text", "lang", "want"),
+    [
+        ("I got a NEW  Phone!", "en-US", True),
+        ("#PhoneX rocks", "en", True),
+        ("#phonexyz rocks", "en", False),
+        ("new phone giveaway!", "en", False),
+        ("new phone", "de", False),
+        ("new phone", "", False),
+        ("phone new", "en", False),
+    ],
+)
 def test_example_query(text: str, lang: str, want: bool) -> None:
     assert m(EXAMPLE, text, lang) is want
 
@@ -57,20 +60,23 @@ def test_matches_post_uses_lang_and_text() -> None:
     assert compile_query(EXAMPLE).matches(p)
 
 
-@pytest.mark.parametrize(("query", "column", "reason"), [
-    ("(a OR b", 1, "unclosed '('"),
-    ("a AND", 6, "expected a term after AND, got end of query"),
-    ("NOT )", 5, "expected a term after NOT, got ')'"),
-    ("a )", 3, "unmatched ')'"),
-    ('a "abc', 3, "unclosed quote"),
-    ("lang:english", 1, "lang: wants a 2- or 3-letter language code"),
-    ("a #", 3, "hashtag '#' needs letters"),
-    ("", 1, "empty query"),
-    ("a OR OR b", 6, "expected a term after OR, got 'OR'"),
-    ("!!!", 1, "has no letters, digits or emoji"),
-    ("x ()", 4, "empty parentheses"),
-    ("*", 1, "wildcard '*' needs a word"),
-])
+@pytest.mark.parametrize(
+    ("query", "column", "reason"),
+    [
+        ("(a OR b", 1, "unclosed '('"),
+        ("a AND", 6, "expected a term after AND, got end of query"),
+        ("NOT )", 5, "expected a term after NOT, got ')'"),
+        ("a )", 3, "unmatched ')'"),
+        ('a "abc', 3, "unclosed quote"),
+        ("lang:english", 1, "lang: wants a 2- or 3-letter language code"),
+        ("a #", 3, "hashtag '#' needs letters"),
+        ("", 1, "empty query"),
+        ("a OR OR b", 6, "expected a term after OR, got 'OR'"),
+        ("!!!", 1, "has no letters, digits or emoji"),
+        ("x ()", 4, "empty parentheses"),
+        ("*", 1, "wildcard '*' needs a word"),
+    ],
+)
 def test_errors_name_the_column(query: str, column: int, reason: str) -> None:
     with pytest.raises(QuerySyntaxError) as ei:
         compile_query(query, source="topics.yaml topic 'phones'")
@@ -90,13 +96,16 @@ QUERIES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "lang"), [
-    ("my new phone😡 @Acme@mastodon.social", "en"),
-    ("spam phoneme", "de"),
-    ("#ACME giveaway new phone", "en"),
-    ("", ""),
-    ("nothing here", "fr"),
-])
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("my new phone😡 @Acme@mastodon.social", "en"),
+        ("spam phoneme", "de"),
+        ("#ACME giveaway new phone", "en"),
+        ("", ""),
+        ("nothing here", "fr"),
+    ],
+)
 def test_queryset_agrees_with_single_queries(text: str, lang: str) -> None:
     qs = QuerySet(QUERIES)
     f = PostFeatures.of(text, lang)
@@ -127,6 +136,8 @@ def test_queryset_index_agrees_with_every_query_on_random_queries_and_posts() ->
     qs = QuerySet(queries)
     single = [(n, compile_query(q)) for n, q in queries]
     for _ in range(300):
-        text = " ".join(rng.choice([*words, "#acme", "@acme", "batteries", "other"]) for _ in range(rng.randrange(0, 6)))
+        text = " ".join(
+            rng.choice([*words, "#acme", "@acme", "batteries", "other"]) for _ in range(rng.randrange(0, 6))
+        )
         f = PostFeatures.of(text, rng.choice(["en", "fr", ""]))
         assert qs.match_features(f) == tuple(n for n, q in single if q.matches_features(f)), text

@@ -50,7 +50,9 @@ def test_missing_config_file(tmp_path):
         load_settings(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize(("text", "ms"), [("90s", 90_000), ("15m", 900_000), ("1h", 3_600_000), ("7d", 604_800_000)])
+@pytest.mark.parametrize(
+    ("text", "ms"), [("90s", 90_000), ("15m", 900_000), ("1h", 3_600_000), ("7d", 604_800_000)]
+)
 def test_parse_window(text, ms):
     assert parse_window(text) == ms
 

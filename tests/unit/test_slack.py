@@ -15,17 +15,38 @@ END = 1_767_276_000_000  # 2026-01-01 14:00 UTC
 
 
 def event(**kw) -> AlertEvent:
-    base = {"topic": "acme-outage", "rule": "negative-shift", "kind": "share_shift", "metric": "negative_share",
-            "action": "fire", "severity": "critical", "value": 0.46, "baseline": 0.18, "posts": 212, "hits": 97,
-            "window_min": 15, "window_end_ms": END, "episode_started_ms": END - 60_000, "z": 9.1, "phi": 1.4,
-            "emotions": {"anger": 0.31, "sadness": 0.12, "neutral": 0.4, "joy": 0.05, "fear": 0.08},
-            "examples": [
-                {"text": "Checkout <broken> again & again, mail me: jane.doe@example.com", "url": "https://bsky.app/p/1"},
-                {"text": "call me on +44 20 7946 0958 or (555) 123-4567, order 12345", "url": "javascript:alert(1)"},
-                {"text": "   lots   of\nwhite space " + "x" * 300, "url": "https://mastodon.social/@a/2"},
-                {"text": "a fourth one is never shown", "url": "https://example.org/4"}],
-            "terms": [("outage", 2.1), ("checkout", 1.7), ("refund", 1.2)],
-            "dashboard_url": "https://grafana.example/d/mood?topic=acme-outage"}
+    base = {
+        "topic": "acme-outage",
+        "rule": "negative-shift",
+        "kind": "share_shift",
+        "metric": "negative_share",
+        "action": "fire",
+        "severity": "critical",
+        "value": 0.46,
+        "baseline": 0.18,
+        "posts": 212,
+        "hits": 97,
+        "window_min": 15,
+        "window_end_ms": END,
+        "episode_started_ms": END - 60_000,
+        "z": 9.1,
+        "phi": 1.4,
+        "emotions": {"anger": 0.31, "sadness": 0.12, "neutral": 0.4, "joy": 0.05, "fear": 0.08},
+        "examples": [
+            {
+                "text": "Checkout <broken> again & again, mail me: jane.doe@example.com",
+                "url": "https://bsky.app/p/1",
+            },
+            {
+                "text": "call me on +44 20 7946 0958 or (555) 123-4567, order 12345",
+                "url": "javascript:alert(1)",
+            },
+            {"text": "   lots   of\nwhite space " + "x" * 300, "url": "https://mastodon.social/@a/2"},
+            {"text": "a fourth one is never shown", "url": "https://example.org/4"},
+        ],
+        "terms": [("outage", 2.1), ("checkout", 1.7), ("refund", 1.2)],
+        "dashboard_url": "https://grafana.example/d/mood?topic=acme-outage",
+    }
     return AlertEvent(**{**base, **kw})
 
 
@@ -41,13 +62,20 @@ def test_body_carries_the_evidence():
     text = json.dumps(body, ensure_ascii=False)
     fields = [f["text"] for b in body["blocks"] for f in b.get("fields", [])]
     assert body["text"].startswith(":rotating_light:") and "acme-outage" in body["text"]
-    for want in ("*Topic*\nacme-outage", "*Rule*\n`negative-shift` (share_shift, critical)",
-                 "*Current vs baseline*\n46% vs 18% baseline", "*z*\n9.1 (φ 1.4)",
-                 "*Posts*\n212 in the last 15 min (97 negative)", "*Window*\n2026-01-01 13:45–14:00 UTC (15 min)",
-                 "*Emotion mix*\nneutral 40%, anger 31%, sadness 12%, fear 8%",
-                 "*Terms that moved*\noutage, checkout, refund"):
+    for want in (
+        "*Topic*\nacme-outage",
+        "*Rule*\n`negative-shift` (share_shift, critical)",
+        "*Current vs baseline*\n46% vs 18% baseline",
+        "*z*\n9.1 (φ 1.4)",
+        "*Posts*\n212 in the last 15 min (97 negative)",
+        "*Window*\n2026-01-01 13:45–14:00 UTC (15 min)",
+        "*Emotion mix*\nneutral 40%, anger 31%, sadness 12%, fear 8%",
+        "*Terms that moved*\noutage, checkout, refund",
+    ):
         assert want in fields, want
-    posts = next(b["text"]["text"] for b in body["blocks"] if "Representative" in b.get("text", {}).get("text", ""))
+    posts = next(
+        b["text"]["text"] for b in body["blocks"] if "Representative" in b.get("text", {}).get("text", "")
+    )
     assert posts.count("\n•") == 3 and "fourth" not in posts  # at most three
     assert "<https://bsky.app/p/1|Checkout &lt;broken&gt; again &amp; again, mail me: [email]>" in posts
     assert "javascript:" not in text  # only http(s) links

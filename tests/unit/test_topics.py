@@ -8,11 +8,13 @@ def post(text, hints=()):
     return Post(id="1", source="s", text=text, created_ms=0, ingested_ms=0, topic_hints=hints)
 
 
-M = TopicMatcher([
-    TopicRule("phone", keywords=("phone x", "phonex")),
-    TopicRule("coffee", hashtags=("coffee",)),
-    TopicRule("cafe", keywords=("café",)),
-])
+M = TopicMatcher(
+    [
+        TopicRule("phone", keywords=("phone x", "phonex")),
+        TopicRule("coffee", hashtags=("coffee",)),
+        TopicRule("cafe", keywords=("café",)),
+    ]
+)
 
 
 @pytest.mark.parametrize(

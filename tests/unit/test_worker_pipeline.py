@@ -31,8 +31,16 @@ def Rec(topic: str, partition: int, offset: int, key: bytes | None, value: bytes
 
 def rec(partition, offset, text="kw0 hello there", pid=None):
     now = int(time.time() * 1000)
-    body = {"v": SCHEMA_VERSION, "kind": "post", "id": pid or f"p{partition}-{offset}", "source": "t",
-            "text": text, "lang": "en", "created_ms": now, "ingested_ms": now}
+    body = {
+        "v": SCHEMA_VERSION,
+        "kind": "post",
+        "id": pid or f"p{partition}-{offset}",
+        "source": "t",
+        "text": text,
+        "lang": "en",
+        "created_ms": now,
+        "ingested_ms": now,
+    }
     return Rec("raw", partition, offset, b"k", orjson.dumps(body))
 
 
@@ -152,9 +160,16 @@ def make(chunks, scorer, in_model=1, **limits):
     log = []
     consumer, store = FakeConsumer(chunks, log), FakeStore(log)
     cfg = WorkerConfig(lateness_ms=10**12, backoff_max_s=0.01, batches_in_model=in_model)
-    w = Worker(cfg, consumer, FakeProducer(), scorer, labels,
-               store, TopicMatcher([TopicRule("t0", ("kw0",), ())]),
-               limits=BatchLimits(**{"max_posts": 4, "max_tokens": 10_000, "max_wait_ms": 1, **limits}))
+    w = Worker(
+        cfg,
+        consumer,
+        FakeProducer(),
+        scorer,
+        labels,
+        store,
+        TopicMatcher([TopicRule("t0", ("kw0",), ())]),
+        limits=BatchLimits(**{"max_posts": 4, "max_tokens": 10_000, "max_wait_ms": 1, **limits}),
+    )
     return w, consumer, store, log
 
 

@@ -39,29 +39,108 @@ def deep_dict(depth: int = DEEP) -> dict[str, Any]:
 
 
 SPECIAL_STRINGS = [
-    "", " ", "\u00b2", "\u0663", "1" * 5000, "9" * 30, "-1", "0", "1e308", "nan", "inf", "-inf",
-    "<![", "<![CDATA[", "<![foo", "<a" * 500, "<a b='>'" * 200, "<!--" * 100, "</", "&#", "&#x110000;",
-    "&#xD800;", "\x00", "\r\n", "\u202e", "\u2028", "\ufeff", "#", "@", "t1_", "t3_", "[removed]",
-    "did:plc:", "at://", "a" * 70_000, "2026-13-45T99:99:99Z", "0001-01-01T00:00:00+00:00",
-    "9999-12-31T23:59:59+00:00", "2020-01-01T00:00:00", MARK,
+    "",
+    " ",
+    "\u00b2",
+    "\u0663",
+    "1" * 5000,
+    "9" * 30,
+    "-1",
+    "0",
+    "1e308",
+    "nan",
+    "inf",
+    "-inf",
+    "<![",
+    "<![CDATA[",
+    "<![foo",
+    "<a" * 500,
+    "<a b='>'" * 200,
+    "<!--" * 100,
+    "</",
+    "&#",
+    "&#x110000;",
+    "&#xD800;",
+    "\x00",
+    "\r\n",
+    "\u202e",
+    "\u2028",
+    "\ufeff",
+    "#",
+    "@",
+    "t1_",
+    "t3_",
+    "[removed]",
+    "did:plc:",
+    "at://",
+    "a" * 70_000,
+    "2026-13-45T99:99:99Z",
+    "0001-01-01T00:00:00+00:00",
+    "9999-12-31T23:59:59+00:00",
+    "2020-01-01T00:00:00",
+    MARK,
 ]
-SPECIAL_NUMBERS = [0, -1, 1, 2**53, 2**53 + 1, 2**63 - 1, -(2**63), 2**64 - 1, 1e308, -1e308, 5e-324,
-                   1.5, 1e20, 10**18, True, False]
+SPECIAL_NUMBERS = [
+    0,
+    -1,
+    1,
+    2**53,
+    2**53 + 1,
+    2**63 - 1,
+    -(2**63),
+    2**64 - 1,
+    1e308,
+    -1e308,
+    5e-324,
+    1.5,
+    1e20,
+    10**18,
+    True,
+    False,
+]
 
-strings = st.one_of(st.text(max_size=40), st.sampled_from(SPECIAL_STRINGS),
-                    st.text(max_size=10).map(lambda t: MARK + t))
-numbers = st.one_of(st.integers(min_value=-(2**63), max_value=2**64 - 1),
-                    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(SPECIAL_NUMBERS))
+strings = st.one_of(
+    st.text(max_size=40), st.sampled_from(SPECIAL_STRINGS), st.text(max_size=10).map(lambda t: MARK + t)
+)
+numbers = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(SPECIAL_NUMBERS),
+)
 scalars = st.one_of(st.none(), st.booleans(), numbers, strings)
 json_values = st.recursive(
-    scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                     st.dictionaries(strings, inner, max_size=4)),
-    max_leaves=10)
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(strings, inner, max_size=4)),
+    max_leaves=10,
+)
 values = st.one_of(json_values, st.builds(deep_list), st.builds(deep_dict))
 # values of another shape than the ones they replace: what naive iteration and int() trip on
 SWAP_VALUES: list[Any] = [
-    5, -1, 0, 1e308, -1e308, True, 2**64 - 1, None, "x", MARK, "\u00b2", "1" * 5000, "<![foo", "<p>a <![ b</p>", "<a b='>'" * 50,
-    [], [5], ["#t", 5, None, MARK], {}, {"a": 1}, [{"a": 1}], [[["x"]]], deep_list(), deep_dict()]
+    5,
+    -1,
+    0,
+    1e308,
+    -1e308,
+    True,
+    2**64 - 1,
+    None,
+    "x",
+    MARK,
+    "\u00b2",
+    "1" * 5000,
+    "<![foo",
+    "<p>a <![ b</p>",
+    "<a b='>'" * 50,
+    [],
+    [5],
+    ["#t", 5, None, MARK],
+    {},
+    {"a": 1},
+    [{"a": 1}],
+    [[["x"]]],
+    deep_list(),
+    deep_dict(),
+]
 _DEEP_LIST, _DEEP_DICT = SWAP_VALUES[-2], SWAP_VALUES[-1]
 
 
@@ -129,16 +208,61 @@ def mutated(draw: st.DrawFn, bases: list[Any], focus: tuple[tuple[Any, ...], ...
     return base
 
 
-JETSTREAM_FOCUS = tuple(("commit", "record", *p) for p in [
-    ("text",), ("langs",), ("langs", 0), ("facets",), ("facets", 0), ("facets", 0, "features"),
-    ("facets", 0, "features", 0), ("facets", 0, "features", 0, "tag"), ("tags",), ("tags", 0), ("embed",),
-    ("embed", "$type"), ("reply",)]) + (("time_us",), ("did",), ("commit", "rkey"), ("commit", "operation"))
-MASTODON_FOCUS = tuple((*pre, *p) for pre in [(), ("reblog",)] for p in [
-    ("id",), ("content",), ("spoiler_text",), ("tags",), ("tags", 0), ("tags", 0, "name"), ("account",),
-    ("account", "url"), ("account", "acct"), ("created_at",), ("language",), ("url",), ("uri",),
-    ("in_reply_to_id",), ("quote",), ("reblog",), ("visibility",)])
-REDDIT_FOCUS = (("kind",), ("data",)) + tuple(("data", k) for k in [
-    "name", "created_utc", "title", "selftext", "body", "author", "author_fullname", "parent_id", "permalink"])
+JETSTREAM_FOCUS = tuple(
+    ("commit", "record", *p)
+    for p in [
+        ("text",),
+        ("langs",),
+        ("langs", 0),
+        ("facets",),
+        ("facets", 0),
+        ("facets", 0, "features"),
+        ("facets", 0, "features", 0),
+        ("facets", 0, "features", 0, "tag"),
+        ("tags",),
+        ("tags", 0),
+        ("embed",),
+        ("embed", "$type"),
+        ("reply",),
+    ]
+) + (("time_us",), ("did",), ("commit", "rkey"), ("commit", "operation"))
+MASTODON_FOCUS = tuple(
+    (*pre, *p)
+    for pre in [(), ("reblog",)]
+    for p in [
+        ("id",),
+        ("content",),
+        ("spoiler_text",),
+        ("tags",),
+        ("tags", 0),
+        ("tags", 0, "name"),
+        ("account",),
+        ("account", "url"),
+        ("account", "acct"),
+        ("created_at",),
+        ("language",),
+        ("url",),
+        ("uri",),
+        ("in_reply_to_id",),
+        ("quote",),
+        ("reblog",),
+        ("visibility",),
+    ]
+)
+REDDIT_FOCUS = (("kind",), ("data",)) + tuple(
+    ("data", k)
+    for k in [
+        "name",
+        "created_utc",
+        "title",
+        "selftext",
+        "body",
+        "author",
+        "author_fullname",
+        "parent_id",
+        "permalink",
+    ]
+)
 
 
 # ---- the recorded real payloads --------------------------------------------------------------

@@ -22,12 +22,21 @@ def test_server_wish_wins_but_is_bounded():
     assert 0.5 <= b.delay_for(None) <= 5.0
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("120", 120.0), ("599.0", 599.0), (" 7 ", 7.0), ("-3", 0.0),
-    ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),   # HTTP date
-    ("2015-10-21T07:28:30.5Z", 30.5),          # Mastodon's ISO reset
-    (None, None), ("", None), ("soon", None), ("2015-10-21T07:28:30", None),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("120", 120.0),
+        ("599.0", 599.0),
+        (" 7 ", 7.0),
+        ("-3", 0.0),
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),  # HTTP date
+        ("2015-10-21T07:28:30.5Z", 30.5),  # Mastodon's ISO reset
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("2015-10-21T07:28:30", None),
+    ],
+)
 def test_retry_after_forms(value, expected):
     now = 1445412480.0  # 2015-10-21T07:28:00Z
     assert retry_after_s(value, now_s=now) == expected

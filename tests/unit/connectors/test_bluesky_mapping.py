@@ -38,7 +38,9 @@ def test_corpus_creates_become_posts_and_the_delete_a_deletion():
     # 17 post creates, one of them link-only with text "" (skipped, counted); 1 post delete
     assert len(posts) == 16
     assert skipped == {"no_text": 1}
-    assert [d.id for d in dels] == ["bluesky:at://did:plc:4smmjsqf6l5jkzczvw6vsrqc/app.bsky.feed.post/3mpt73z3ejc2p"]
+    assert [d.id for d in dels] == [
+        "bluesky:at://did:plc:4smmjsqf6l5jkzczvw6vsrqc/app.bsky.feed.post/3mpt73z3ejc2p"
+    ]
     assert dels[0].deleted_ms > 0
     assert len({p.id for p in posts}) == 16
     assert sum(p.is_reply for p in posts) == 7  # 8 replies, one of them the link-only one
@@ -63,10 +65,22 @@ def test_langs_hashtags_and_flags():
 
 
 def test_record_tags_outside_the_text_are_hashtags_and_quotes_are_flagged():
-    ev = {"did": "did:plc:x", "time_us": 1_700_000_000_000_000, "kind": "commit",
-          "commit": {"rev": "r", "operation": "create", "collection": "app.bsky.feed.post", "rkey": "k1",
-                     "record": {"text": "so good", "tags": ["PhoneX"],
-                                "embed": {"$type": "app.bsky.embed.record", "record": {}}}}}
+    ev = {
+        "did": "did:plc:x",
+        "time_us": 1_700_000_000_000_000,
+        "kind": "commit",
+        "commit": {
+            "rev": "r",
+            "operation": "create",
+            "collection": "app.bsky.feed.post",
+            "rkey": "k1",
+            "record": {
+                "text": "so good",
+                "tags": ["PhoneX"],
+                "embed": {"$type": "app.bsky.embed.record", "record": {}},
+            },
+        },
+    }
     p = to_post(ev, now_ms=NOW)
     assert isinstance(p, Post) and p.hashtags == ("phonex",) and p.is_quote and not p.is_reply
     assert compile_query("#phonex").matches(p)
@@ -90,18 +104,39 @@ def test_dedup_key_is_did_and_rkey():
     assert dedup_key(dels[0]).startswith("del:did:plc:")
 
 
-@pytest.mark.parametrize("event, field", [
-    ([], "event"),
-    ({"kind": "commit"}, "event.time_us"),
-    ({"kind": "commit", "time_us": "12"}, "event.time_us"),
-    ({"kind": "commit", "time_us": 5}, "event.time_us"),  # 0 ms: not a post time
-    ({"kind": "commit", "time_us": T, "did": "did:x"}, "event.commit"),
-    ({"kind": "commit", "time_us": T, "did": "did:x",
-      "commit": {"collection": "app.bsky.feed.post", "operation": "create", "rkey": "a"}}, "commit.record"),
-    ({"kind": "commit", "time_us": T, "did": "did:x",
-      "commit": {"collection": "app.bsky.feed.post", "operation": "create", "rkey": "a",
-                 "record": {"text": 7}}}, "record.text"),
-])
+@pytest.mark.parametrize(
+    "event, field",
+    [
+        ([], "event"),
+        ({"kind": "commit"}, "event.time_us"),
+        ({"kind": "commit", "time_us": "12"}, "event.time_us"),
+        ({"kind": "commit", "time_us": 5}, "event.time_us"),  # 0 ms: not a post time
+        ({"kind": "commit", "time_us": T, "did": "did:x"}, "event.commit"),
+        (
+            {
+                "kind": "commit",
+                "time_us": T,
+                "did": "did:x",
+                "commit": {"collection": "app.bsky.feed.post", "operation": "create", "rkey": "a"},
+            },
+            "commit.record",
+        ),
+        (
+            {
+                "kind": "commit",
+                "time_us": T,
+                "did": "did:x",
+                "commit": {
+                    "collection": "app.bsky.feed.post",
+                    "operation": "create",
+                    "rkey": "a",
+                    "record": {"text": 7},
+                },
+            },
+            "record.text",
+        ),
+    ],
+)
 def test_malformed_events_name_the_field(event, field):
     with pytest.raises(DecodeError) as ei:
         to_post(event, now_ms=NOW)

@@ -37,7 +37,9 @@ def test_own_outcomes_pass_through():
     assert ei.value.field == "thing.x"
 
 
-@pytest.mark.parametrize("kind, name", [("type", "TypeError"), ("repr", "RecursionError"), ("assert", "AssertionError")])
+@pytest.mark.parametrize(
+    "kind, name", [("type", "TypeError"), ("repr", "RecursionError"), ("assert", "AssertionError")]
+)
 def test_any_other_exception_becomes_a_decode_error_naming_its_type_only(kind, name):
     with pytest.raises(DecodeError) as ei:
         _mapping(kind)

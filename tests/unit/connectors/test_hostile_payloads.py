@@ -33,9 +33,12 @@ T_US = 1_783_175_888_090_631
 
 
 def _post_event(record: dict, *, time_us: int = T_US, rkey: str = "3mptbyoeyc22k") -> dict:
-    return {"did": "did:plc:abc", "time_us": time_us, "kind": "commit",
-            "commit": {"operation": "create", "collection": "app.bsky.feed.post", "rkey": rkey,
-                       "record": record}}
+    return {
+        "did": "did:plc:abc",
+        "time_us": time_us,
+        "kind": "commit",
+        "commit": {"operation": "create", "collection": "app.bsky.feed.post", "rkey": rkey, "record": record},
+    }
 
 
 def _status(**over) -> dict:
@@ -45,23 +48,34 @@ def _status(**over) -> dict:
 
 
 # ---- F3: Bluesky ------------------------------------------------------------------------------
-@pytest.mark.parametrize("record", [
-    {"text": "hi", "tags": 5},
-    {"text": "hi", "tags": "#abc"},
-    {"text": "hi", "facets": 5},
-    {"text": "hi", "facets": "x"},
-    {"text": "hi", "facets": [5, None, "x", {"features": 7}, {"features": "x"}]},
-    {"text": "hi", "facets": [{"features": [5, {"$type": "app.bsky.richtext.facet#tag", "tag": 5}]}]},
-    {"text": "hi", "embed": "x", "reply": 5, "langs": "en"},
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"text": "hi", "tags": 5},
+        {"text": "hi", "tags": "#abc"},
+        {"text": "hi", "facets": 5},
+        {"text": "hi", "facets": "x"},
+        {"text": "hi", "facets": [5, None, "x", {"features": 7}, {"features": "x"}]},
+        {"text": "hi", "facets": [{"features": [5, {"$type": "app.bsky.richtext.facet#tag", "tag": 5}]}]},
+        {"text": "hi", "embed": "x", "reply": 5, "langs": "en"},
+    ],
+)
 def test_bluesky_fields_that_are_not_lists_are_ignored_not_iterated(record):
     p = bluesky.to_post(_post_event(record), now_ms=NOW)
     assert isinstance(p, Post) and p.text == "hi" and p.hashtags == () and p.lang == ""
 
 
 def test_bluesky_tags_still_read_from_lists():
-    p = bluesky.to_post(_post_event({"text": "hi", "tags": ["#Mood", 5], "facets": [
-        {"features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "Calm"}]}]}), now_ms=NOW)
+    p = bluesky.to_post(
+        _post_event(
+            {
+                "text": "hi",
+                "tags": ["#Mood", 5],
+                "facets": [{"features": [{"$type": "app.bsky.richtext.facet#tag", "tag": "Calm"}]}],
+            }
+        ),
+        now_ms=NOW,
+    )
     assert p.hashtags == ("calm", "mood")
 
 
@@ -101,8 +115,12 @@ def test_bluesky_bad_frames_are_counted_logged_without_content_and_passed(caplog
         deep = f'{{"kind":"commit","did":"d","time_us":{T_US + 3},"commit":{"[" * 1020 + "]" * 1020}}}'
         assert conn.handle(deep, batch) == T_US + 3
     assert batch == []
-    assert conn.stats.by_reason == {"malformed_json": 1, "bad_record.text": 1, "bad_event": 1,
-                                    "bad_event.commit": 1}
+    assert conn.stats.by_reason == {
+        "malformed_json": 1,
+        "bad_record.text": 1,
+        "bad_event": 1,
+        "bad_event.commit": 1,
+    }
     assert len(caplog.records) == 4
     assert "internal_error:ZeroDivisionError" in caplog.text
     assert MARK not in caplog.text and "private" not in caplog.text and "secret" not in caplog.text
@@ -115,8 +133,9 @@ def test_bluesky_a_restart_after_a_poison_record_does_not_meet_it_again(monkeypa
     conn = _jetstream()
     batch: list = []
     good = _post_event({"text": "fine"}, time_us=T_US)
-    poison = _post_event({"text": "hi", "tags": 5, "facets": "x", "langs": 5, "embed": 7}, time_us=T_US + 10,
-                         rkey="r2")
+    poison = _post_event(
+        {"text": "hi", "tags": 5, "facets": "x", "langs": 5, "embed": 7}, time_us=T_US + 10, rkey="r2"
+    )
     bad = _post_event({"text": 5}, time_us=T_US + 20, rkey="r3")
     top = T_US
     for ev in (good, poison, bad):
@@ -128,8 +147,11 @@ def test_bluesky_a_restart_after_a_poison_record_does_not_meet_it_again(monkeypa
 
 
 def test_bluesky_recorded_corpus_still_maps_the_same():
-    posts = [p for ln in jsonl_lines("jetstream/expected_v1.jsonl")
-             if isinstance(p := _try(lambda ln=ln: bluesky.to_post(orjson.loads(ln), now_ms=NOW)), Post)]
+    posts = [
+        p
+        for ln in jsonl_lines("jetstream/expected_v1.jsonl")
+        if isinstance(p := _try(lambda ln=ln: bluesky.to_post(orjson.loads(ln), now_ms=NOW)), Post)
+    ]
     assert len(posts) == 16
 
 
@@ -164,8 +186,12 @@ def test_mastodon_status_ids_are_ascii_digits_that_int_can_read(sid):
 
 def test_mastodon_values_whose_repr_would_recurse():
     deep = deep_list()
-    p = mastodon.to_post(_status(account={"url": deep, "acct": deep}, url=deep, language=deep),
-                         host="h", now_ms=NOW, trust_language=True)
+    p = mastodon.to_post(
+        _status(account={"url": deep, "acct": deep}, url=deep, language=deep),
+        host="h",
+        now_ms=NOW,
+        trust_language=True,
+    )
     assert p.author_id == "" and p.url != "" and p.lang == ""  # url falls back to uri
     with pytest.raises(DecodeError) as ei:
         mastodon.to_post(_status(created_at=deep), host="h", now_ms=NOW)
@@ -186,8 +212,11 @@ def test_mastodon_boost_of_a_boost_of_a_boost():
 
 
 def test_mastodon_errors_do_not_quote_the_payload():
-    for event, data in [("update", f'{{"id":"1","visibility":"public","content":"x","created_at":"{MARK}"}}'),
-                        ("delete", MARK), ("update", "{" + MARK)]:
+    for event, data in [
+        ("update", f'{{"id":"1","visibility":"public","content":"x","created_at":"{MARK}"}}'),
+        ("delete", MARK),
+        ("update", "{" + MARK),
+    ]:
         with pytest.raises(DecodeError) as ei:
             mastodon.event_to_item(event, data, host="h", now_ms=NOW)
         assert MARK not in str(ei.value)
@@ -224,12 +253,23 @@ def test_reddit_values_whose_str_would_recurse():
     assert str(ei.value) == "child.kind: expected t1 or t3, got a list"
 
 
-@pytest.mark.parametrize("remaining, reset, gap", [
-    ("nan", "60", 0.0), ("10", "nan", 0.0), ("10", "1e308", 360.0), ("0", "inf", 0.0),
-    ("\u00b2", "5", 0.0), ("-3", "5", 0.0), ("0", "1e9", 3600.0), ("20", "60", 3.0)])
+@pytest.mark.parametrize(
+    "remaining, reset, gap",
+    [
+        ("nan", "60", 0.0),
+        ("10", "nan", 0.0),
+        ("10", "1e308", 360.0),
+        ("0", "inf", 0.0),
+        ("\u00b2", "5", 0.0),
+        ("-3", "5", 0.0),
+        ("0", "1e9", 3600.0),
+        ("20", "60", 3.0),
+    ],
+)
 def test_reddit_pacing_headers_are_range_checked(remaining, reset, gap):
-    conn = reddit.RedditConnector(ListSink(), MemoryState(), client_id=Secret("i"), client_secret=Secret("s"),
-                                  subreddits=["x"])
+    conn = reddit.RedditConnector(
+        ListSink(), MemoryState(), client_id=Secret("i"), client_secret=Secret("s"), subreddits=["x"]
+    )
     conn.pace({"x-ratelimit-remaining": remaining, "x-ratelimit-reset": reset})
     assert conn.gap_s == gap
 
@@ -245,8 +285,12 @@ def test_no_connector_module_imports_re():
 
 
 def test_rss_reddit_tail_is_cut_with_the_shared_pattern():
-    entry = {"title": "t", "summary": "<p>body</p> submitted by /u/x <a>[link]</a> <a>[comments]</a>",
-             "summary_detail": {"type": "text/html"}, "id": "i"}
+    entry = {
+        "title": "t",
+        "summary": "<p>body</p> submitted by /u/x <a>[link]</a> <a>[comments]</a>",
+        "summary_detail": {"type": "text/html"},
+        "id": "i",
+    }
     assert rss.to_post(entry, now_ms=NOW)[1].text == "t\n\nbody"
 
 
@@ -257,10 +301,14 @@ def test_rss_feed_over_the_cap_is_refused_before_parsing(monkeypatch):
 
 
 def test_rss_entity_tricks_are_not_expanded():
-    lol = ('<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
-           + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi", strict=True))
-           + '<!ENTITY x SYSTEM "file:///etc/passwd">]><rss version="2.0"><channel><item><title>&i; &x;</title>'
-           "<description>d</description></item></channel></rss>")
+    lol = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
+        + "".join(
+            f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+        )
+        + '<!ENTITY x SYSTEM "file:///etc/passwd">]><rss version="2.0"><channel><item><title>&i; &x;</title>'
+        "<description>d</description></item></channel></rss>"
+    )
     t0 = time.perf_counter()
     entries, _ = rss.parse_feed(lol.encode())
     text = rss.to_post(entries[0], now_ms=NOW)[1].text
@@ -316,8 +364,12 @@ def test_http_bodies_over_the_limit_are_refused(fake_http):
 
 
 def test_rss_poll_counts_a_feed_over_the_limit_and_goes_on(fake_http):
-    conn = rss.FeedConnector(ListSink(), MemoryState(), feeds=[fake_http.url + "/big?token=s3cret"],
-                             http=HttpSource(max_body_bytes=4000))
+    conn = rss.FeedConnector(
+        ListSink(),
+        MemoryState(),
+        feeds=[fake_http.url + "/big?token=s3cret"],
+        http=HttpSource(max_body_bytes=4000),
+    )
     conn.poll(conn.feeds[0])
     assert conn.stats.by_reason == {"body_too_large": 1}
 
@@ -326,7 +378,9 @@ def test_rss_poll_logs_the_feed_url_without_its_query(fake_http, caplog):
     conn = rss.FeedConnector(ListSink(), MemoryState(), feeds=[fake_http.url + "/small?token=s3cret"])
     with caplog.at_level(logging.WARNING, logger="connectors"):
         conn.poll(conn.feeds[0])
-    assert conn.stats.by_reason == {"not_a_feed": 1} and "s3cret" not in caplog.text and "/small" in caplog.text
+    assert (
+        conn.stats.by_reason == {"not_a_feed": 1} and "s3cret" not in caplog.text and "/small" in caplog.text
+    )
 
 
 # ---- the loops: one payload is skipped, counted and passed ----------------------------------------
@@ -349,14 +403,24 @@ def test_mastodon_item_loop_skips_any_exception(monkeypatch):
 
 
 def test_reddit_poll_loop_goes_on_past_a_bad_child(monkeypatch):
-    conn = reddit.RedditConnector(ListSink(), MemoryState(), client_id=Secret("i"), client_secret=Secret("s"),
-                                  subreddits=["x"])
-    listing = {"kind": "Listing", "data": {"children": [
-        _child(name="t1_a"), _child(name="t1_b", created_utc=1e308), _child(name="t1_c", author=[[["x"]]])]}}
+    conn = reddit.RedditConnector(
+        ListSink(), MemoryState(), client_id=Secret("i"), client_secret=Secret("s"), subreddits=["x"]
+    )
+    listing = {
+        "kind": "Listing",
+        "data": {
+            "children": [
+                _child(name="t1_a"),
+                _child(name="t1_b", created_utc=1e308),
+                _child(name="t1_c", author=[[["x"]]]),
+            ]
+        },
+    }
 
     class Http:
         def get(self, url, **kw):
             from connectors.http import Reply
+
             return Reply(200, {}, orjson.dumps(listing))
 
     conn.http = Http()  # type: ignore[assignment]

@@ -26,8 +26,10 @@ def test_status_entity_html_becomes_plain_text():
     assert p.id == "mastodon:mastodon.social:103270115826048975"
     # &quot; decoded, <p> as lines, the invisible/ellipsis spans joined back into the full URL
     assert p.text.startswith('"I lost my inheritance with one wrong digit on my sort code"\n')
-    assert p.text.endswith("https://www.theguardian.com/money/2019/dec/07/"
-                           "i-lost-my-193000-inheritance-with-one-wrong-digit-on-my-sort-code")
+    assert p.text.endswith(
+        "https://www.theguardian.com/money/2019/dec/07/"
+        "i-lost-my-193000-inheritance-with-one-wrong-digit-on-my-sort-code"
+    )
     assert "<" not in p.text and "&quot;" not in p.text
     assert p.created_ms == 1575776913901
     assert p.url == "https://mastodon.social/@Gargron/103270115826048975"
@@ -65,8 +67,14 @@ def test_delete_keeps_an_18_digit_id_exact():
 def test_recorded_server_sse_body():
     body = sse_body("mastodon/mastodonpy_test_stream_user_direct.yaml", "/api/v1/streaming/user")
     events = SSEParser().feed_text(body)
-    assert [e.event for e in events] == ["update", "notification", "update", "notification",
-                                         "status.update", "delete"]
+    assert [e.event for e in events] == [
+        "update",
+        "notification",
+        "update",
+        "notification",
+        "status.update",
+        "delete",
+    ]
     items = []
     for e in events:
         try:
@@ -100,15 +108,21 @@ def test_boost_counts_as_the_boosted_status_and_private_is_skipped():
         to_post({**status, "visibility": "direct"}, host=HOST, now_ms=NOW)
 
 
-@pytest.mark.parametrize("event, data, field", [
-    ("update", "{not json", "data"),
-    ("update", "[]", "status"),
-    ("update", '{"id": 5, "visibility": "public", "content": "x"}', "status.id"),
-    ("update", '{"id": "5", "visibility": "public"}', "status.content"),
-    ("update", '{"id": "5", "visibility": "public", "content": "x", "created_at": "yesterday"}',
-     "status.created_at"),
-    ("delete", "undefined", "data"),
-])
+@pytest.mark.parametrize(
+    "event, data, field",
+    [
+        ("update", "{not json", "data"),
+        ("update", "[]", "status"),
+        ("update", '{"id": 5, "visibility": "public", "content": "x"}', "status.id"),
+        ("update", '{"id": "5", "visibility": "public"}', "status.content"),
+        (
+            "update",
+            '{"id": "5", "visibility": "public", "content": "x", "created_at": "yesterday"}',
+            "status.created_at",
+        ),
+        ("delete", "undefined", "data"),
+    ],
+)
 def test_malformed_events_name_the_field(event, data, field):
     with pytest.raises(DecodeError) as ei:
         event_to_item(event, data, host=HOST, now_ms=NOW)

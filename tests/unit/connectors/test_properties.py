@@ -58,8 +58,13 @@ STATUSES = mastodon_statuses()
 CHILDREN = reddit_children()
 LISTING = reddit_listing()
 LISTING["data"]["children"] = LISTING["data"]["children"][:10]
-REDDIT = reddit.RedditConnector(ListSink(), MemoryState(), client_id=Secret("i"),  # type: ignore[arg-type]
-                                client_secret=Secret("s"), subreddits=["x"])
+REDDIT = reddit.RedditConnector(
+    ListSink(),
+    MemoryState(),
+    client_id=Secret("i"),  # type: ignore[arg-type]
+    client_secret=Secret("s"),
+    subreddits=["x"],
+)
 
 
 class Lines(logging.Handler):
@@ -134,25 +139,59 @@ def _confused(bases: list[Any], focus: tuple[tuple[Any, ...], ...]) -> Iterator[
                 yield obj
 
 
-_RSS_ENTRY = {"title": "t", "summary": "s", "content": [{"value": "<p>x</p>", "type": "text/html"}],
-              "id": "i", "link": "l", "author": "a", "title_detail": {"type": "text/plain"},
-              "summary_detail": {"type": "text/html"}}
-_RSS_FOCUS = (("title",), ("title_detail",), ("title_detail", "type"), ("summary",), ("summary_detail",),
-              ("summary_detail", "type"), ("content",), ("content", 0), ("content", 0, "value"),
-              ("content", 0, "type"), ("id",), ("link",), ("author",), ("published_parsed",))
-_PUSH_ITEM = {"id": "a1", "text": "so happy", "created_ms": NOW, "lang": "en", "url": "https://x.example/1",
-              "author_id": "u", "hashtags": ["#x"]}
+_RSS_ENTRY = {
+    "title": "t",
+    "summary": "s",
+    "content": [{"value": "<p>x</p>", "type": "text/html"}],
+    "id": "i",
+    "link": "l",
+    "author": "a",
+    "title_detail": {"type": "text/plain"},
+    "summary_detail": {"type": "text/html"},
+}
+_RSS_FOCUS = (
+    ("title",),
+    ("title_detail",),
+    ("title_detail", "type"),
+    ("summary",),
+    ("summary_detail",),
+    ("summary_detail", "type"),
+    ("content",),
+    ("content", 0),
+    ("content", 0, "value"),
+    ("content", 0, "type"),
+    ("id",),
+    ("link",),
+    ("author",),
+    ("published_parsed",),
+)
+_PUSH_ITEM = {
+    "id": "a1",
+    "text": "so happy",
+    "created_ms": NOW,
+    "lang": "en",
+    "url": "https://x.example/1",
+    "author_id": "u",
+    "hashtags": ["#x"],
+}
 _PUSH_FOCUS = tuple((k,) for k in [*_PUSH_ITEM, "kind"]) + (("hashtags", 0),)
 
 
-@pytest.mark.parametrize("name, bases, focus, mapping", [
-    ("bluesky", JETSTREAM[:4], JETSTREAM_FOCUS, lambda o: bluesky.to_post(o, now_ms=NOW)),
-    ("mastodon", STATUSES[:3], MASTODON_FOCUS,
-     lambda o: mastodon.to_post(o, host="h", now_ms=NOW, trust_language=True)),
-    ("reddit", CHILDREN[:2] + CHILDREN[8:10], REDDIT_FOCUS, lambda o: reddit.to_post(o, now_ms=NOW)),
-    ("rss", [_RSS_ENTRY], _RSS_FOCUS, lambda o: rss.to_post(o, now_ms=NOW)[1]),
-    ("push", [_PUSH_ITEM], _PUSH_FOCUS, lambda o: push.to_item(o, now_ms=NOW)),
-])
+@pytest.mark.parametrize(
+    "name, bases, focus, mapping",
+    [
+        ("bluesky", JETSTREAM[:4], JETSTREAM_FOCUS, lambda o: bluesky.to_post(o, now_ms=NOW)),
+        (
+            "mastodon",
+            STATUSES[:3],
+            MASTODON_FOCUS,
+            lambda o: mastodon.to_post(o, host="h", now_ms=NOW, trust_language=True),
+        ),
+        ("reddit", CHILDREN[:2] + CHILDREN[8:10], REDDIT_FOCUS, lambda o: reddit.to_post(o, now_ms=NOW)),
+        ("rss", [_RSS_ENTRY], _RSS_FOCUS, lambda o: rss.to_post(o, now_ms=NOW)[1]),
+        ("push", [_PUSH_ITEM], _PUSH_FOCUS, lambda o: push.to_item(o, now_ms=NOW)),
+    ],
+)
 def test_type_confusion_matrix_at_every_field_the_mappings_read(name, bases, focus, mapping):
     """Exhaustive, not sampled: each field a mapping reads, set to each value of another shape
     (a number for a list, a string for an object, 1e308, '²', 1,000-deep nesting, ``<![``), in a
@@ -185,11 +224,18 @@ def _connector_jetstream() -> bluesky.JetstreamConnector:
     return bluesky.JetstreamConnector(ListSink(), MemoryState(), url="ws://127.0.0.1:1/subscribe")
 
 
-@given(st.one_of(mutated(JETSTREAM, JETSTREAM_FOCUS).map(lambda e: orjson.dumps(e, default=str).decode()
-                                        if _dumpable(e) else "{"),
-                 strings, st.binary(max_size=40),
-                 st.integers(0, 1020).map(lambda n: '{"kind":"commit","time_us":5,"commit":'
-                                          + "[" * n + "]" * n + "}")))
+@given(
+    st.one_of(
+        mutated(JETSTREAM, JETSTREAM_FOCUS).map(
+            lambda e: orjson.dumps(e, default=str).decode() if _dumpable(e) else "{"
+        ),
+        strings,
+        st.binary(max_size=40),
+        st.integers(0, 1020).map(
+            lambda n: '{"kind":"commit","time_us":5,"commit":' + "[" * n + "]" * n + "}"
+        ),
+    )
+)
 def test_jetstream_handle_never_raises_and_logs_no_content(log_lines, frame):
     conn = _connector_jetstream()
     batch: list[Any] = []
@@ -220,8 +266,12 @@ def test_mastodon_status_mapping(status, trust):
         assert mastodon.status_id(item.id.rsplit(":", 1)[1])
 
 
-@given(st.one_of(st.sampled_from(["update", "delete", "status.update", "notification"]), strings),
-       st.one_of(strings, mutated(STATUSES, MASTODON_FOCUS).filter(_dumpable).map(lambda s: orjson.dumps(s).decode())))
+@given(
+    st.one_of(st.sampled_from(["update", "delete", "status.update", "notification"]), strings),
+    st.one_of(
+        strings, mutated(STATUSES, MASTODON_FOCUS).filter(_dumpable).map(lambda s: orjson.dumps(s).decode())
+    ),
+)
 def test_mastodon_streaming_events(event, data):
     item = outcome(lambda: mastodon.event_to_item(event, data, host="h", now_ms=NOW))
     if item not in ("skip", "bad"):
@@ -263,8 +313,7 @@ def test_reddit_listing_children(listing):
         assert name is None or isinstance(name, str)
 
 
-@given(st.dictionaries(st.sampled_from(["x-ratelimit-remaining", "x-ratelimit-reset", "x-other"]),
-                       strings))
+@given(st.dictionaries(st.sampled_from(["x-ratelimit-remaining", "x-ratelimit-reset", "x-other"]), strings))
 def test_reddit_pacing_never_sleeps_forever(headers):
     conn = REDDIT
     conn.pace(headers)
@@ -282,19 +331,35 @@ def test_retry_after_is_none_or_a_wait(value):
 _ENTITY_TRICKS = [
     "",  # none
     # billion laughs: each level ten of the one before
-    '<!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">' + "".join(
-        f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "]>",
+    '<!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
+    + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    + "]>",
     '<!DOCTYPE rss [<!ENTITY x SYSTEM "file:///etc/passwd">]>',  # external entity
     '<!DOCTYPE rss [<!ENTITY % p SYSTEM "http://127.0.0.1:1/evil.dtd"> %p;]>',  # external DTD
     '<!DOCTYPE rss [<!ENTITY big "' + "B" * 50_000 + '">]>',  # one huge expansion
     '<!DOCTYPE rss SYSTEM "http://127.0.0.1:1/x.dtd">',
 ]
 _REFS = ["&i;", "&x;", "&big;", "&amp;", "&#x110000;", "&#0;", "&#xD800;", "&unknown;", ""]
-_PIECES = ["<![CDATA[", "]]>", "<![", "<![CDATA[<p>x</p>]]>", "<![CDATA[<![foo]]>", "<a" * 50,
-           "&lt;p&gt;hi&lt;/p&gt;", "<p>", "</p>", "<script>x</script>", "submitted by /u/x [link] [comments]",
-           "<!-- SC_ON -->", "\u00b2", "\x00", "x" * 10_000]
-_piece_text = st.lists(st.one_of(st.sampled_from(_PIECES), st.sampled_from(_REFS), st.text(max_size=12)),
-                       max_size=6).map("".join)
+_PIECES = [
+    "<![CDATA[",
+    "]]>",
+    "<![",
+    "<![CDATA[<p>x</p>]]>",
+    "<![CDATA[<![foo]]>",
+    "<a" * 50,
+    "&lt;p&gt;hi&lt;/p&gt;",
+    "<p>",
+    "</p>",
+    "<script>x</script>",
+    "submitted by /u/x [link] [comments]",
+    "<!-- SC_ON -->",
+    "\u00b2",
+    "\x00",
+    "x" * 10_000,
+]
+_piece_text = st.lists(
+    st.one_of(st.sampled_from(_PIECES), st.sampled_from(_REFS), st.text(max_size=12)), max_size=6
+).map("".join)
 
 
 @st.composite
@@ -303,16 +368,31 @@ def feeds(draw: st.DrawFn) -> bytes:
     items = []
     for _ in range(draw(st.integers(0, 3))):
         title, body, guid = draw(_piece_text), draw(_piece_text), draw(_piece_text)
-        date = draw(st.sampled_from(["Mon, 26 Jun 2017 15:03:27 GMT", "yesterday", "", "Sun, 31 Dec 99999 "
-                                     "23:59:59 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"]))
-        items.append(f"<item><title>{title}</title><description>{body}</description><guid>{guid}</guid>"
-                     f"<pubDate>{date}</pubDate><author>{draw(_piece_text)}</author></item>")
+        date = draw(
+            st.sampled_from(
+                [
+                    "Mon, 26 Jun 2017 15:03:27 GMT",
+                    "yesterday",
+                    "",
+                    "Sun, 31 Dec 99999 23:59:59 GMT",
+                    "Thu, 01 Jan 1970 00:00:00 GMT",
+                ]
+            )
+        )
+        items.append(
+            f"<item><title>{title}</title><description>{body}</description><guid>{guid}</guid>"
+            f"<pubDate>{date}</pubDate><author>{draw(_piece_text)}</author></item>"
+        )
     if draw(st.booleans()):
-        doc = (f'<?xml version="1.0"?>{dtd}<rss version="2.0"><channel><title>t</title>'
-               f"<language>{draw(_piece_text)}</language>{''.join(items)}</channel></rss>")
+        doc = (
+            f'<?xml version="1.0"?>{dtd}<rss version="2.0"><channel><title>t</title>'
+            f"<language>{draw(_piece_text)}</language>{''.join(items)}</channel></rss>"
+        )
     else:
-        entries = "".join(i.replace("<item>", "<entry>").replace("</item>", "</entry>")
-                          .replace("description>", "content>") for i in items)
+        entries = "".join(
+            i.replace("<item>", "<entry>").replace("</item>", "</entry>").replace("description>", "content>")
+            for i in items
+        )
         doc = f'<?xml version="1.0"?>{dtd}<feed xmlns="http://www.w3.org/2005/Atom">{entries}</feed>'
     raw = doc.encode("utf-8", "surrogatepass")
     if draw(st.integers(0, 9)) == 0:
@@ -349,10 +429,41 @@ def test_rss_entry_mapping_of_any_shape(entry):
 
 
 # ---- markup and SSE framing ------------------------------------------------------------------
-_html = st.lists(st.one_of(st.sampled_from(["<", ">", "'", '"', "=", "/", "!", "-", "?", "<!--", "-->",
-                                            "<![", "]]>", "<a", "<p>", "</p>", "<br/>", "<script>",
-                                            "</script>", "&", "&#", ";", "&amp;", " ", "\n"]),
-                           st.text(max_size=5)), max_size=40).map("".join)
+_html = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                "<",
+                ">",
+                "'",
+                '"',
+                "=",
+                "/",
+                "!",
+                "-",
+                "?",
+                "<!--",
+                "-->",
+                "<![",
+                "]]>",
+                "<a",
+                "<p>",
+                "</p>",
+                "<br/>",
+                "<script>",
+                "</script>",
+                "&",
+                "&#",
+                ";",
+                "&amp;",
+                " ",
+                "\n",
+            ]
+        ),
+        st.text(max_size=5),
+    ),
+    max_size=40,
+).map("".join)
 
 
 @given(_html)
@@ -366,7 +477,7 @@ def test_html_to_text_never_raises(fragment):
 def test_sse_lines_do_not_depend_on_chunking_and_stay_bounded(text, cuts, limit):
     chunks, i = [], 0
     for c in cuts:
-        chunks.append(text[i:i + c])
+        chunks.append(text[i : i + c])
         i += c
     chunks.append(text[i:])
     whole = list(split_lines([text], limit))
@@ -384,8 +495,11 @@ SECRET = "whsec_" + base64.b64encode(RAW).decode()
 def _signed(body: bytes, msg_id: str = "msg_1", ts: str | None = None) -> dict[str, str]:
     ts = str(int(time.time())) if ts is None else ts
     mac = hmac.new(RAW, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
-    return {"webhook-id": msg_id, "webhook-timestamp": ts,
-            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": ts,
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+    }
 
 
 _ITEM = _PUSH_ITEM
@@ -400,8 +514,10 @@ def test_push_item_parsing(obj):
 
 
 _header_names = st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature", "content-type"])
-_header_values = st.one_of(strings, st.sampled_from(["v1,", "v1," + "A" * 44, "v1a,x", "\u00b2\u00b3",
-                                                     "1" * 5000, str(int(time.time()))]))
+_header_values = st.one_of(
+    strings,
+    st.sampled_from(["v1,", "v1," + "A" * 44, "v1a,x", "\u00b2\u00b3", "1" * 5000, str(int(time.time()))]),
+)
 
 
 @given(st.dictionaries(_header_names, _header_values), st.binary(max_size=60))
@@ -416,8 +532,14 @@ def test_push_verify_accepts_or_refuses(headers, body):
 
 @pytest.fixture(scope="module")
 def push_conn() -> Iterator[push.PushConnector]:
-    conn = push.PushConnector(ListSink(), MemoryState(), secret=Secret(SECRET), port=0,  # type: ignore[arg-type]
-                              max_body_bytes=200_000, max_items=50)
+    conn = push.PushConnector(
+        ListSink(),
+        MemoryState(),
+        secret=Secret(SECRET),
+        port=0,  # type: ignore[arg-type]
+        max_body_bytes=200_000,
+        max_items=50,
+    )
     t = threading.Thread(target=conn.run, daemon=True)
     t.start()
     yield conn
@@ -448,13 +570,30 @@ def test_push_handler_answers_every_request(push_conn, log_lines, body, signed, 
 
 _raw_header = st.one_of(
     st.binary(max_size=30).filter(lambda b: b"\r" not in b and b"\n" not in b),
-    st.sampled_from([b"\xb2", b"1" * 5000, b"-1", b"chunked", b"0x10", b" 5", b"5, 6", b"\xff\xfe"]))
+    st.sampled_from([b"\xb2", b"1" * 5000, b"-1", b"chunked", b"0x10", b" 5", b"5, 6", b"\xff\xfe"]),
+)
 
 
-@given(st.lists(st.tuples(st.sampled_from([b"webhook-id", b"webhook-timestamp", b"webhook-signature",
-                                           b"Content-Length", b"Transfer-Encoding", b"Content-Type",
-                                           b"X-Other"]), _raw_header), max_size=6),
-       st.binary(max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    b"webhook-id",
+                    b"webhook-timestamp",
+                    b"webhook-signature",
+                    b"Content-Length",
+                    b"Transfer-Encoding",
+                    b"Content-Type",
+                    b"X-Other",
+                ]
+            ),
+            _raw_header,
+        ),
+        max_size=6,
+    ),
+    st.binary(max_size=40),
+)
 def test_push_server_answers_hostile_bytes_with_a_4xx(push_conn, headers, body):
     """Through a real loopback server: headers httpx would refuse to send, any body."""
     req = b"POST /ingest HTTP/1.1\r\nHost: x\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in headers)

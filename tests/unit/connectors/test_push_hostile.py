@@ -29,12 +29,18 @@ def test_push_timestamps_that_int_cannot_read_are_401(ts):
     assert ei.value.status == 401
 
 
-@pytest.mark.parametrize("headers, status", [
-    ({"webhook-id": "m", "webhook-timestamp": "\u00b2", "webhook-signature": "v1,x"}, 401),
-    ({"webhook-id": "m" * 300, "webhook-timestamp": "1", "webhook-signature": "v1,x"}, 400),
-    ({"webhook-id": "\u00e9", "webhook-timestamp": "1", "webhook-signature": "v1,\u00e9\ud800"}, 400),
-    ({"webhook-id": "m", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,\ud800"}, 401),
-])
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"webhook-id": "m", "webhook-timestamp": "\u00b2", "webhook-signature": "v1,x"}, 401),
+        ({"webhook-id": "m" * 300, "webhook-timestamp": "1", "webhook-signature": "v1,x"}, 400),
+        ({"webhook-id": "\u00e9", "webhook-timestamp": "1", "webhook-signature": "v1,\u00e9\ud800"}, 400),
+        (
+            {"webhook-id": "m", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,\ud800"},
+            401,
+        ),
+    ],
+)
 def test_push_handle_answers_instead_of_raising(headers, status):
     conn = push.PushConnector(ListSink(), MemoryState(), secret=Secret("whsec_" + "a" * 44), port=0)  # type: ignore[arg-type]
     try:
@@ -58,8 +64,13 @@ def test_push_created_ms_in_range(created):
 
 
 def test_push_item_error_messages_do_not_quote_the_item():
-    for obj in ({"id": MARK * 100, "text": "x"}, {"id": "a", "text": [MARK]}, {"id": "a", "text": "x", "lang": [MARK]},
-                {"id": "a", "text": "x", "hashtags": deep_list()}, deep_list()):
+    for obj in (
+        {"id": MARK * 100, "text": "x"},
+        {"id": "a", "text": [MARK]},
+        {"id": "a", "text": "x", "lang": [MARK]},
+        {"id": "a", "text": "x", "hashtags": deep_list()},
+        deep_list(),
+    ):
         with pytest.raises(DecodeError) as ei:
             push.to_item(obj, now_ms=NOW)
         assert MARK not in str(ei.value)

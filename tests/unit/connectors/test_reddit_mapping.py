@@ -71,14 +71,17 @@ def test_removed_comment_is_skipped_with_a_reason():
         to_post({"kind": "t1", "data": {"name": "t1_x", "created_utc": 1.0, "body": "[removed]"}})
 
 
-@pytest.mark.parametrize("thing, field", [
-    ("t1_abc", "child"),
-    ({"kind": "t1"}, "child.data"),
-    ({"kind": "t1", "data": {"created_utc": 1.0, "body": "x"}}, "child.data.name"),
-    ({"kind": "t1", "data": {"name": "t1_a", "body": "x"}}, "child.data.created_utc"),
-    ({"kind": "t1", "data": {"name": "t1_a", "created_utc": 1.0}}, "child.data.body"),
-    ({"kind": "t5", "data": {"name": "t1_a", "created_utc": 1.0}}, "child.kind"),
-])
+@pytest.mark.parametrize(
+    "thing, field",
+    [
+        ("t1_abc", "child"),
+        ({"kind": "t1"}, "child.data"),
+        ({"kind": "t1", "data": {"created_utc": 1.0, "body": "x"}}, "child.data.name"),
+        ({"kind": "t1", "data": {"name": "t1_a", "body": "x"}}, "child.data.created_utc"),
+        ({"kind": "t1", "data": {"name": "t1_a", "created_utc": 1.0}}, "child.data.body"),
+        ({"kind": "t5", "data": {"name": "t1_a", "created_utc": 1.0}}, "child.kind"),
+    ],
+)
 def test_malformed_children_name_the_field(thing, field):
     with pytest.raises(DecodeError) as ei:
         to_post(thing)
