@@ -96,7 +96,7 @@ def read_tweeteval(folder: str | Path, split: str) -> Labeled:
     labs = (d / f"{split}_labels.txt").read_text().splitlines()
     if len(texts) != len(labs):
         raise ConfigError(str(d), split, f"{len(texts)} texts but {len(labs)} labels")
-    out = []
+    out: list[tuple[str, ...]] = []
     for n, x in enumerate(labs, start=1):
         if x.strip() not in mapping:
             raise ConfigError(f"{d / f'{split}_labels.txt'}:{n}", "label", f"unknown label id {x.strip()!r}")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import torch
 from torch import nn
@@ -35,7 +35,11 @@ from monitor.errors import ModelError
 from monitor.model_settings import ModelSettings
 from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedConfig, PreTrainedModel
+
 log = logging.getLogger(__name__)
+_M = TypeVar("_M", bound=nn.Module)
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "models" / "default"
 TINY = "builtin:tiny-untrained"
@@ -102,8 +106,10 @@ def cpu_has_bf16(flags: set[str] | None = None) -> bool:
     flags = cpu_flags() if flags is None else flags
     if not flags & {"avx512_bf16", "amx_bf16", "bf16"}:
         return False
+    # torch.backends.mkldnn.is_available is unannotated; it returns torch._C._has_mkldnn, a bool
+    mkldnn_available = cast(Callable[[], bool], torch.backends.mkldnn.is_available)
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(mkldnn_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 
@@ -120,11 +126,18 @@ def pick_dtype(name: str, device: torch.device) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
-def prepare(model: nn.Module, device: torch.device, dtype: str) -> nn.Module:
+def _quantize_int8(model: _M) -> _M:
+    """Dynamic int8 quantization of the Linear layers. torch's ``quantize_dynamic`` is unannotated;
+    with ``inplace=False`` it deep-copies ``model`` and swaps only its children, so the result is
+    of ``model``'s own class."""
+    quantize_dynamic = cast(Callable[..., _M], torch.ao.quantization.quantize_dynamic)
+    return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
+def prepare(model: _M, device: torch.device, dtype: str) -> _M:
     model.eval()
     if dtype == "int8":
-        model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-        return model
+        return _quantize_int8(model)
     model.to(device)
     if dtype == "bf16":
         model.to(torch.bfloat16)
@@ -427,7 +440,7 @@ def _load_classifier(auto: Any, source: str, device: torch.device) -> Any:
     return auto.from_pretrained(source, **_hf_kwargs())
 
 
-def build_tiny(task: str, seed: int = 0) -> tuple[nn.Module, Any]:
+def build_tiny(task: str, seed: int = 0) -> tuple[PreTrainedModel, Any]:
     """A tiny BERT from a config (random weights) with the packaged MiniLM tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -441,11 +454,18 @@ def build_tiny(task: str, seed: int = 0) -> tuple[nn.Module, Any]:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=512,
-        num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={lab: i for i, lab in enumerate(labels)},
     )
     return BertForSequenceClassification(config), tok
+
+
+def config_id2label(config: PreTrainedConfig, source: str) -> dict[int, str]:
+    """A built config's ``id2label``. transformers types it ``dict[int, str] | dict[str, str] | None``,
+    but ``PreTrainedConfig.__post_init__`` turns JSON's string keys into ints."""
+    if config.id2label is None:
+        raise ModelError(f"{source}: its config has no id2label")
+    return cast("dict[int, str]", config.id2label)
 
 
 def minilm_dir() -> Path:
@@ -531,7 +551,7 @@ def load_scorer(cfg: ModelSettings) -> Any:
 def _load_one(source: str, task: str, cfg: ModelSettings) -> Any:
     if source == TINY:
         model, tok = build_tiny(task)
-        lmap = labelmap.build(task, model.config.id2label, TINY)
+        lmap = labelmap.build(task, config_id2label(model.config, TINY), TINY)
         device = pick_device(cfg.device)
         return HFClassifier(model, tok, lmap, TINY, device, "fp32", cfg, trained=False)
     if source == "default":

@@ -44,7 +44,10 @@ class LoRALinear(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + (self.drop(x) @ self.lora_a.t() @ self.lora_b.t()) * self.scale
+        # nn.Module.__call__ is typed to return Any
+        y: torch.Tensor = self.base(x)
+        dropped: torch.Tensor = self.drop(x)
+        return y + (dropped @ self.lora_a.t() @ self.lora_b.t()) * self.scale
 
     def merged_delta(self) -> torch.Tensor:
         return (self.lora_b @ self.lora_a) * self.scale
@@ -54,6 +57,18 @@ def _get(module: nn.Module, dotted: str) -> nn.Module:
     for part in dotted.split("."):
         module = getattr(module, part)
     return module
+
+
+def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The transformer blocks of a BERT-style encoder, ``encoder.encoder.layer``. torch types a
+    submodule reached by attribute as ``Tensor | Module``; this narrows it once, here."""
+    layers = encoder.get_submodule("encoder.layer")
+    if not isinstance(layers, nn.ModuleList):
+        raise ModelError(
+            f"{type(encoder).__name__}: expected encoder.layer to be a ModuleList, "
+            f"got {type(layers).__name__}"
+        )
+    return layers
 
 
 def _set(module: nn.Module, dotted: str, value: nn.Module) -> None:
@@ -84,7 +99,7 @@ class MultiHead(nn.Module):
 
     def top(self, hidden: torch.Tensor, mask: torch.Tensor, from_layer: int) -> torch.Tensor:
         ext = extended_mask(mask, hidden.dtype)
-        for layer in self.encoder.encoder.layer[from_layer:]:
+        for layer in encoder_layers(self.encoder)[from_layer:]:
             hidden = layer(hidden, attention_mask=ext)
             if isinstance(hidden, tuple):
                 hidden = hidden[0]

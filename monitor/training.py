@@ -16,13 +16,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from monitor.datasets import Labeled
 from monitor.taxonomy import EMOTIONS, SENTIMENTS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +173,14 @@ def train_default(  # noqa: C901
     out_dir: Path,
     cfg: DefaultTrainConfig,
 ) -> dict[str, Any]:
-    from monitor.multihead import MultiHead, adapter_state, add_lora, load_encoder, save_default
+    from monitor.multihead import (
+        MultiHead,
+        adapter_state,
+        add_lora,
+        encoder_layers,
+        load_encoder,
+        save_default,
+    )
 
     t_start = time.time()
     seed_all(cfg.seed)
@@ -179,7 +189,7 @@ def train_default(  # noqa: C901
     model = MultiHead(encoder)
     for p in model.parameters():
         p.requires_grad_(False)
-    top_layers = list(range(cfg.bottom_layers, len(encoder.encoder.layer)))
+    top_layers = list(range(cfg.bottom_layers, len(encoder_layers(encoder))))
     add_lora(model, top_layers, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     trainable = []
     for name, p in model.named_parameters():
@@ -211,8 +221,8 @@ def train_default(  # noqa: C901
         ("emo_train", emo_train),
         ("emo_val", emo_val),
     ):
-        ids = encode(tok, d.texts, cfg.max_length)
-        cached[name] = cache_bottom(model.encoder, ids, cfg.bottom_layers, name)
+        token_ids = encode(tok, d.texts, cfg.max_length)
+        cached[name] = cache_bottom(model.encoder, token_ids, cfg.bottom_layers, name)
     y_sent = torch.tensor([s_idx[lab[0]] for lab in sent_train.labels])
     y_sent_val = torch.tensor([s_idx[lab[0]] for lab in sent_val.labels])
 
@@ -382,14 +392,16 @@ class FinetuneConfig:
     val_fraction: float = 0.1
 
 
-def _trainable_top(model: nn.Module, train_layers: int | None) -> None:
+def _trainable_top(model: PreTrainedModel, train_layers: int | None) -> None:
+    from monitor.multihead import encoder_layers
+
     if train_layers is None:
         return
     for p in model.parameters():
         p.requires_grad_(False)
-    base = getattr(model, model.base_model_prefix, model)
-    layers = base.encoder.layer if hasattr(base, "encoder") else []
-    for layer in list(layers)[-train_layers:] if train_layers else []:
+    base = model.base_model  # getattr(model, model.base_model_prefix, model)
+    layers: list[nn.Module] = list(encoder_layers(base)) if hasattr(base, "encoder") else []
+    for layer in layers[-train_layers:] if train_layers else []:
         for p in layer.parameters():
             p.requires_grad_(True)
     for name, p in model.named_parameters():
@@ -407,7 +419,9 @@ def _split(data: Labeled, fraction: float, seed: int) -> tuple[Labeled, Labeled]
     return Labeled([data.texts[i] for i in t], [data.labels[i] for i in t], data.source), val
 
 
-def _load_for_finetune(cfg: FinetuneConfig, labels: Sequence[str], multi: bool) -> tuple[nn.Module, Any]:
+def _load_for_finetune(
+    cfg: FinetuneConfig, labels: Sequence[str], multi: bool
+) -> tuple[PreTrainedModel, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from monitor.inference import TINY, build_tiny, minilm_dir
@@ -457,7 +471,7 @@ def finetune(train: Labeled, val: Labeled | None, out_dir: Path, cfg: FinetuneCo
     val_ids = encode(tok, val.texts, cfg.max_length)
 
     def val_score() -> float:
-        model.eval()
+        model.train(False)  # what PreTrainedModel.eval() does; transformers leaves eval() unannotated
         preds: list[int] = []
         with torch.inference_mode():
             for s in range(0, len(val_ids), 128):
