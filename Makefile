@@ -2,7 +2,7 @@
 DURATION ?= 120
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
-.PHONY: help setup stack-up stack-down stack-status demo test test-unit faults fuzz reliability lint bench bench-hostile train-default evaluate-default
+.PHONY: help format setup stack-up stack-down stack-status demo test test-unit faults fuzz reliability lint bench bench-hostile train-default evaluate-default
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -38,9 +38,13 @@ fuzz: setup ## the property tests with the long random Hypothesis profile
 reliability: stack-up ## run the fault suite and write docs/reliability.md
 	@MOOD_RELIABILITY_REPORT=docs/reliability.md .venv/bin/pytest -m faults tests -s $(PYTEST_ARGS)
 
-lint: setup ## ruff + mypy
-	@.venv/bin/ruff check monitor connectors tests bench
+lint: setup ## the gates: ruff (lint + format check), mypy --strict
+	@.venv/bin/ruff check monitor connectors tests bench scripts
+	@.venv/bin/ruff format --check monitor connectors tests bench scripts
 	@.venv/bin/mypy
+
+format: setup ## apply ruff format
+	@.venv/bin/ruff format monitor connectors tests bench scripts
 
 bench: stack-up ## the throughput/latency benchmark (prints a table and a JSON line)
 	@.venv/bin/python bench/pipeline.py

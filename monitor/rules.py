@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from monitor import detectors as d
 from monitor.aggregates import MINUTE_MS, Bucket, merge
@@ -47,9 +48,17 @@ class Evaluation:
     def breaching(self) -> bool:
         return self.status == BREACH
 
-    @property
-    def clearing(self) -> bool:
-        return self.status in (CLEAR, INSUFFICIENT)
+
+class _Common(TypedDict):
+    """The fields every evaluation of a rule shares."""
+
+    rule: str
+    kind: str
+    metric: str
+    end_ms: int
+    window_min: int
+    posts: int
+    emotions: Mapping[str, float]
 
 
 def metric_value(metric: str, b: Bucket) -> float:
@@ -81,7 +90,7 @@ def evaluate(
     h_start = h_end - rule.baseline_lookback_min * MINUTE_MS
     history = [b for b in minutes if h_start <= b.start_ms < h_end]
     window = merge(in_window, w_start)
-    base = {
+    base: _Common = {
         "rule": rule.name,
         "kind": rule.kind,
         "metric": rule.metric,
@@ -101,7 +110,7 @@ def _severity(rule: RuleSettings, z: float) -> str:
     return "critical" if rule.escalate_z is not None and z >= rule.escalate_z else rule.severity
 
 
-def _threshold(rule: RuleSettings, window: Bucket, base: dict[str, object]) -> Evaluation:
+def _threshold(rule: RuleSettings, window: Bucket, base: _Common) -> Evaluation:
     value = metric_value(rule.metric, window)
     basis = window.n if rule.metric == "volume" else window.scored
     threshold = rule.above if rule.above is not None else rule.below
@@ -111,7 +120,7 @@ def _threshold(rule: RuleSettings, window: Bucket, base: dict[str, object]) -> E
             **base,
             status=INSUFFICIENT,
             severity=rule.severity,
-            value=value,  # type: ignore[arg-type]
+            value=value,
             baseline=threshold,
             baseline_kind="threshold",
             reason=f"{basis} < {rule.min_posts} posts",
@@ -122,7 +131,7 @@ def _threshold(rule: RuleSettings, window: Bucket, base: dict[str, object]) -> E
         **base,
         status=BREACH if hit else CLEAR,
         severity=rule.severity,
-        value=value,  # type: ignore[arg-type]
+        value=value,
         baseline=threshold,
         level=value if above else -value,
         baseline_kind="threshold",
@@ -136,17 +145,18 @@ def _share(
     history: Sequence[Bucket],
     h_end: int,
     seasonal_hours: Sequence[Bucket],
-    base: dict[str, object],
+    base: _Common,
 ) -> Evaluation:
     counts = d.counts_for(rule.metric)
     k, n = counts(window)
     value = k / n if n else 0.0
-    common = {**base, "hits": k, "value": value}
     if n < rule.min_posts:
         return Evaluation(
-            **common,
+            **base,
+            hits=k,
+            value=value,
             status=INSUFFICIENT,
-            severity=rule.severity,  # type: ignore[arg-type]
+            severity=rule.severity,
             reason=f"{n} < {rule.min_posts} posts",
         )
     kn = [counts(b) for b in history]
@@ -158,10 +168,12 @@ def _share(
             p0, kind = s, "seasonal"
     if kind == "ewma" and (n_eff < rule.min_baseline_posts or len(history) < 3 * rule.window_min):
         return Evaluation(
-            **common,
+            **base,
+            hits=k,
+            value=value,
             status=WARMING_UP,
             severity=rule.severity,
-            baseline=p0,  # type: ignore[arg-type]
+            baseline=p0,
             baseline_kind=kind,
             reason=f"baseline: {n_eff:.0f} posts in {len(history)} minutes",
         )
@@ -175,11 +187,13 @@ def _share(
     else:
         status = HOLD
     return Evaluation(
-        **common,
+        **base,
+        hits=k,
+        value=value,
         status=status,
         severity=_severity(rule, z),
         baseline=p0,
-        z=z,  # type: ignore[arg-type]
+        z=z,
         phi=phi,
         level=effect,
         baseline_kind=kind,
@@ -187,25 +201,30 @@ def _share(
 
 
 def _volume(
-    rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end: int, base: dict[str, object]
+    rule: RuleSettings, window: Bucket, history: Sequence[Bucket], h_end: int, base: _Common
 ) -> Evaluation:
     n = window.n
     counts = [b.n for b in history]
     rate, _m = d.ewma_rate_n(counts, rule.half_life_min)
     lam = rate * rule.window_min
-    common = {**base, "value": float(n), "baseline": lam, "baseline_kind": "ewma"}
     if len(history) < 2 * rule.window_min:
         return Evaluation(
-            **common,
+            **base,
+            value=float(n),
+            baseline=lam,
+            baseline_kind="ewma",
             status=WARMING_UP,
-            severity=rule.severity,  # type: ignore[arg-type]
+            severity=rule.severity,
             reason=f"{len(history)} < {2 * rule.window_min} minutes of history",
         )
     if n < rule.min_posts:
         return Evaluation(
-            **common,
+            **base,
+            value=float(n),
+            baseline=lam,
+            baseline_kind="ewma",
             status=INSUFFICIENT,
-            severity=rule.severity,  # type: ignore[arg-type]
+            severity=rule.severity,
             reason=f"{n} < {rule.min_posts} posts",
         )
     phi = d.volume_phi_n(
@@ -220,10 +239,13 @@ def _volume(
     else:
         status = HOLD
     return Evaluation(
-        **common,
+        **base,
+        value=float(n),
+        baseline=lam,
+        baseline_kind="ewma",
         status=status,
         severity=_severity(rule, z),
         z=z,
-        phi=phi,  # type: ignore[arg-type]
+        phi=phi,
         level=ratio,
     )
