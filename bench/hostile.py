@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/hostile.py [--per-class 12] [--quick] [--lang-codes 10000]
 
-Builds a real `monitor.worker.Worker` the way `monitor.__main__.build_worker` composes it (the
+Builds a real `monitor.worker.Worker` the way `monitor.app.build_worker` composes it (the
 default model's tokenizer through `load_scorer` + `pretokenizer`, `TopicMatcher.from_config`,
 the real `to_labels`), with in-memory fakes for the consumer, the producer and the store, and a
 scorer stub whose forward pass returns fixed outputs of the right shape. Topics: 20 keyword
@@ -646,8 +646,9 @@ def bench_topics() -> list[Any]:
 
 
 def build_worker(model: str = "default") -> Any:
-    from monitor.inference import ModelOutput, load_scorer, pretokenizer, to_labels
+    from monitor.inference import load_scorer, pretokenizer
     from monitor.model_settings import ModelSettings
+    from monitor.scoring import ModelOutput, to_labels
     from monitor.topics import TopicMatcher
     from monitor.worker import Worker, WorkerConfig
 

@@ -329,9 +329,11 @@ class Run:
 
     def group_stable(self) -> bool:
         """Every worker's last assignment is non-empty (or there are more workers than partitions)."""
+        from monitor.app import process_name
         from monitor.worker import holds_partitions
 
-        busy = sum(holds_partitions(log.read_text(errors="replace")) for log in self.logs)
+        health = self.store.health()
+        busy = sum(holds_partitions(health.get(process_name("worker", w.pid))) for w in self.workers)
         return busy >= min(len(self.workers), self.partitions)
 
     def warm_up(self, watcher: Watcher, tag: str) -> None:

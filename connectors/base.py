@@ -17,14 +17,15 @@ from __future__ import annotations
 import functools
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, TypeVar
 
 import orjson
 
 from monitor.errors import DecodeError
+from monitor.kafka import RecordProducer
 from monitor.messages import Deletion, Post, encode_deletion, encode_post
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,8 @@ def guarded(stage: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return wrap
 
 
-class PostSink(Protocol):
-    def send(
-        self,
-        key: bytes | None,
-        value: bytes,
-        *,
-        topic: str | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> None: ...
-    def flush(self, timeout_s: float = 30.0) -> None: ...
-    def close(self, timeout_s: float = 10.0) -> None: ...
+# where a connector's posts go: the one producer seam (`monitor.kafka.RecordProducer`)
+PostSink = RecordProducer
 
 
 @dataclass

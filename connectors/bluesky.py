@@ -32,7 +32,7 @@ from websockets.sync.client import connect
 from connectors.backoff import Backoff, RetryLater, retry_after_s
 from connectors.base import PostSink, Skip, guarded
 from connectors.live import Item, LiveConnector
-from connectors.state import RedisConnectorState
+from connectors.state import ConnectorState
 from monitor.errors import DecodeError
 from monitor.messages import MAX_ID_CHARS, Deletion, Post
 
@@ -153,7 +153,7 @@ class JetstreamConnector(LiveConnector):
     def __init__(
         self,
         sink: PostSink,
-        state: RedisConnectorState,
+        state: ConnectorState,
         *,
         url: str,
         rewind_s: float = 5.0,

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from connectors.backoff import Backoff, RetryLater, wait
 from connectors.base import Connector, PostSink, Skip
-from connectors.state import RedisConnectorState
+from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError, TransientError
 from monitor.messages import Deletion, Post
 
@@ -45,7 +45,7 @@ class Done(Exception):  # noqa: N818 - control flow, not an error
 class LiveConnector(Connector):
     name = "live"
 
-    def __init__(self, sink: PostSink, state: RedisConnectorState, *, backoff: Backoff | None = None) -> None:
+    def __init__(self, sink: PostSink, state: ConnectorState, *, backoff: Backoff | None = None) -> None:
         super().__init__(sink)
         self.state = state
         self.backoff = backoff or Backoff(1.0, 60.0)

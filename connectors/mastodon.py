@@ -34,7 +34,7 @@ from connectors.http import BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
 from connectors.sse import SSEParser
-from connectors.state import RedisConnectorState
+from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError
 from monitor.messages import Deletion, Post
 
@@ -222,7 +222,7 @@ class MastodonConnector(LiveConnector):
     def __init__(
         self,
         sink: PostSink,
-        state: RedisConnectorState,
+        state: ConnectorState,
         *,
         base_url: str,
         stream: str,

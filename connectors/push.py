@@ -48,7 +48,7 @@ import orjson
 
 from connectors.base import Connector, PostSink, guarded
 from connectors.credentials import Secret
-from connectors.state import RedisConnectorState
+from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError, TransientError
 from monitor.messages import Deletion, Post
 
@@ -189,7 +189,7 @@ class PushConnector(Connector):
     def __init__(
         self,
         sink: PostSink,
-        state: RedisConnectorState,
+        state: ConnectorState,
         *,
         secret: Secret,
         host: str = "127.0.0.1",

@@ -26,7 +26,7 @@ from connectors.base import PostSink, Skip, guarded
 from connectors.credentials import Secret
 from connectors.http import BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
-from connectors.state import RedisConnectorState
+from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError
 from monitor.messages import MAX_ID_CHARS, Post
 
@@ -133,7 +133,7 @@ class RedditConnector(LiveConnector):
     def __init__(
         self,
         sink: PostSink,
-        state: RedisConnectorState,
+        state: ConnectorState,
         *,
         client_id: Secret,
         client_secret: Secret,

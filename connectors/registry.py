@@ -90,7 +90,7 @@ def _build(name: str, args: argparse.Namespace, s: Any, sink: Any) -> Connector:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.__main__ import ensure_topics
+    from monitor.app import ensure_topics
     from monitor.kafka import KafkaPostProducer
     from monitor.settings import load_settings
 

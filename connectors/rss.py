@@ -34,7 +34,7 @@ from connectors.base import PostSink, Skip, guarded
 from connectors.http import MAX_BODY_BYTES, BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
-from connectors.state import RedisConnectorState
+from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError
 from monitor.messages import MAX_ID_CHARS, Post
 from monitor.patterns import REDDIT_TAIL
@@ -145,7 +145,7 @@ class FeedConnector(LiveConnector):
     def __init__(
         self,
         sink: PostSink,
-        state: RedisConnectorState,
+        state: ConnectorState,
         *,
         feeds: Sequence[str],
         poll_interval_s: float = 300.0,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -39,6 +39,27 @@ def _translated(what: str) -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise StoreUnavailable(f"connector state: {what}: {exc.__class__.__name__}") from exc
+
+
+class ConnectorState(Protocol):
+    """A connector's cursor, dedup keys, idempotency claims, meta and status
+    (`RedisConnectorState`)."""
+
+    def cursor(self) -> str | None: ...
+    def unseen(self, keys: Iterable[str]) -> set[str]: ...
+    def commit(
+        self,
+        keys: Iterable[str],
+        cursor: str | None = None,
+        *,
+        meta: Mapping[str, str] | None = None,
+        now_ms: int | None = None,
+    ) -> None: ...
+    def claim(self, key: str, ttl_s: int) -> bool: ...
+    def release(self, key: str) -> None: ...
+    def meta(self, field: str) -> str | None: ...
+    def report(self, status: Mapping[str, int | str | float]) -> None: ...
+    def close(self) -> None: ...
 
 
 class RedisConnectorState:

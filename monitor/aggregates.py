@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from monitor.messages import ScoredPost
-from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN, UNSUPPORTED
+from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -129,10 +129,6 @@ class Bucket:
     @property
     def uncertain(self) -> int:
         return self.sentiments.get(UNCERTAIN, 0)
-
-    @property
-    def unsupported(self) -> int:
-        return self.sentiments.get(UNSUPPORTED, 0)
 
 
 def merge(buckets: Iterable[Bucket], start_ms: int) -> Bucket:

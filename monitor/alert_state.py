@@ -10,12 +10,13 @@ alerter can neither lose nor duplicate a notice.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from monitor import keys
 from monitor.store import RedisAggregateStore, RedisAlertState, translated
+from monitor.webhooks import OutboxStore
 
 FINGERPRINT_TTL_S = 30 * 24 * 3600
 EPISODE_TTL_S = 14 * 24 * 3600
@@ -40,6 +41,24 @@ if not i then return 0 end
 if ARGV[2] == '' then redis.call('LREM', KEYS[1], 1, ARGV[1]) else redis.call('LSET', KEYS[1], i, ARGV[2]) end
 return 1
 """
+
+
+class AlertLedger(OutboxStore, Protocol):
+    """The alerter's state: the lease, each (topic, rule)'s episode, and the outbox it commits
+    notices to (`RedisAlertLedger`)."""
+
+    def hold_lease(self, owner: str, ttl_s: int) -> bool: ...
+    def release_lease(self, owner: str) -> None: ...
+    def episodes(self, topic: str, rules: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    def commit(
+        self,
+        owner: str,
+        topic: str,
+        rule: str,
+        episode: Mapping[str, Any],
+        fingerprint: str = "",
+        entries: Sequence[Mapping[str, Any]] = (),
+    ) -> int: ...
 
 
 class RedisAlertLedger(RedisAlertState):

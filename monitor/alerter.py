@@ -28,11 +28,12 @@ from typing import Any
 from monitor import detectors
 from monitor.aggregates import HOUR_MS, MINUTE_MS, Bucket, minute_start
 from monitor.alert_settings import AlertSettings, RuleSettings
-from monitor.alert_state import RedisAlertLedger
+from monitor.alert_state import AlertLedger
 from monitor.episodes import Episode, step
 from monitor.errors import TransientError
 from monitor.rules import Evaluation, evaluate
 from monitor.slack import AlertEvent, block_kit, generic_json
+from monitor.store import AggregateReader
 from monitor.webhooks import Dispatcher, SendResult, post_json
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,14 @@ class LeaseLost(Exception):
 @dataclass
 class Alerter:
     settings: AlertSettings
-    store: Any  # RedisAggregateStore
-    state: Any  # RedisAlertState; upgraded to RedisAlertLedger
+    store: AggregateReader
+    state: AlertLedger
     clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     send: Callable[[str, Mapping[str, object]], SendResult] = post_json
     owner: str = field(default_factory=lambda: f"alerter-{uuid.uuid4().hex[:8]}")
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
-        if not isinstance(self.state, RedisAlertLedger):
-            self.state = RedisAlertLedger(self.store)
         s = self.settings
         self.dispatcher = Dispatcher(
             s.destinations,

@@ -137,7 +137,7 @@ def read_jsonl(path: Path) -> tuple[dict[str, list[Bucket]], int]:
 
 
 def _range(args: argparse.Namespace, default_end_ms: int) -> tuple[int, int]:
-    from monitor.__main__ import parse_window
+    from monitor.app import parse_window
 
     end = int(args.end_ms) if args.end_ms else default_end_ms
     start = int(args.start_ms) if args.start_ms else end - parse_window(args.since)
@@ -162,7 +162,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         first = min(b.start_ms for bs in series.values() for b in bs)
         start, end = _range(args, last) if (args.start_ms or args.end_ms) else (first, last)
     else:
-        from monitor.__main__ import build_store
+        from monitor.app import build_store
 
         store = build_store(s)
         now_ms = int(datetime.now(UTC).timestamp() * 1000)

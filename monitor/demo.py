@@ -116,7 +116,7 @@ def _distinct_origins(bootstrap: str, topic: str, field: str) -> int:
 
 def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config: str | None = None) -> int:
     from monitor import stack
-    from monitor.__main__ import build_store, render_table
+    from monitor.app import build_store, render_table
     from monitor.settings import load_settings
 
     base = load_settings(config)
@@ -161,7 +161,8 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
         # the stream starts once the worker has loaded its model and joined its group: posts
         # older than the demo's 10 s lateness when scored would not be counted (a cold first
         # start, with torch not yet in the page cache, took 25 s)
-        if not _wait_assigned(workdir / "worker.log", worker, timeout_s=180):
+        store = build_store(settings)
+        if not _wait_assigned(store, worker, timeout_s=180):
             print(f"demo: the worker did not join its group; see {workdir}/worker.log")
             _stop(worker, "worker")
             _stop(alerter, "alerter")
@@ -174,7 +175,6 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
             stdout=subprocess.PIPE,
             stderr=logs["connector"],
         )
-        store = build_store(settings)
         t0 = time.time()
         started_ms = int(t0 * 1000) - 60_000
         last_table = 0.0
@@ -228,13 +228,15 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
     return 0 if ok else 1
 
 
-def _wait_assigned(log: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
-    """True once the worker's log shows it was given partitions; False if it exits or times out."""
+def _wait_assigned(store: Any, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """True once the worker's heartbeat says it holds partitions; False if it exits or times out."""
+    from monitor.app import process_name
     from monitor.worker import holds_partitions
 
+    name = process_name("worker", proc.pid)
     deadline = time.time() + timeout_s
     while time.time() < deadline and proc.poll() is None:
-        if holds_partitions(log.read_text(errors="replace")):
+        if holds_partitions(store.health().get(name)):
             return True
         time.sleep(0.2)
     return False

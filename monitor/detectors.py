@@ -3,7 +3,7 @@
     ewma_share     n-weighted EWMA of a share (k/n) over past minutes: the baseline p0
     ewma_rate      EWMA of posts per minute over past minutes: the volume baseline
     share_phi      over-dispersion of a share over past non-overlapping windows (>= 1)
-    volume_phi     over-dispersion of counts over past non-overlapping windows (>= 1)
+    volume_phi_n   over-dispersion of counts over past non-overlapping windows (>= 1)
     binomial_z     z = (k - n p0) / sqrt(phi n p0 (1 - p0))      volume-aware share test
     poisson_z      z = (n - lam) / sqrt(phi lam)                 count test
     seasonal_share median share of the same hour of week in past weeks (None without history)
@@ -122,7 +122,7 @@ def share_phi_kn(blocks: Sequence[tuple[int, int]], p0: float, phi_max: float, m
 
 
 def volume_phi_n(counts: Sequence[int], lam: float, phi_max: float) -> float:
-    """`volume_phi` over windows' post counts."""
+    """Over-dispersion of windows' post counts against their mean ``lam`` (>= 1, capped)."""
     if lam <= 0:
         return 1.0
     r = [(c - lam) ** 2 / lam for c in counts]
@@ -149,14 +149,6 @@ def share_phi(past: Sequence[Bucket], p0: float, counts: Counts, phi_max: float,
         k, n = counts(w)
         if n >= max(1, min_n):
             r.append((k - n * p0) ** 2 / (n * p0 * (1 - p0)))
-    return min(phi_max, max(1.0, statistics.fmean(r))) if len(r) >= 3 else 1.0
-
-
-def volume_phi(past: Sequence[Bucket], lam: float, phi_max: float) -> float:
-    """Mean squared Pearson residual of past windows' counts against ``lam``, in [1, phi_max]."""
-    if lam <= 0:
-        return 1.0
-    r = [(w.n - lam) ** 2 / lam for w in past]
     return min(phi_max, max(1.0, statistics.fmean(r))) if len(r) >= 3 else 1.0
 
 

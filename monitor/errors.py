@@ -7,11 +7,12 @@
      +-- TransientError         an outside service is down (Kafka, Redis, HTTP); back off and retry
      |    +-- StoreUnavailable  Redis down or timing out
      |    +-- BrokerUnavailable Kafka down or timing out
-     +-- DeliveryError          a webhook answered with a permanent error (4xx other than 429)
      +-- StackError             the local Kafka/Redis stack could not be set up or started
 
-Third-party exceptions are translated at the one module that imports the library
-(`kafka.py`, `store.py`, `webhooks.py`, `inference.py`), with ``raise ... from exc``.
+Third-party exceptions are translated at the one module that imports the library (`kafka.py`,
+`store.py`, `connectors/state.py`, `webhooks.py`, `connectors/http.py`, `inference.py`), with
+``raise ... from exc``. Delivery outcomes of webhooks are values (`webhooks.SendResult`), not
+exceptions.
 """
 
 from __future__ import annotations
@@ -50,14 +51,6 @@ class StoreUnavailable(TransientError):
 
 class BrokerUnavailable(TransientError):
     pass
-
-
-class DeliveryError(MoodMonitorError):
-    def __init__(self, destination: str, status: int, reason: str) -> None:
-        super().__init__(f"destination {destination}: HTTP {status}: {reason}")
-        self.destination = destination
-        self.status = status
-        self.reason = reason
 
 
 class StackError(MoodMonitorError):

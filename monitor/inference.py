@@ -23,9 +23,8 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -33,7 +32,8 @@ from torch import nn
 from monitor import labelmap
 from monitor.errors import ModelError
 from monitor.model_settings import ModelSettings
-from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN
+from monitor.scoring import ModelOutput, Scorer, estimate_tokens
+from monitor.taxonomy import EMOTIONS, SENTIMENTS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedConfig, PreTrainedModel
@@ -48,33 +48,6 @@ CPU_THREADS = torch.get_num_threads()
 # padded tokens per sub-batch on a CPU lane: small enough that the lanes share a batch evenly,
 # big enough that a single-threaded pass is efficient (measured: 32-64 posts of ~15 tokens)
 LANE_TOKENS = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class ModelOutput:
-    sentiment: tuple[float, float, float]  # P(negative), P(neutral), P(positive)
-    emotion: tuple[float, ...] | None  # 7 probabilities in EMOTIONS order
-
-
-class Scorer(Protocol):
-    name: str
-    trained: bool
-
-    def score(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[ModelOutput | None]: ...
-
-
-def to_labels(out: ModelOutput, uncertain_below: float) -> tuple[str, float, float, str, float]:
-    """-> (sentiment label, P(pos) - P(neg), sentiment confidence, emotion label, emotion confidence)."""
-    s = out.sentiment
-    i = max(range(3), key=lambda k: s[k])
-    sent = SENTIMENTS[i] if s[i] >= uncertain_below else UNCERTAIN
-    score = float(s[2] - s[0])
-    if out.emotion is None:
-        return sent, score, float(s[i]), UNCERTAIN, 0.0
-    e = out.emotion
-    j = max(range(len(e)), key=lambda k: e[k])
-    emo = EMOTIONS[j] if e[j] >= uncertain_below else UNCERTAIN
-    return sent, score, float(s[i]), emo, float(e[j])
 
 
 # ---- device and precision -------------------------------------------------------------------
@@ -324,7 +297,7 @@ def pretokenizer(scorer: Any) -> Callable[[Sequence[str]], tuple[list[str], list
     scorer's tokenizer is known, else the texts unchanged with an estimate (chars / 4)."""
     found = find_tokenizer(scorer)
     if found is None:
-        return lambda texts: (list(texts), [len(t) // 4 + 2 for t in texts])
+        return estimate_tokens
     tok, max_length = found
     key = (id(tok), max_length)
 
@@ -524,7 +497,7 @@ class PairScorer:
         return out
 
 
-def load_scorer(cfg: ModelSettings) -> Any:
+def load_scorer(cfg: ModelSettings) -> Scorer:
     """Build the configured scorer; ModelError with a one-line reason when it cannot load."""
     # a CPU runs `cpu_lanes` single-threaded passes side by side (SubBatches), so each pass gets
     # threads / lanes of torch's intra-op threads: one, by default

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
@@ -78,6 +78,22 @@ def ensure_topics(
         raise BrokerUnavailable(f"Kafka topic set-up failed: {exc}") from exc
     finally:
         admin.close()
+
+
+class RecordProducer(Protocol):
+    """Produces records (the worker's scored posts and DLQ, every connector's posts):
+    `KafkaPostProducer`, or an in-memory fake in tests."""
+
+    def send(
+        self,
+        key: bytes | None,
+        value: bytes,
+        *,
+        topic: str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> object: ...
+    def flush(self, timeout_s: float = 30.0) -> None: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...
 
 
 class Sent:
@@ -157,8 +173,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaBatchConsumer:
     """A consumer-group member that hands out batches and commits only what it is told to.
 
-    ``poll_batch`` gathers up to ``max_batch`` records, waiting at most ``max_wait_ms`` after
-    the first record arrives. Auto-commit is off: the caller commits after its writes.
+    ``poll`` returns up to ``max_records`` records (`monitor.batcher.gather` builds batches from
+    it). Auto-commit is off: the caller commits after its writes.
     """
 
     def __init__(
@@ -230,21 +246,6 @@ class KafkaBatchConsumer:
         except Exception:  # noqa: BLE001 - a private API: when it changes, just poll as asked
             return False
 
-    def poll_batch(self, idle_timeout_ms: int = 1000) -> list[Record]:
-        """Records in partition-offset order; [] when nothing came within ``idle_timeout_ms``."""
-        out: list[Record] = []
-        deadline: float | None = None
-        first_deadline = time.monotonic() + idle_timeout_ms / 1000
-        while len(out) < self.max_batch:
-            now = time.monotonic()
-            limit = deadline if deadline is not None else first_deadline
-            if now >= limit:
-                break
-            out += self.poll(max(1, int((limit - now) * 1000)), self.max_batch - len(out))
-            if out and deadline is None:
-                deadline = time.monotonic() + self.max_wait_ms / 1000
-        return out
-
     def commit(self, records: Sequence[Record]) -> None:
         """Commit the position after the highest offset per partition in ``records``."""
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -269,17 +270,6 @@ class KafkaBatchConsumer:
             )
         except KafkaError as exc:
             raise BrokerUnavailable(f"commit failed: {exc}") from exc
-
-    def rewind(self, records: Sequence[Record]) -> None:
-        """Seek back to the first offset per partition, so a failed batch is polled again."""
-        firsts: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            firsts[tp] = min(firsts.get(tp, r.offset), r.offset)
-        assigned = self._consumer.assignment()
-        for tp, off in firsts.items():
-            if tp in assigned:
-                self._consumer.seek(tp, off)
 
     def assignment(self) -> list[tuple[str, int]]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())

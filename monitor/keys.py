@@ -83,10 +83,6 @@ def alert_lease(prefix: str) -> str:
     return f"{prefix}:alert:lease"
 
 
-def alert_cooldown(prefix: str, topic: str, rule: str) -> str:
-    return f"{prefix}:alert:{{t:{topic}}}:cool:{rule}"
-
-
 def alert_episode(prefix: str, topic: str, rule: str) -> str:
     return f"{prefix}:alert:{{t:{topic}}}:ep:{rule}"
 

@@ -281,7 +281,7 @@ class MultiHeadScorer:
     def score(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[Any]:
         """Outputs per text; None for a post in a language the model does not cover (counted as
         unsupported rather than forced through an English model)."""
-        from monitor.inference import ModelOutput
+        from monitor.scoring import ModelOutput
 
         keep = [i for i in range(len(texts)) if langs is None or self.covers(langs[i])]
         out: list[Any] = [None] * len(texts)

@@ -117,7 +117,7 @@ def rebuild(
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from monitor.__main__ import build_store, parse_window
+    from monitor.app import build_store, parse_window
     from monitor.kafka import read_topic
     from monitor.settings import load_settings
 

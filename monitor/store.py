@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import orjson
 import redis
@@ -39,6 +39,20 @@ def translated(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# redis-py's stubs type every reply as bytes | str, also for a decode_responses client (whose
+# replies are str): the replies are narrowed here, once
+def _str(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _strs(reply: Iterable[object]) -> list[str]:
+    return [_str(v) for v in reply]
+
+
+def _hash(reply: Mapping[Any, Any]) -> dict[str, str]:
+    return {_str(k): _str(v) for k, v in reply.items()}
+
+
 @dataclass(slots=True)
 class PartitionWrite:
     """One source partition's contribution to one topic in one batch."""
@@ -57,6 +71,33 @@ class RecentPost:
     text: str
     url: str
     sentiment: str
+
+
+class AggregateStore(Protocol):
+    """What the worker writes: duplicate-id claims, watermark-guarded bucket deltas, texts,
+    counters, the seal and its heartbeat (`RedisAggregateStore`; an in-memory fake in tests)."""
+
+    def claim_ids(self, items: Sequence[tuple[str, str]]) -> list[str | None]: ...
+    def watermarks(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]: ...
+    def apply(self, writes: Mapping[str, Sequence[PartitionWrite]]) -> tuple[int, int]: ...
+    def remember(self, posts: Sequence[RecentPost]) -> None: ...
+    def forget_text(self, post_ids: Sequence[str]) -> int: ...
+    def incr_stats(self, name: str, counts: Mapping[str, int]) -> None: ...
+    def advance_seal(self, until_ms: int) -> int: ...
+    def heartbeat(self, process: str, ttl_s: int, info: Mapping[str, Any] | None = None) -> None: ...
+
+
+class AggregateReader(Protocol):
+    """What the read side (the alerter, `mood-monitor mood`) reads."""
+
+    def topics(self) -> list[str]: ...
+    def read_minutes(self, topic: str, start_ms: int, end_ms: int) -> list[Bucket]: ...
+    def read_window(self, topic: str, start_ms: int, end_ms: int) -> Bucket: ...
+    def recent_posts(
+        self, topic: str, start_ms: int, end_ms: int, limit: int = 50
+    ) -> list[dict[str, Any]]: ...
+    def sealed_until_ms(self) -> int: ...
+    def heartbeat(self, process: str, ttl_s: int, info: Mapping[str, Any] | None = None) -> None: ...
 
 
 class RedisAggregateStore:
@@ -179,7 +220,7 @@ class RedisAggregateStore:
 
     @translated
     def stats(self, name: str) -> dict[str, int]:
-        return {k: int(v) for k, v in self.client.hgetall(keys.stat(self.prefix, name)).items()}
+        return {k: int(v) for k, v in _hash(self.client.hgetall(keys.stat(self.prefix, name))).items()}
 
     @translated
     def remember(self, posts: Sequence[RecentPost]) -> None:
@@ -215,8 +256,10 @@ class RedisAggregateStore:
 
     @translated
     def recent_posts(self, topic: str, start_ms: int, end_ms: int, limit: int = 50) -> list[dict[str, Any]]:
-        ids = self.client.zrevrangebyscore(
-            keys.recent(self.prefix, topic), end_ms, start_ms, start=0, num=limit
+        ids = _strs(
+            self.client.zrevrangebyscore(
+                keys.recent(self.prefix, topic), end_ms, start_ms, start=0, num=limit
+            )
         )
         if not ids:
             return []
@@ -257,7 +300,7 @@ class RedisAggregateStore:
     # ---- reads (dashboards, alerter, `mood-monitor mood`) --------------------------------
     @translated
     def topics(self) -> list[str]:
-        return sorted(self.client.smembers(keys.topics(self.prefix)))
+        return sorted(_strs(self.client.smembers(keys.topics(self.prefix))))
 
     @translated
     def read_minutes(self, topic: str, start_ms: int, end_ms: int) -> list[Bucket]:
@@ -313,20 +356,6 @@ class RedisAlertState:
             self.client.delete(keys.alert_lease(self.prefix))
 
     @translated
-    def claim(self, topic: str, rule: str, fingerprint: str, cooldown_s: int) -> bool:
-        """True once per cooldown for a (topic, rule): a restart cannot send the same alert again."""
-        return bool(
-            self.client.set(
-                keys.alert_cooldown(self.prefix, topic, rule), fingerprint, nx=True, ex=max(1, cooldown_s)
-            )
-        )
-
-    @translated
-    def enqueue(self, entries: Sequence[Mapping[str, Any]]) -> None:
-        if entries:
-            self.client.rpush(keys.alert_outbox(self.prefix), *(orjson.dumps(e).decode() for e in entries))
-
-    @translated
     def outbox(self) -> list[dict[str, Any]]:
         return [orjson.loads(v) for v in self.client.lrange(keys.alert_outbox(self.prefix), 0, -1)]
 
@@ -347,13 +376,9 @@ class RedisAlertState:
         self.client.ltrim(k, 0, 9999)
 
     @translated
-    def sent(self) -> list[str]:
-        return list(self.client.lrange(keys.alert_sent(self.prefix), 0, -1))
-
-    @translated
     def disable(self, destination: str, reason: str) -> None:
         self.client.hset(keys.alert_disabled(self.prefix), destination, reason)
 
     @translated
     def disabled(self) -> dict[str, str]:
-        return dict(self.client.hgetall(keys.alert_disabled(self.prefix)))
+        return _hash(self.client.hgetall(keys.alert_disabled(self.prefix)))

@@ -38,7 +38,7 @@ import logging
 import signal
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import FrameType
@@ -49,10 +49,12 @@ import orjson
 from monitor.aggregates import add_into, event_time, hour_start, minute_start, post_delta
 from monitor.batcher import Batch, BatchLimits, ModelState, gather
 from monitor.errors import DecodeError, TransientError
+from monitor.kafka import RecordProducer
 from monitor.language import post_language
 from monitor.memory import trim
 from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
-from monitor.store import PartitionWrite, RecentPost
+from monitor.scoring import EncodeFn, LabelFn, Scorer, estimate_tokens
+from monitor.store import AggregateStore, PartitionWrite, RecentPost
 from monitor.taxonomy import UNSUPPORTED
 from monitor.topics import TopicMatcher
 
@@ -73,37 +75,7 @@ class _Record(Protocol):
 class _Consumer(Protocol):
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Any]: ...
     def commit(self, records: Sequence[Any]) -> None: ...
-    def assignment(self) -> list[tuple[str, int]]: ...
     def close(self) -> None: ...
-
-
-class _Producer(Protocol):
-    def send(
-        self,
-        key: bytes | None,
-        value: bytes,
-        *,
-        topic: str | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
-    ) -> Any: ...
-    def flush(self, timeout_s: float = 30.0) -> None: ...
-    def close(self, timeout_s: float = 10.0) -> None: ...
-
-
-class _Scorer(Protocol):
-    name: str
-
-    def score(self, texts: Sequence[str], langs: Sequence[str] | None = None) -> list[Any]: ...
-
-
-LabelFn = Callable[[Any, float], tuple[str, float, float, str, float]]
-# texts -> (texts to hand to the scorer, e.g. pre-tokenized, and their token counts)
-EncodeFn = Callable[[Sequence[str]], tuple[list[str], list[int]]]
-
-
-def estimate_tokens(texts: Sequence[str]) -> tuple[list[str], list[int]]:
-    """The encoder for a scorer whose tokenizer is unknown: about 4 characters a token."""
-    return list(texts), [len(t) // 4 + 2 for t in texts]
 
 
 @dataclass(slots=True)
@@ -191,10 +163,10 @@ class Worker:
         self,
         config: WorkerConfig,
         consumer: _Consumer,
-        producer: _Producer,
-        scorer: _Scorer,
+        producer: RecordProducer,
+        scorer: Scorer,
         to_labels: LabelFn,
-        store: Any,
+        store: AggregateStore,
         matcher: TopicMatcher,
         *,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
@@ -221,19 +193,21 @@ class Worker:
         self._gen = 0
         self._revocations: list[tuple[int, frozenset[tuple[str, int]]]] = []
         self._owned: frozenset[tuple[str, int]] = frozenset()
+        self._holding: frozenset[tuple[str, int]] = frozenset()  # what the heartbeat reports
 
     # ---- lifecycle ----------------------------------------------------------------------
     def on_revoked(self, parts: list[tuple[str, int]]) -> None:
         if parts:
             self._revocations.append((self._gen + 1, frozenset(parts)))
             self._gen += 1
+        self._holding = self._holding - frozenset(parts)
         log.info("partitions revoked: %s", ",".join(f"{t}:{p}" for t, p in parts) or "-")
 
     def on_assigned(self, parts: list[tuple[str, int]]) -> None:
         # the whole new assignment (eager rebalancing): a partition revoked and given straight
         # back keeps its fetch position in the client, so the records of it in hand are not
         # read again by anyone: they must be kept, not dropped as stale
-        self._owned = frozenset(parts)
+        self._owned = self._holding = frozenset(parts)
         log.info("partitions assigned: %s", ",".join(f"{t}:{p}" for t, p in parts) or "-")
 
     def stop(self) -> None:
@@ -467,7 +441,11 @@ class Worker:
             self.store.heartbeat(
                 self.cfg.process_name,
                 self.cfg.health_ttl_s,
-                {"records": self.totals.records, "model": self.scorer.name},
+                {
+                    "records": self.totals.records,
+                    "model": self.scorer.name,
+                    "partitions": [f"{t}:{p}" for t, p in sorted(self._holding)],
+                },
             )
         except TransientError as exc:
             log.warning("heartbeat failed: %s", exc)
@@ -497,16 +475,6 @@ class Worker:
             log.warning("stats update failed: %s", exc)
 
     # ---- one batch ---------------------------------------------------------------------------
-    def process(self, records: Sequence[_Record]) -> BatchResult:
-        """One batch, start to end, in the calling thread (no commit)."""
-        items = [it for it, _ in self._prepare([(r, self._gen) for r in records])]
-        posts = [(it, it.msg) for it in items if isinstance(it.msg, Post)]
-        outs: dict[int, Any] = {}
-        if posts:
-            scores = self.scorer.score([it.text for it, _ in posts], [p.lang for _, p in posts])
-            outs = {id(it): out for (it, _), out in zip(posts, scores, strict=True)}
-        return self._finish(items, [outs.get(id(it)) for it in items], self.clock_ms())
-
     def _finish(self, items: Sequence[_Item], outs: Sequence[Any], now: int) -> BatchResult:
         """Everything after the forward pass: labels, id claims, aggregates, Redis, Kafka outputs."""
         res = BatchResult(records=len(items))
@@ -651,13 +619,10 @@ class _Scored:
     encoded: bytes
 
 
-def holds_partitions(log_text: str) -> bool:
-    """Whether a worker's log (INFO lines, as `Worker.on_assigned` and `on_revoked` write them)
-    says it holds partitions now: its last assignment or revocation is a non-empty assignment."""
-    changes = [
-        ln for ln in log_text.splitlines() if "partitions assigned:" in ln or "partitions revoked:" in ln
-    ]
-    return bool(changes) and "partitions assigned:" in changes[-1] and not changes[-1].rstrip().endswith("-")
+def holds_partitions(heartbeat: Mapping[str, Any] | None) -> bool:
+    """Whether a worker's heartbeat (`AggregateStore.heartbeat`, read back by `health()`) says
+    it holds partitions now."""
+    return bool(heartbeat and heartbeat.get("partitions"))
 
 
 def _dlq_value(r: _Record, reason: str, detail: str, now_ms: int) -> bytes:

@@ -272,9 +272,6 @@ class LocalStack:
     def stop_kafka(self, timeout_s: float = 60.0) -> None:
         self._stop("kafka", signal.SIGTERM, timeout_s)
 
-    def kill_kafka(self) -> None:
-        self._stop("kafka", signal.SIGKILL, 10)
-
     # ---- redis -------------------------------------------------------------------------
     def redis_ready(self) -> bool:
         return redis_ping(self.redis_port)

@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 
 from monitor.alert_settings import AlertSettings
+from monitor.alert_state import RedisAlertLedger
 from monitor.alerter import Alerter
-from monitor.store import PartitionWrite, RecentPost, RedisAggregateStore, RedisAlertState
+from monitor.store import PartitionWrite, RecentPost, RedisAggregateStore
 from monitor.synthetic import demo_topics_config, stream
 from monitor.webhook_sink import WebhookSink
 
@@ -117,7 +118,7 @@ def test_429_then_500_then_200_delivers_exactly_once(redis_url, unique, monkeypa
     _seed(store, "brand", neg=30, other=10)
     with WebhookSink(retry_after_s=1) as sink:
         sink.script["/hook/a"] = [429, 500, 200]
-        a = Alerter(_settings(sink, monkeypatch), store, RedisAlertState(store))
+        a = Alerter(_settings(sink, monkeypatch), store, RedisAlertLedger(store))
         a.tick()
         a.drain(timeout_s=20)
         assert [s for _, s in sink.attempts] == [429, 500, 200]
@@ -136,7 +137,7 @@ def test_404_disables_one_destination_and_the_other_is_served(redis_url, unique,
     _seed(store, "brand", neg=30, other=10)
     with WebhookSink() as sink:
         sink.script["/hook/gone"] = [404]
-        a = Alerter(_settings(sink, monkeypatch, dests=("gone", "ok")), store, RedisAlertState(store))
+        a = Alerter(_settings(sink, monkeypatch, dests=("gone", "ok")), store, RedisAlertLedger(store))
         a.tick()
         a.drain(timeout_s=10)
     assert [r.path for r in sink.received] == ["/hook/ok"]
@@ -150,11 +151,11 @@ def test_restarted_alerter_does_not_notify_twice(redis_url, unique, monkeypatch)
     _seed(store, "brand", neg=30, other=10)
     with WebhookSink() as sink:
         settings = _settings(sink, monkeypatch)
-        first = Alerter(settings, store, RedisAlertState(store))
+        first = Alerter(settings, store, RedisAlertLedger(store))
         first.tick()
         first.drain(timeout_s=5)
         first.state.release_lease(first.owner)  # as a clean stop does; a killed one's lease expires
-        second = Alerter(settings, store, RedisAlertState(store))
+        second = Alerter(settings, store, RedisAlertLedger(store))
         second.tick()
         second.drain(timeout_s=3)
     assert len(sink.received) == 1
@@ -165,7 +166,7 @@ def test_only_the_lease_holder_sends(redis_url, unique, monkeypatch):
     _seed(store, "brand", neg=30, other=10)
     with WebhookSink() as sink:
         settings = _settings(sink, monkeypatch)
-        a, b = (Alerter(settings, store, RedisAlertState(store)) for _ in range(2))
+        a, b = (Alerter(settings, store, RedisAlertLedger(store)) for _ in range(2))
         assert a.state.hold_lease(a.owner, 30)
         b.tick()
         assert b.stats["evaluations"] == 0

@@ -10,6 +10,7 @@ import pytest
 from monitor import keys
 from monitor.aggregates import MINUTE_MS, Bucket, minute_start
 from monitor.alert_settings import AlertSettings
+from monitor.alert_state import RedisAlertLedger
 from monitor.alerter import Alerter, LeaseLost
 from monitor.store import PartitionWrite, RedisAggregateStore
 from monitor.webhook_sink import WebhookSink
@@ -29,7 +30,7 @@ def _delta(b: Bucket) -> dict[str, float]:
 
 
 def _alerter(settings: AlertSettings, store: RedisAggregateStore) -> Alerter:
-    return Alerter(settings, store, None)
+    return Alerter(settings, store, RedisAlertLedger(store))
 
 
 @pytest.mark.parametrize(("rate", "p1"), [(150, 0.40), (5, 0.80)], ids=["busy", "quiet"])

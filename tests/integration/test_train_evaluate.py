@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from monitor.inference import load_scorer, to_labels
+from monitor.inference import load_scorer
 from monitor.model_settings import ModelSettings
+from monitor.scoring import to_labels
 from monitor.synthetic import stream
 
 from .pipeline_helpers import cli

@@ -13,8 +13,9 @@ from transformers import (
 )
 
 from monitor.errors import ModelError
-from monitor.inference import load_scorer, minilm_dir, to_labels
+from monitor.inference import load_scorer, minilm_dir
 from monitor.model_settings import ModelSettings
+from monitor.scoring import to_labels
 from monitor.taxonomy import EMOTIONS, SENTIMENTS
 
 GOEMOTIONS = [

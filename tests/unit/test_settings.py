@@ -1,6 +1,7 @@
 import pytest
 
-from monitor.__main__ import main, parse_window
+from monitor.app import parse_window
+from monitor.cli import main
 from monitor.errors import ConfigError
 from monitor.settings import load_settings
 

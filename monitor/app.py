@@ -1,0 +1,179 @@
+"""The composition root as a library: every process is built here from `Settings` (the store,
+the scorer, a worker, an alerter) and nowhere else. The CLI (`monitor.cli`), the demo, the
+benchmarks and the tests call these builders; nothing imports the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from monitor.errors import ConfigError
+from monitor.settings import Settings
+
+if TYPE_CHECKING:
+    from monitor.alerter import Alerter
+    from monitor.scoring import LabelFn, Scorer
+    from monitor.store import RedisAggregateStore
+    from monitor.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def parse_window(text: str) -> int:
+    """'90s', '15m', '1h', '7d' -> milliseconds; ConfigError on anything else."""
+    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    t = text.strip().lower()
+    if len(t) < 2 or t[-1] not in units or not t[:-1].isdigit() or int(t[:-1]) <= 0:
+        raise ConfigError("--window", "window", f"{text!r} is not like 90s, 15m, 1h or 7d")
+    return int(t[:-1]) * units[t[-1]]
+
+
+def process_name(role: str, pid: int | None = None) -> str:
+    """The name a process of ``role`` (this one, or the child ``pid``) gives its heartbeat."""
+    return f"{role}-{socket.gethostname()}-{os.getpid() if pid is None else pid}"
+
+
+def build_store(s: Settings, prefix: str | None = None) -> RedisAggregateStore:
+    from monitor.store import RedisAggregateStore
+
+    r = s.redis
+    return RedisAggregateStore(
+        r.url.get_secret_value(),
+        prefix or r.prefix,
+        minute_ttl_s=r.minute_ttl_s,
+        hour_ttl_s=r.hour_ttl_s,
+        text_ttl_s=r.text_ttl_s,
+    )
+
+
+def ensure_topics(s: Settings) -> None:
+    from monitor.kafka import ensure_topics as _ensure
+
+    k = s.kafka
+    _ensure(
+        k.bootstrap_servers,
+        {k.raw_topic: k.partitions, k.scored_topic: k.partitions, k.dlq_topic: 1},
+        configs={k.scored_topic: {"retention.ms": str(k.scored_retention_ms)}},
+    )
+
+
+def build_scorer(s: Settings) -> tuple[Scorer, LabelFn, float]:
+    from monitor.inference import load_scorer
+    from monitor.scoring import to_labels
+
+    cfg = s.model
+    scorer = load_scorer(cfg)
+    if not getattr(scorer, "trained", True):
+        log.warning("model %s is UNTRAINED: its labels are random, for plumbing checks only", scorer.name)
+    return scorer, to_labels, float(getattr(cfg, "uncertain_below", 0.0))
+
+
+def build_worker(s: Settings, *, name: str | None = None) -> Worker:
+    from monitor.batcher import BatchLimits
+    from monitor.inference import pretokenizer, scorer_lanes
+    from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
+    from monitor.topics import TopicMatcher
+    from monitor.worker import Worker, WorkerConfig
+
+    ensure_topics(s)
+    scorer, to_labels, floor = build_scorer(s)
+    w = s.worker
+    cfg = WorkerConfig(
+        dlq_topic=s.kafka.dlq_topic,
+        scored_topic=s.kafka.scored_topic,
+        max_text_chars=w.max_text_chars,
+        lateness_ms=w.lateness_s * 1000,
+        future_skew_ms=w.future_skew_s * 1000,
+        uncertain_below=floor,
+        backoff_max_s=w.backoff_max_s,
+        health_ttl_s=w.health_ttl_s,
+        keep_texts=w.keep_texts,
+        process_name=name or process_name("worker"),
+        batches_in_model=2 if scorer_lanes(scorer) > 1 else 1,
+    )
+    producer = KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.scored_topic)
+    worker: Worker | None = None
+
+    def revoked(parts: list[tuple[str, int]]) -> None:
+        if worker is not None:
+            worker.on_revoked(parts)
+
+    def assigned(parts: list[tuple[str, int]]) -> None:
+        if worker is not None:
+            worker.on_assigned(parts)
+
+    consumer = KafkaBatchConsumer(
+        s.kafka.bootstrap_servers,
+        s.kafka.raw_topic,
+        s.kafka.group_id,
+        max_batch=w.max_batch,
+        max_wait_ms=w.max_wait_ms,
+        on_revoked=revoked,
+        on_assigned=assigned,
+        client_id=cfg.process_name,
+    )
+    worker = Worker(
+        cfg,
+        consumer,
+        producer,
+        scorer,
+        to_labels,
+        build_store(s),
+        TopicMatcher.from_config(s.topics),
+        encode=pretokenizer(scorer),
+        limits=BatchLimits(max_posts=w.max_batch, max_tokens=w.batch_tokens, max_wait_ms=w.max_wait_ms),
+    )
+    return worker
+
+
+def build_alerter(s: Settings) -> Alerter:
+    from monitor.alert_state import RedisAlertLedger
+    from monitor.alerter import Alerter
+
+    store = build_store(s)
+    return Alerter(s.alerts, store, RedisAlertLedger(store), owner=process_name("alerter"))
+
+
+def mood_rows(
+    store: RedisAggregateStore, topics: list[str], window: str, now_ms: int
+) -> list[dict[str, Any]]:
+    """One row of live figures per topic over the last ``window`` (``mood-monitor mood``, the
+    demo's table)."""
+    window_ms = parse_window(window)
+    rows = []
+    for t in topics:
+        b = store.read_window(t, now_ms - window_ms, now_ms + 60_000)
+        top_emo = max(
+            (e for e in b.emotions if e not in ("uncertain", "unsupported")),
+            key=lambda e: b.emotions[e],
+            default="-",
+        )
+        rows.append(
+            {
+                "topic": t,
+                "window": window,
+                "posts": b.n,
+                "negative": round(b.share("negative"), 3),
+                "neutral": round(b.share("neutral"), 3),
+                "positive": round(b.share("positive"), 3),
+                "mean_score": round(b.mean_score, 3),
+                "uncertain": b.uncertain,
+                "top_emotion": top_emo,
+                "emotions": dict(b.emotions),
+            }
+        )
+    return rows
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'topic':<14}{'posts':>7}{'neg%':>7}{'neu%':>7}{'pos%':>7}{'score':>8}  top emotion"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['topic']:<14}{r['posts']:>7}{r['negative'] * 100:>6.0f}%{r['neutral'] * 100:>6.0f}%"
+            f"{r['positive'] * 100:>6.0f}%{r['mean_score']:>+8.2f}  {r['top_emotion']}"
+        )
+    return "\n".join(lines)

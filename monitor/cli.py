@@ -1,0 +1,261 @@
+"""`mood-monitor`: the command line. Commands parse their arguments, build what they run
+through `monitor.app` (the composition root) and map errors to exit codes (`EXIT_CODES`).
+Nothing imports this module but the entry point.
+
+    mood-monitor stack up|status|down|install|logs   the local Kafka + Redis stack
+    mood-monitor worker                              the inference consumer (scale: run N)
+    mood-monitor replay FILE [--rate N] [--now]      JSONL replay connector
+    mood-monitor mood TOPIC [--window 15m]           live figures of a topic from Redis
+    mood-monitor check [--process NAME]              exit 1 when a process heartbeat is stale
+    mood-monitor dlq                                 what is in the dead-letter topic and why
+    mood-monitor demo [--duration S]                 the whole pipeline, locally, bounded
+    (+ the subcommands registered by models, connectors and alerts)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import orjson
+
+from connectors import registry
+from monitor import backtest, cli_models, rebuild
+from monitor.app import (
+    build_alerter,
+    build_store,
+    build_worker,
+    ensure_topics,
+    mood_rows,
+    parse_window,
+    render_table,
+)
+from monitor.errors import ConfigError, ModelError, MoodMonitorError, StackError, TransientError
+from monitor.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+# subcommands contributed by other packages: each has add_parsers(subparsers)
+_PLUGINS = (cli_models, registry, backtest, rebuild)
+# the exit code of each kind of failure (0: done; anything else not listed: 1)
+EXIT_CODES: tuple[tuple[type[MoodMonitorError], int, str], ...] = (
+    (ConfigError, 2, "config error: "),
+    (ModelError, 3, "model error: "),
+    (StackError, 4, "stack error: "),
+    (TransientError, 5, "unavailable: "),
+    (MoodMonitorError, 1, ""),
+)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("kafka", "urllib3", "httpx", "apscheduler.executors.default"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ---- commands -------------------------------------------------------------------------------
+def cmd_stack(args: argparse.Namespace) -> int:
+    from monitor import stack
+
+    return int(stack.cli(args.stack_args))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from monitor.memory import limit_growth
+
+    limit_growth()  # before torch starts: bounded oneDNN primitive cache, fewer malloc arenas
+    s = load_settings(args.config)
+    worker = build_worker(s)
+    return int(
+        worker.run(max_batches=args.max_batches, idle_timeout_s=args.idle_timeout_s, install_signals=True)
+    )
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from connectors.replay import ReplayConnector
+    from monitor.kafka import KafkaPostProducer
+
+    s = load_settings(args.config)
+    ensure_topics(s)
+    if not os.path.exists(args.file):
+        raise ConfigError(args.file, "(file)", "not found")
+    conn = ReplayConnector(
+        KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.raw_topic),
+        args.file,
+        rate_per_s=args.rate,
+        now=args.now,
+        progress=args.progress,
+        loop=args.loop,
+    )
+    conn.install_signals()
+    rc = conn.run(max_items=args.max)
+    print(orjson.dumps({"produced": conn.stats.produced, "bad_lines": conn.stats.bad}).decode())
+    return rc
+
+
+def cmd_mood(args: argparse.Namespace) -> int:
+    s = load_settings(args.config)
+    store = build_store(s)
+    parse_window(args.window)  # a bad window is a config error before Redis is read
+    rows = mood_rows(
+        store, [args.topic] if args.topic else store.topics(), args.window, int(time.time() * 1000)
+    )
+    if args.json:
+        print(orjson.dumps(rows if not args.topic else rows[0]).decode())
+    else:
+        print(render_table(rows))
+    return 0
+
+
+def _heartbeats(s: Settings) -> dict[str, dict[str, Any]] | None:
+    """Fresh heartbeats by process, or None (said on stdout) when Redis cannot be read."""
+    try:
+        return build_store(s).health()
+    except TransientError as exc:
+        print(f"unhealthy: redis unreachable: {exc}")
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    health = _heartbeats(load_settings(args.config))
+    if health is None:
+        return 2
+    wanted = [p for p in health if not args.process or p.startswith(args.process)]
+    if not wanted:
+        print(f"unhealthy: no fresh heartbeat for {args.process or 'any process'}")
+        return 1
+    for p in sorted(wanted):
+        age = (time.time() * 1000 - health[p]["ts_ms"]) / 1000
+        print(f"ok {p} age={age:.1f}s")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """One look at the whole daemon: process heartbeats, then every connector's state."""
+    health = _heartbeats(load_settings(args.config))
+    if health is None:
+        return 2
+    now = time.time() * 1000
+    print("processes (heartbeats)")
+    for p in sorted(health) or ["(none)"]:
+        age = f"{(now - health[p]['ts_ms']) / 1000:.1f}s ago" if p in health else ""
+        print(f"  {p:<40}{age}")
+    print("connectors")
+    from connectors.registry import cmd_status as connectors_status
+
+    return connectors_status(argparse.Namespace(config=args.config, json=False))
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from monitor.kafka import read_topic
+
+    s = load_settings(args.config)
+    recs = read_topic(s.kafka.bootstrap_servers, s.kafka.dlq_topic, timeout_s=args.timeout_s)
+    reasons: Counter[str] = Counter()
+    for r in recs:
+        try:
+            reasons[orjson.loads(r.value or b"{}").get("reason", "?")] += 1
+        except orjson.JSONDecodeError:
+            reasons["unreadable"] += 1
+    print(orjson.dumps({"total": len(recs), "by_reason": dict(reasons)}).decode())
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from monitor.alerter import run_alerter
+
+    alerter = build_alerter(load_settings(args.config))
+    return run_alerter(alerter, install_signals=True, max_ticks=args.max_ticks)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(duration_s=args.duration, rate_per_s=args.rate, config=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mood-monitor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--log-level", default=os.environ.get("MOOD_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument(
+            "--config", default=None, help="YAML config (default: $MOOD_CONFIG or config/monitor.yaml)"
+        )
+        return sp
+
+    sp = sub.add_parser("stack", help="start, check and stop the local Kafka + Redis stack")
+    sp.add_argument("stack_args", nargs=argparse.REMAINDER)
+    sp.set_defaults(func=cmd_stack)
+
+    sp = with_config(sub.add_parser("worker", help="run an inference worker"))
+    sp.add_argument("--max-batches", type=int, default=None)
+    sp.add_argument("--idle-timeout-s", type=float, default=None, help="stop after this long with no input")
+    sp.set_defaults(func=cmd_worker)
+
+    sp = with_config(sub.add_parser("replay", help="replay a JSONL file of posts into Kafka"))
+    sp.add_argument("file")
+    sp.add_argument(
+        "--rate", type=float, default=None, help="posts per second (default: as fast as possible)"
+    )
+    sp.add_argument("--now", action="store_true", help="stamp posts with the current time")
+    sp.add_argument("--loop", action="store_true")
+    sp.add_argument("--max", type=int, default=None)
+    sp.add_argument("--progress", action="store_true")
+    sp.set_defaults(func=cmd_replay)
+
+    sp = with_config(sub.add_parser("mood", help="live mood figures of a topic (all topics if none)"))
+    sp.add_argument("topic", nargs="?")
+    sp.add_argument("--window", default="15m")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_mood)
+
+    sp = with_config(sub.add_parser("check", help="health check: exit 1 when no fresh heartbeat"))
+    sp.add_argument("--process", default=None, help="name prefix, e.g. worker or alerter")
+    sp.set_defaults(func=cmd_check)
+
+    sp = with_config(sub.add_parser("status", help="process heartbeats and connector states"))
+    sp.set_defaults(func=cmd_status)
+
+    sp = with_config(sub.add_parser("dlq", help="summarise the dead-letter topic"))
+    sp.add_argument("--timeout-s", type=float, default=5.0)
+    sp.set_defaults(func=cmd_dlq)
+
+    sp = with_config(sub.add_parser("alerts", help="run the alerter (rules -> Slack/webhooks)"))
+    sp.add_argument("--max-ticks", type=int, default=None, help="stop after this many evaluations")
+    sp.set_defaults(func=cmd_alerts)
+
+    sp = with_config(sub.add_parser("demo", help="run the whole pipeline locally for a while"))
+    sp.add_argument("--duration", type=float, default=120.0)
+    sp.add_argument(
+        "--rate", type=float, default=None, help="posts per second (default: from the model speed)"
+    )
+    sp.set_defaults(func=cmd_demo)
+
+    for plugin in _PLUGINS:
+        plugin.add_parsers(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return int(args.func(args))
+    except MoodMonitorError as exc:
+        code, label = next((c, lab) for kind, c, lab in EXIT_CODES if isinstance(exc, kind))
+        print(f"mood-monitor: {label}{exc}", file=sys.stderr)
+        return code
