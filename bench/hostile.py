@@ -646,8 +646,9 @@ def bench_topics() -> list[Any]:
 
 
 def build_worker(model: str = "default") -> Any:
-    from monitor.inference import load_scorer, pretokenizer
+    from monitor.inference import load_scorer
     from monitor.model_settings import ModelSettings
+    from monitor.runtime import pretokenizer
     from monitor.scoring import ModelOutput, to_labels
     from monitor.topics import TopicMatcher
     from monitor.worker import Worker, WorkerConfig

@@ -142,7 +142,7 @@ def labels_of(scorer: Any, texts: list[str]) -> list[tuple[int, int]]:
 
 def agreement(args: argparse.Namespace, chosen: str, device: Any) -> dict[str, dict[str, float]]:
     """Label agreement with fp32 of each non-fp32 precision runnable here (and the chosen one)."""
-    from monitor.inference import cpu_has_bf16
+    from monitor.runtime import cpu_has_bf16
 
     path = Path(args.heldout)
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -173,7 +173,7 @@ def naive_pipeline(args: argparse.Namespace, texts: list[str]) -> tuple[float, s
     import torch
     from transformers import BertForSequenceClassification, pipeline
 
-    from monitor.inference import CPU_THREADS
+    from monitor.runtime import CPU_THREADS
 
     scorer = load(args, "fp32")
     # loading set the worker's threads per lane; tutorial code runs with torch's default
@@ -217,7 +217,7 @@ class Forward:
     def __init__(self, args: argparse.Namespace, dtype: str, texts: list[str]) -> None:
         import torch
 
-        from monitor.inference import CPU_THREADS, pick_device, pretokenizer
+        from monitor.runtime import CPU_THREADS, pick_device, pretokenizer
 
         self.args = args
         layouts: dict[str, int | None] = {"one_pass": 1}
@@ -516,8 +516,8 @@ def pct(xs: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from monitor import stack
-    from monitor.inference import pick_device, pick_dtype
     from monitor.kafka import GroupProgress
+    from monitor.runtime import pick_device, pick_dtype
 
     if stack.cli(["up"]) != 0:
         return 4

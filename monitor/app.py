@@ -73,8 +73,8 @@ def build_scorer(s: Settings) -> tuple[Scorer, LabelFn, float]:
 
 def build_worker(s: Settings, *, name: str | None = None) -> Worker:
     from monitor.batcher import BatchLimits
-    from monitor.inference import pretokenizer, scorer_lanes
     from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
+    from monitor.runtime import pretokenizer, scorer_lanes
     from monitor.topics import TopicMatcher
     from monitor.worker import Worker, WorkerConfig
 

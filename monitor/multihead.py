@@ -117,7 +117,7 @@ class MultiHead(nn.Module):
 def load_encoder() -> tuple[nn.Module, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    from monitor.inference import minilm_dir
+    from monitor.runtime import minilm_dir
 
     path = str(minilm_dir())
     return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
@@ -218,7 +218,7 @@ class MultiHeadScorer:
     def __init__(
         self, model: MultiHead, tok: Any, meta: dict[str, Any], cfg: ModelSettings, with_emotion: bool
     ) -> None:
-        from monitor.inference import SubBatches, cpu_lanes, pass_tokens, pick_device, pick_dtype, prepare
+        from monitor.runtime import SubBatches, cpu_lanes, pass_tokens, pick_device, pick_dtype, prepare
 
         self.device = pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
@@ -250,7 +250,7 @@ class MultiHeadScorer:
         self, texts: Sequence[str], normalise: bool = True
     ) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
         """(sentiment probs, emotion probs) per text, one encoder pass per sub-batch."""
-        from monitor.inference import _Encoded
+        from monitor.runtime import _Encoded
 
         if not texts:
             return []

@@ -424,7 +424,8 @@ def _load_for_finetune(
 ) -> tuple[PreTrainedModel, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from monitor.inference import TINY, build_tiny, minilm_dir
+    from monitor.inference import TINY, build_tiny
+    from monitor.runtime import minilm_dir
 
     id2label = dict(enumerate(labels))
     if cfg.base == TINY:

@@ -13,8 +13,9 @@ from transformers import (
 )
 
 from monitor.errors import ModelError
-from monitor.inference import load_scorer, minilm_dir
+from monitor.inference import load_scorer
 from monitor.model_settings import ModelSettings
+from monitor.runtime import minilm_dir
 from monitor.scoring import to_labels
 from monitor.taxonomy import EMOTIONS, SENTIMENTS
 

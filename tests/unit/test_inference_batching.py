@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from monitor.inference import (
-    TINY,
-    Pretokenized,
-    _load_one,
-    cpu_has_bf16,
-    length_batches,
-    pick_dtype,
-    pretokenizer,
-)
+from monitor.inference import TINY, _load_one
 from monitor.model_settings import ModelSettings
+from monitor.runtime import Pretokenized, cpu_has_bf16, length_batches, pick_dtype, pretokenizer
 
 
 def test_length_batches_sort_by_length_cover_every_index_and_respect_the_budget():
@@ -77,7 +70,7 @@ def test_auto_precision_takes_bf16_on_a_cpu_only_when_it_computes_bf16_natively(
 def test_cpu_lanes_run_sub_batches_side_by_side_and_keep_input_order():
     import threading
 
-    from monitor.inference import SubBatches
+    from monitor.runtime import SubBatches
 
     lengths = [n * 30 for n in (5, 40, 7, 33, 6, 39, 8, 1, 12, 35, 9, 30)]  # several lane-sized parts
     both_running = threading.Barrier(2, timeout=5)  # a sequential runner would time out here
@@ -98,7 +91,7 @@ def test_cpu_lanes_run_sub_batches_side_by_side_and_keep_input_order():
 
 
 def test_cpu_lanes_score_like_one_pass_on_a_real_model():
-    from monitor.inference import CPU_THREADS, cpu_lanes, pick_device
+    from monitor.runtime import CPU_THREADS, cpu_lanes, pick_device
 
     texts = [f"post number {i} " + "about the metro " * (i % 9) for i in range(300)]  # several parts
     one = _load_one(TINY, "sentiment", ModelSettings(sentiment=TINY, emotion=None, device="cpu", cpu_lanes=1))
@@ -117,7 +110,7 @@ def test_cpu_lanes_score_like_one_pass_on_a_real_model():
 
     assert cpu_lanes(ModelSettings(cpu_lanes=4), torch.device("cuda")) == 1
     # passes on one CPU thread are kept small; a pass over several threads or a GPU takes the budget
-    from monitor.inference import LANE_TOKENS, pass_tokens
+    from monitor.runtime import LANE_TOKENS, pass_tokens
 
     # one lane over all of this machine's threads; two lanes of one thread each
     assert one.sub_batches.token_budget == (8192 if CPU_THREADS > 1 else LANE_TOKENS)
@@ -127,22 +120,23 @@ def test_cpu_lanes_score_like_one_pass_on_a_real_model():
     assert pass_tokens(ModelSettings(threads=2, cpu_lanes=1), cpu) == 8192
     assert pass_tokens(ModelSettings(threads=1), torch.device("cuda")) == 8192
     # the worker reads a scorer's lanes (two batches in the model when it has several)
-    from monitor.inference import PairScorer, scorer_lanes
+    from monitor.inference import PairScorer
+    from monitor.runtime import scorer_lanes
 
     assert scorer_lanes(PairScorer(two, None)) == 2 and scorer_lanes(PairScorer(one, None)) == 1
     assert scorer_lanes(object()) == 1
     # the default model's head behind a PairScorer (language routes): its lanes are the parent's
     from types import SimpleNamespace
 
-    from monitor.inference import SubBatches
+    from monitor.runtime import SubBatches
 
     head = SimpleNamespace(parent=SimpleNamespace(sub_batches=SubBatches(LANE_TOKENS, 2)))
     assert scorer_lanes(SimpleNamespace(sentiment=head)) == 2
 
 
 def test_the_direct_backend_tokenization_gives_the_wrappers_ids():
-    from monitor.inference import _tokenize
     from monitor.multihead import load_encoder
+    from monitor.runtime import _tokenize
 
     texts = [
         "short",
@@ -163,7 +157,7 @@ def test_the_direct_backend_tokenization_gives_the_wrappers_ids():
 def test_lane_parts_are_sorted_even_and_a_multiple_of_the_lanes():
     import random
 
-    from monitor.inference import LANE_TOKENS, SubBatches
+    from monitor.runtime import LANE_TOKENS, SubBatches
 
     rng = random.Random(3)
     lanes = SubBatches(token_budget=8192, lanes=2)
