@@ -38,13 +38,14 @@ fuzz: setup ## the property tests with the long random Hypothesis profile
 reliability: stack-up ## run the fault suite and write docs/reliability.md
 	@MOOD_RELIABILITY_REPORT=docs/reliability.md .venv/bin/pytest -m faults tests -s $(PYTEST_ARGS)
 
-lint: setup ## the gates: ruff (lint + format check), mypy --strict
-	@.venv/bin/ruff check monitor connectors tests bench scripts
-	@.venv/bin/ruff format --check monitor connectors tests bench scripts
+lint: setup ## the gates: ruff (lint + format check), mypy --strict, the layering contract (import-linter)
+	@.venv/bin/ruff check monitor connectors devstack tests bench scripts
+	@.venv/bin/ruff format --check monitor connectors devstack tests bench scripts
 	@.venv/bin/mypy
+	@.venv/bin/lint-imports --no-cache
 
 format: setup ## apply ruff format
-	@.venv/bin/ruff format monitor connectors tests bench scripts
+	@.venv/bin/ruff format monitor connectors devstack tests bench scripts
 
 bench: stack-up ## the throughput/latency benchmark (prints a table and a JSON line)
 	@.venv/bin/python bench/pipeline.py
@@ -52,7 +53,7 @@ bench: stack-up ## the throughput/latency benchmark (prints a table and a JSON l
 bench-hostile: setup ## host CPU per record of a generated hostile corpus, per class (bench/hostile.py)
 	@.venv/bin/python bench/hostile.py
 
-train-default: setup ## retrain the offline default model into monitor/models/default
+train-default: setup ## retrain the offline default model into monitor/model/weights/default
 	@nice -n 5 .venv/bin/python scripts/train_default.py
 
 evaluate-default: setup ## evaluate the default model on the TweetEval and GoEmotions test splits

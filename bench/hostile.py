@@ -646,10 +646,10 @@ def bench_topics() -> list[Any]:
 
 
 def build_worker(model: str = "default") -> Any:
-    from monitor.inference import load_scorer
-    from monitor.model_settings import ModelSettings
-    from monitor.runtime import pretokenizer
-    from monitor.scoring import ModelOutput, to_labels
+    from monitor.model.base import ModelOutput, to_labels
+    from monitor.model.runtime import pretokenizer
+    from monitor.model.scorers import load_scorer
+    from monitor.model.settings import ModelSettings
     from monitor.topics import TopicMatcher
     from monitor.worker import Worker, WorkerConfig
 

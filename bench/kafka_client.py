@@ -35,8 +35,8 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from devstack.synthetic import stream  # noqa: E402
 from monitor.messages import Post, encode_post  # noqa: E402
-from monitor.synthetic import stream  # noqa: E402
 
 
 def cpu_s() -> float:
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=20_000)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
-    from monitor import stack
+    from devstack import stack
     from monitor.kafka import ensure_topics
     from monitor.settings import load_settings
 

@@ -5,7 +5,7 @@ posts and the same model.
                                        [--precision auto|fp32|bf16|fp16|int8] [--workers N]
 
 It starts (or reuses) the local Kafka + Redis stack and a fixed synthetic stream
-(`monitor.synthetic.stream`, seed 7), then measures, in this order:
+(`devstack.synthetic.stream`, seed 7), then measures, in this order:
 
     agreement            labels of every non-fp32 precision this device can run vs fp32, on
                          held-out TweetEval sentiment test texts (>= 99 % required)
@@ -57,8 +57,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from devstack.synthetic import demo_topics_config, stream  # noqa: E402
 from monitor.messages import SCHEMA_VERSION  # noqa: E402
-from monitor.synthetic import demo_topics_config, stream  # noqa: E402
 
 HELDOUT = Path("/work/shared/data/tweeteval/sentiment/test_text.txt")
 TARGETS = {
@@ -107,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def model_settings(
     args: argparse.Namespace, dtype: str, threads: int | None = None, lanes: int | None = None
 ) -> dict[str, Any]:
-    from monitor.inference import TINY
+    from monitor.model.scorers import TINY
 
     if args.model == "default":
         m: dict[str, Any] = {"sentiment": "default", "emotion": "default"}
@@ -125,8 +125,8 @@ def model_settings(
 
 
 def load(args: argparse.Namespace, dtype: str, lanes: int | None = None) -> Any:
-    from monitor.inference import load_scorer
-    from monitor.model_settings import ModelSettings
+    from monitor.model.scorers import load_scorer
+    from monitor.model.settings import ModelSettings
 
     return load_scorer(ModelSettings(**model_settings(args, dtype, lanes=lanes)))
 
@@ -142,7 +142,7 @@ def labels_of(scorer: Any, texts: list[str]) -> list[tuple[int, int]]:
 
 def agreement(args: argparse.Namespace, chosen: str, device: Any) -> dict[str, dict[str, float]]:
     """Label agreement with fp32 of each non-fp32 precision runnable here (and the chosen one)."""
-    from monitor.runtime import cpu_has_bf16
+    from monitor.model.runtime import cpu_has_bf16
 
     path = Path(args.heldout)
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -173,7 +173,7 @@ def naive_pipeline(args: argparse.Namespace, texts: list[str]) -> tuple[float, s
     import torch
     from transformers import BertForSequenceClassification, pipeline
 
-    from monitor.runtime import CPU_THREADS
+    from monitor.model.runtime import CPU_THREADS
 
     scorer = load(args, "fp32")
     # loading set the worker's threads per lane; tutorial code runs with torch's default
@@ -212,12 +212,12 @@ class Forward:
     Geometries: all posts sorted by length at once (the least padding there can be) and the
     worker's own batches (``--max-batch`` posts, each sorted). Layouts (a CPU with several
     threads): one pass over all threads on ``--token-budget`` sub-batches, and the worker's
-    default, parallel single-threaded lanes (`monitor.inference.SubBatches`)."""
+    default, parallel single-threaded lanes (`monitor.model.scorers.SubBatches`)."""
 
     def __init__(self, args: argparse.Namespace, dtype: str, texts: list[str]) -> None:
         import torch
 
-        from monitor.runtime import CPU_THREADS, pick_device, pretokenizer
+        from monitor.model.runtime import CPU_THREADS, pick_device, pretokenizer
 
         self.args = args
         layouts: dict[str, int | None] = {"one_pass": 1}
@@ -261,7 +261,7 @@ class Run:
     def __init__(self, args: argparse.Namespace, dtype: str) -> None:
         from monitor.kafka import KafkaPostProducer, ensure_topics
         from monitor.settings import load_settings
-        from monitor.store import RedisAggregateStore
+        from monitor.store.buckets import RedisAggregateStore
 
         base = load_settings(None)
         self.args = args
@@ -404,7 +404,7 @@ class Run:
 
     def watermarks(self) -> dict[tuple[str, int], int]:
         pipe = self.store.client.pipeline(transaction=False)
-        from monitor import keys
+        from monitor.store import keys
 
         for t in self.topics:
             pipe.hgetall(keys.watermark(self.store.prefix, t))
@@ -515,9 +515,9 @@ def pct(xs: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from monitor import stack
+    from devstack import stack
     from monitor.kafka import GroupProgress
-    from monitor.runtime import pick_device, pick_dtype
+    from monitor.model.runtime import pick_device, pick_dtype
 
     if stack.cli(["up"]) != 0:
         return 4

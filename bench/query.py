@@ -18,9 +18,9 @@ import time
 
 import orjson
 
+from devstack.synthetic import stream
 from monitor.messages import Post
 from monitor.query import QuerySet, compile_query
-from monitor.synthetic import stream
 
 WORDS = [
     "phone",
@@ -97,8 +97,8 @@ def per_post_us(fn, items, repeat: int = 3) -> float:
 
 
 def scoring_us(model: str, ps: list[Post], batch: int = 64) -> float:
-    from monitor.inference import load_scorer
-    from monitor.model_settings import ModelSettings
+    from monitor.model.scorers import load_scorer
+    from monitor.model.settings import ModelSettings
 
     emotion = None if model.startswith("builtin:") else "default"
     scorer = load_scorer(ModelSettings(sentiment=model, emotion=emotion))

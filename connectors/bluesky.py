@@ -32,9 +32,9 @@ from websockets.sync.client import connect
 from connectors.backoff import Backoff, RetryLater, retry_after_s
 from connectors.base import PostSink, Skip, guarded
 from connectors.live import Item, LiveConnector
-from connectors.state import ConnectorState
 from monitor.errors import DecodeError
 from monitor.messages import MAX_ID_CHARS, Deletion, Post
+from monitor.store.connectors import ConnectorState
 
 log = logging.getLogger(__name__)
 

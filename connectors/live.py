@@ -28,9 +28,9 @@ from typing import TypeVar
 
 from connectors.backoff import Backoff, RetryLater, wait
 from connectors.base import Connector, PostSink, Skip
-from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError, TransientError
 from monitor.messages import Deletion, Post
+from monitor.store.connectors import ConnectorState
 
 log = logging.getLogger(__name__)
 

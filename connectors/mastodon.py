@@ -34,9 +34,9 @@ from connectors.http import BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
 from connectors.sse import SSEParser
-from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError
 from monitor.messages import Deletion, Post
+from monitor.store.connectors import ConnectorState
 
 log = logging.getLogger(__name__)
 

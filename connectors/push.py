@@ -48,9 +48,9 @@ import orjson
 
 from connectors.base import Connector, PostSink, guarded
 from connectors.credentials import Secret
-from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError, TransientError
 from monitor.messages import Deletion, Post
+from monitor.store.connectors import ConnectorState
 
 log = logging.getLogger(__name__)
 

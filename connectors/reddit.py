@@ -26,9 +26,9 @@ from connectors.base import PostSink, Skip, guarded
 from connectors.credentials import Secret
 from connectors.http import BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
-from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError
 from monitor.messages import MAX_ID_CHARS, Post
+from monitor.store.connectors import ConnectorState
 
 SOURCE = "reddit"
 _GONE = frozenset({"[removed]", "[deleted]"})

@@ -34,10 +34,10 @@ from connectors.base import PostSink, Skip, guarded
 from connectors.http import MAX_BODY_BYTES, BodyTooLarge, HttpSource
 from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
-from connectors.state import ConnectorState
 from monitor.errors import ConfigError, DecodeError
 from monitor.messages import MAX_ID_CHARS, Post
 from monitor.patterns import REDDIT_TAIL
+from monitor.store.connectors import ConnectorState
 
 SOURCE = "rss"
 MAX_FEED_BYTES = MAX_BODY_BYTES

@@ -14,9 +14,9 @@ from monitor.errors import ConfigError
 from monitor.settings import Settings
 
 if TYPE_CHECKING:
-    from monitor.alerter import Alerter
-    from monitor.scoring import LabelFn, Scorer
-    from monitor.store import RedisAggregateStore
+    from monitor.alerts.alerter import Alerter
+    from monitor.model.base import LabelFn, Scorer
+    from monitor.store.buckets import RedisAggregateStore
     from monitor.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def process_name(role: str, pid: int | None = None) -> str:
 
 
 def build_store(s: Settings, prefix: str | None = None) -> RedisAggregateStore:
-    from monitor.store import RedisAggregateStore
+    from monitor.store.buckets import RedisAggregateStore
 
     r = s.redis
     return RedisAggregateStore(
@@ -61,8 +61,8 @@ def ensure_topics(s: Settings) -> None:
 
 
 def build_scorer(s: Settings) -> tuple[Scorer, LabelFn, float]:
-    from monitor.inference import load_scorer
-    from monitor.scoring import to_labels
+    from monitor.model.base import to_labels
+    from monitor.model.scorers import load_scorer
 
     cfg = s.model
     scorer = load_scorer(cfg)
@@ -74,7 +74,7 @@ def build_scorer(s: Settings) -> tuple[Scorer, LabelFn, float]:
 def build_worker(s: Settings, *, name: str | None = None) -> Worker:
     from monitor.batcher import BatchLimits
     from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
-    from monitor.runtime import pretokenizer, scorer_lanes
+    from monitor.model.runtime import pretokenizer, scorer_lanes
     from monitor.topics import TopicMatcher
     from monitor.worker import Worker, WorkerConfig
 
@@ -130,8 +130,8 @@ def build_worker(s: Settings, *, name: str | None = None) -> Worker:
 
 
 def build_alerter(s: Settings) -> Alerter:
-    from monitor.alert_state import RedisAlertLedger
-    from monitor.alerter import Alerter
+    from monitor.alerts.alerter import Alerter
+    from monitor.store.alerts import RedisAlertLedger
 
     store = build_store(s)
     return Alerter(s.alerts, store, RedisAlertLedger(store), owner=process_name("alerter"))

@@ -15,7 +15,7 @@ tokenized as it arrives (`prepare`), until one of these holds:
 
 While the model is busy the batch keeps filling: it could not start earlier anyway, and a
 bigger batch costs less per post. The worker then sorts each batch by length and cuts it into
-sub-batches of about the model's token budget (`monitor.inference.length_batches`).
+sub-batches of about the model's token budget (`monitor.model.scorers.length_batches`).
 """
 
 from __future__ import annotations

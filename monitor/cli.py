@@ -20,12 +20,18 @@ import os
 import sys
 import time
 from collections import Counter
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
-from connectors import registry
-from monitor import backtest, cli_models, rebuild
+from connectors import cli as connectors_cli
+from monitor import rebuild
+from monitor.aggregates import MINUTE_MS, Bucket, minute_start
+from monitor.alerts.backtest import Transition, contiguous, read_jsonl, simulate
+from monitor.alerts.settings import AlertSettings
 from monitor.app import (
     build_alerter,
     build_store,
@@ -36,12 +42,13 @@ from monitor.app import (
     render_table,
 )
 from monitor.errors import ConfigError, ModelError, MoodMonitorError, StackError, TransientError
+from monitor.model import cli as model_cli
 from monitor.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 # subcommands contributed by other packages: each has add_parsers(subparsers)
-_PLUGINS = (cli_models, registry, backtest, rebuild)
+_PLUGINS = (model_cli, connectors_cli, rebuild)
 # the exit code of each kind of failure (0: done; anything else not listed: 1)
 EXIT_CODES: tuple[tuple[type[MoodMonitorError], int, str], ...] = (
     (ConfigError, 2, "config error: "),
@@ -64,13 +71,11 @@ def _setup_logging(level: str) -> None:
 
 # ---- commands -------------------------------------------------------------------------------
 def cmd_stack(args: argparse.Namespace) -> int:
-    from monitor import stack
-
-    return int(stack.cli(args.stack_args))
+    return int(_devstack("stack").cli(args.stack_args))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from monitor.memory import limit_growth
+    from monitor.model.memory import limit_growth
 
     limit_growth()  # before torch starts: bounded oneDNN primitive cache, fewer malloc arenas
     s = load_settings(args.config)
@@ -150,7 +155,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         age = f"{(now - health[p]['ts_ms']) / 1000:.1f}s ago" if p in health else ""
         print(f"  {p:<40}{age}")
     print("connectors")
-    from connectors.registry import cmd_status as connectors_status
+    from connectors.cli import cmd_status as connectors_status
 
     return connectors_status(argparse.Namespace(config=args.config, json=False))
 
@@ -171,16 +176,90 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    from monitor.alerter import run_alerter
+    from monitor.alerts.alerter import run_alerter
 
     alerter = build_alerter(load_settings(args.config))
     return run_alerter(alerter, install_signals=True, max_ticks=args.max_ticks)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
+    demo = _devstack("demo")
+    return int(demo.run_demo(duration_s=args.duration, rate_per_s=args.rate, config=args.config))
 
-    return run_demo(duration_s=args.duration, rate_per_s=args.rate, config=args.config)
+
+def _backtest_range(args: argparse.Namespace, default_end_ms: int) -> tuple[int, int]:
+    end = int(args.end_ms) if args.end_ms else default_end_ms
+    start = int(args.start_ms) if args.start_ms else end - parse_window(args.since)
+    if start >= end:
+        raise ConfigError("backtest", "--start-ms", "start must be before end")
+    return minute_start(start), minute_start(end)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    s = load_settings(args.config)
+    settings: AlertSettings = s.alerts
+    series: dict[str, list[Bucket]] = {}
+    bad = 0
+    if args.jsonl:
+        series, bad = read_jsonl(Path(args.jsonl))
+        if not series:
+            print(f"backtest: no buckets in {args.jsonl}", file=sys.stderr)
+            return 1
+        last = max(b.start_ms for bs in series.values() for b in bs) + MINUTE_MS
+        first = min(b.start_ms for bs in series.values() for b in bs)
+        start, end = _backtest_range(args, last) if (args.start_ms or args.end_ms) else (first, last)
+    else:
+        store = build_store(s)
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        start, end = _backtest_range(args, store.sealed_until_ms() or minute_start(now_ms))
+    topics = args.topic or (sorted(series) if args.jsonl else store.topics())
+    found: list[Transition] = []
+    for topic in topics:
+        rules = settings.rules_for(topic)
+        if not rules:
+            continue
+        back = max(r.history_min for r in rules) * MINUTE_MS
+        raw = series.get(topic, []) if args.jsonl else store.read_minutes(topic, start - back, end)
+        found += simulate(rules, topic, contiguous(raw, start - back, end), start, end)
+    found.sort(key=lambda t: (t.end_ms, t.topic, t.rule))
+    for t in found:
+        print(orjson.dumps(asdict(t)).decode() if args.json else t.line())
+    fired = sum(t.action == "fire" for t in found)
+    summary = {
+        "topics": len(topics),
+        "minutes": (end - start) // MINUTE_MS,
+        "fired": fired,
+        "renotified": sum(t.action == "renotify" for t in found),
+        "resolved": sum(t.action == "resolve" for t in found),
+        "bad_lines": bad,
+    }
+    print(("" if args.json else "backtest: ") + orjson.dumps(summary).decode(), file=sys.stderr)
+    return 0
+
+
+def _add_backtest(sub: Any) -> None:
+    sp = sub.add_parser("backtest", help="replay stored buckets (or a JSONL file) through the alert rules")
+    sp.add_argument("--config", default=None)
+    sp.add_argument("--topic", action="append", default=None, help="only this topic (repeatable)")
+    sp.add_argument("--since", default="24h", help="how far back from the end (default 24h)")
+    sp.add_argument("--start-ms", default=None)
+    sp.add_argument("--end-ms", default=None, help="default: the sealed minute (or the file's last)")
+    sp.add_argument("--jsonl", default=None, help="buckets or scored posts from this file instead of Redis")
+    sp.add_argument("--json", action="store_true", help="one JSON object per transition")
+    sp.set_defaults(func=cmd_backtest)
+
+
+def _devstack(name: str) -> Any:
+    """A module of the development harness, which a source checkout has and an image does not."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"devstack.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("devstack", f"devstack.{name}"):
+            raise
+        reason = "the local stack and the demo run from a source checkout"
+        raise ConfigError("devstack", name, reason) from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_demo)
 
+    _add_backtest(sub)
     for plugin in _PLUGINS:
         plugin.add_parsers(sub)
     return p

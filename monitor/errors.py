@@ -10,7 +10,7 @@
      +-- StackError             the local Kafka/Redis stack could not be set up or started
 
 Third-party exceptions are translated at the one module that imports the library (`kafka.py`,
-`store.py`, `connectors/state.py`, `webhooks.py`, `connectors/http.py`, `inference.py`), with
+`store.py`, `monitor/store/connectors.py`, `webhooks.py`, `connectors/http.py`, `inference.py`), with
 ``raise ... from exc``. Delivery outcomes of webhooks are values (`webhooks.SendResult`), not
 exceptions.
 """

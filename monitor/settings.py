@@ -16,9 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from monitor.alert_settings import AlertSettings
+from monitor.alerts.settings import AlertSettings
 from monitor.errors import ConfigError
-from monitor.model_settings import ModelSettings
+from monitor.model.settings import ModelSettings
 
 DEFAULT_CONFIG = "config/monitor.yaml"
 

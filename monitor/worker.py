@@ -50,11 +50,11 @@ from monitor.aggregates import add_into, event_time, hour_start, minute_start, p
 from monitor.batcher import Batch, BatchLimits, ModelState, gather
 from monitor.errors import DecodeError, TransientError
 from monitor.kafka import RecordProducer
-from monitor.language import post_language
-from monitor.memory import trim
 from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
-from monitor.scoring import EncodeFn, LabelFn, Scorer, estimate_tokens
-from monitor.store import AggregateStore, PartitionWrite, RecentPost
+from monitor.model.base import EncodeFn, LabelFn, Scorer, estimate_tokens
+from monitor.model.language import post_language
+from monitor.model.memory import trim
+from monitor.store.buckets import AggregateStore, PartitionWrite, RecentPost
 from monitor.taxonomy import UNSUPPORTED
 from monitor.topics import TopicMatcher
 

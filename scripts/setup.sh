@@ -19,4 +19,4 @@ if [ ! -f "$stamp" ]; then
 else
   echo "setup: Python dependencies up to date ($stamp)"
 fi
-.venv/bin/python -m monitor.stack install
+.venv/bin/python -m devstack.stack install

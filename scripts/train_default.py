@@ -1,6 +1,6 @@
-"""Train the offline default model (monitor/models/default) on ../shared/data.
+"""Train the offline default model (monitor/model/weights/default) on ../shared/data.
 
-.venv/bin/python scripts/train_default.py [--data ../shared/data] [--out monitor/models/default]
+.venv/bin/python scripts/train_default.py [--data ../shared/data] [--out monitor/model/weights/default]
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import logging
 import sys
 from pathlib import Path
 
-from monitor.datasets import read_goemotions, read_tweeteval
-from monitor.training import DefaultTrainConfig, train_default
+from monitor.model.datasets import read_goemotions, read_tweeteval
+from monitor.model.training import DefaultTrainConfig, train_default
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-    ap.add_argument("--out", default="monitor/models/default")
+    ap.add_argument("--out", default="monitor/model/weights/default")
     ap.add_argument("--epochs", type=int, default=2)  # the committed artifact: 2 epochs, best at step 2320
     ap.add_argument("--max-train", type=int, default=None)
     ap.add_argument("--lora-r", type=int, default=32)

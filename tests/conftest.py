@@ -1,5 +1,5 @@
 """Test fixtures. Tests marked ``integration`` or ``faults`` get the real local stack (Kafka +
-Redis, started once per session by `monitor.stack` and left running for the next session);
+Redis, started once per session by `devstack.stack` and left running for the next session);
 pure unit tests never start it. Set MOOD_KAFKA_BOOTSTRAP / MOOD_REDIS_URL to use another stack.
 """
 
@@ -30,7 +30,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="session")
 def stack():
-    from monitor.stack import LocalStack
+    from devstack.stack import LocalStack
 
     st = LocalStack()
     if not (os.environ.get("MOOD_KAFKA_BOOTSTRAP") and os.environ.get("MOOD_REDIS_URL")):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from monitor.serving import BackgroundServer
+from devstack.serving import BackgroundServer
 
 
 @dataclass

@@ -13,7 +13,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 from websockets.sync.server import ServerConnection, serve
 
-from monitor.serving import BackgroundServer
+from devstack.serving import BackgroundServer
 
 
 @dataclass

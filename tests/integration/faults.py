@@ -22,7 +22,7 @@ import orjson
 
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
 from monitor.messages import SCHEMA_VERSION
-from monitor.store import RedisAggregateStore
+from monitor.store.buckets import RedisAggregateStore
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = [{"name": f"f{i}", "keywords": [f"kw{i}"]} for i in range(4)]

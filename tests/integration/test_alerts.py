@@ -7,12 +7,12 @@ from collections import Counter
 
 import pytest
 
-from monitor.alert_settings import AlertSettings
-from monitor.alert_state import RedisAlertLedger
-from monitor.alerter import Alerter
-from monitor.store import PartitionWrite, RecentPost, RedisAggregateStore
-from monitor.synthetic import demo_topics_config, stream
-from monitor.webhook_sink import WebhookSink
+from devstack.synthetic import demo_topics_config, stream
+from devstack.webhook_sink import WebhookSink
+from monitor.alerts.alerter import Alerter
+from monitor.alerts.settings import AlertSettings
+from monitor.store.alerts import RedisAlertLedger
+from monitor.store.buckets import PartitionWrite, RecentPost, RedisAggregateStore
 
 from .pipeline_helpers import cli, write_config, write_jsonl
 

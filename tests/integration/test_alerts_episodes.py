@@ -7,15 +7,15 @@ import time
 
 import pytest
 
-from monitor import keys
+from devstack.webhook_sink import WebhookSink
 from monitor.aggregates import MINUTE_MS, Bucket, minute_start
-from monitor.alert_settings import AlertSettings
-from monitor.alert_state import RedisAlertLedger
-from monitor.alerter import Alerter, LeaseLost
-from monitor.store import PartitionWrite, RedisAggregateStore
-from monitor.webhook_sink import WebhookSink
-from tests.unit.test_detectors import T0 as UNIT_T0
-from tests.unit.test_detectors import _ideal_end, synth_minutes
+from monitor.alerts.alerter import Alerter, LeaseLost
+from monitor.alerts.settings import AlertSettings
+from monitor.store import keys
+from monitor.store.alerts import RedisAlertLedger
+from monitor.store.buckets import PartitionWrite, RedisAggregateStore
+from tests.unit.alerts.test_detectors import T0 as UNIT_T0
+from tests.unit.alerts.test_detectors import _ideal_end, synth_minutes
 
 pytestmark = pytest.mark.integration
 

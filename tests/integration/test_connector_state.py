@@ -2,7 +2,7 @@
 
 import pytest
 
-from connectors.state import RedisConnectorState, read_statuses
+from monitor.store.connectors import RedisConnectorState, read_statuses
 
 pytestmark = pytest.mark.integration
 

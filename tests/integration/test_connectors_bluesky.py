@@ -10,8 +10,8 @@ import pytest
 
 from connectors.backoff import Backoff
 from connectors.bluesky import JetstreamConnector
-from connectors.state import RedisConnectorState, read_statuses
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
+from monitor.store.connectors import RedisConnectorState, read_statuses
 from tests.recorded import jsonl_lines
 
 from .fake_jetstream import FakeJetstream, JetstreamScript

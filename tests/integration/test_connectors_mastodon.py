@@ -13,8 +13,8 @@ import pytest
 from connectors.backoff import Backoff
 from connectors.credentials import Secret
 from connectors.mastodon import MastodonConnector, streaming_base
-from connectors.state import RedisConnectorState, read_statuses
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
+from monitor.store.connectors import RedisConnectorState, read_statuses
 from tests.recorded import jsonl_lines, path, vcr
 
 from .fake_http import Answer, FakeHTTP, Request

@@ -17,8 +17,8 @@ import pytest
 
 from connectors.credentials import Secret
 from connectors.push import PushConnector
-from connectors.state import RedisConnectorState, read_statuses
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
+from monitor.store.connectors import RedisConnectorState, read_statuses
 
 pytestmark = pytest.mark.integration
 

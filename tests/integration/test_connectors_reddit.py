@@ -15,8 +15,8 @@ import pytest
 from connectors.backoff import Backoff
 from connectors.credentials import Secret
 from connectors.reddit import RedditConnector, to_post
-from connectors.state import RedisConnectorState, read_statuses
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
+from monitor.store.connectors import RedisConnectorState, read_statuses
 from tests.recorded import betamax
 
 from .fake_http import Answer, FakeHTTP, Request

@@ -11,8 +11,8 @@ import pytest
 
 from connectors.backoff import Backoff
 from connectors.rss import FeedConnector
-from connectors.state import RedisConnectorState, read_statuses
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
+from monitor.store.connectors import RedisConnectorState, read_statuses
 from tests.recorded import path
 
 from .fake_http import Answer, FakeHTTP, Request

@@ -10,7 +10,7 @@ import pytest
 from monitor.kafka import read_topic
 from monitor.messages import Deletion, encode_deletion
 from monitor.settings import load_settings
-from monitor.store import RedisAggregateStore
+from monitor.store.buckets import RedisAggregateStore
 
 from . import faults as F
 

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from monitor.settings import load_settings
-from monitor.store import PartitionWrite, RedisAggregateStore
+from monitor.store.buckets import PartitionWrite, RedisAggregateStore
 
 from . import faults as F
 

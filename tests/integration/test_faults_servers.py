@@ -13,9 +13,9 @@ import time
 import orjson
 import pytest
 
+from devstack.stack import LocalStack
 from monitor.settings import load_settings
-from monitor.stack import LocalStack
-from monitor.store import RedisAggregateStore
+from monitor.store.buckets import RedisAggregateStore
 
 from . import faults as F
 
@@ -148,7 +148,7 @@ def test_memory_is_bounded_by_the_ttls(tmp_path, private_stack):
     st.start_redis(appendonly=False)
     ttl_min_s, ttl_hour_s = 48 * 3600, 35 * 24 * 3600
     store = RedisAggregateStore(st.redis_url, "mem", minute_ttl_s=ttl_min_s, hour_ttl_s=ttl_hour_s)
-    from monitor.store import PartitionWrite
+    from monitor.store.buckets import PartitionWrite
 
     now = int(time.time() * 1000) // 60_000 * 60_000
     month_min = 30 * 24 * 60

@@ -10,9 +10,9 @@ from collections import Counter
 import orjson
 import pytest
 
+from devstack.synthetic import demo_topics_config, stream
 from monitor.settings import load_settings
-from monitor.store import RedisAggregateStore
-from monitor.synthetic import demo_topics_config, stream
+from monitor.store.buckets import RedisAggregateStore
 
 from .pipeline_helpers import cli, dlq_records, popen, wait_for, write_config, write_jsonl
 

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
+from devstack.stack import LocalStack, cli, redis_ping
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
-from monitor.stack import LocalStack, cli, redis_ping
 
 pytestmark = pytest.mark.integration
 

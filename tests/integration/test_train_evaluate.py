@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from monitor.inference import load_scorer
-from monitor.model_settings import ModelSettings
-from monitor.scoring import to_labels
-from monitor.synthetic import stream
+from devstack.synthetic import stream
+from monitor.model.base import to_labels
+from monitor.model.scorers import load_scorer
+from monitor.model.settings import ModelSettings
 
 from .pipeline_helpers import cli
 

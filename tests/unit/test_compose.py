@@ -64,7 +64,7 @@ def test_config_points_the_slack_destination_at_the_secret_file():
 
 
 def test_live_sources_are_opt_in_and_take_secrets_from_files():
-    from connectors.registry import CONNECTORS
+    from connectors.cli import CONNECTORS
 
     for name in ("bluesky", "mastodon", "reddit", "rss", "push"):
         svc = S[name]

@@ -9,10 +9,11 @@ import time
 import orjson
 import pytest
 
-from monitor import language, query
+from monitor import query
 from monitor.batcher import BatchLimits
 from monitor.errors import DecodeError
 from monitor.messages import LANGUAGES, SCHEMA_VERSION, Post, decode, decode_scored
+from monitor.model import language
 from monitor.query import QuerySyntaxError, compile_query
 from monitor.rebuild import rebuild
 from monitor.topics import TopicMatcher, TopicRule

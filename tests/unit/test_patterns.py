@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # modules that may use Python's re on text that is not a post: the reason says which text
 CONFIG_ONLY = {
     "monitor/query.py": "validates query terms from the configuration",
-    "monitor/stack/__init__.py": "reads the local stack's own server output",
+    "devstack/stack/__init__.py": "reads the local stack's own server output",
 }
 REGEX_MODULES = {"re", "re2", "regex"}
 

@@ -12,8 +12,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.alerts.message import AlertEvent, block_kit, generic_json, redact
 from monitor.errors import DecodeError
-from monitor.language import UNDETERMINED, post_language
 from monitor.messages import (
     LANGUAGES,
     SCHEMA_VERSION,
@@ -25,9 +25,9 @@ from monitor.messages import (
     encode_post,
     encode_scored,
 )
+from monitor.model.language import UNDETERMINED, post_language
 from monitor.patterns import FIELD_CONTROL
 from monitor.query import QuerySet, QuerySyntaxError, compile_query
-from monitor.slack import AlertEvent, block_kit, generic_json, redact
 from monitor.topics import TopicMatcher, TopicRule
 
 # text a stranger can write: any code point but lone surrogates (JSON cannot carry them)

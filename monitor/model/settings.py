@@ -1,0 +1,32 @@
+"""The ``model:`` section of the config. Pure (pydantic only)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    # "default" (the offline MiniLM model shipped in monitor/model/weights/default), a local directory,
+    # a Hugging Face hub id, or "builtin:tiny-untrained" (random weights, for plumbing checks)
+    sentiment: str = "default"
+    # same choices, or null for no emotion model
+    emotion: str | None = "default"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    # auto: bf16 on CUDA, and on CPUs with native bf16 (AVX512_BF16/AMX); fp32 elsewhere
+    dtype: str = Field("auto", pattern=r"^(auto|fp32|bf16|fp16|int8)$")
+    max_length: int = Field(128, ge=8, le=512)
+    # tokens (padded) per forward pass; a batch is cut into sub-batches of about this size
+    token_budget: int = Field(8192, ge=64)
+    # a post whose top probability is below this counts as "uncertain" instead of a class
+    uncertain_below: float = Field(0.0, ge=0.0, lt=1.0)
+    # language routes: ISO 639-1 code -> sentiment model; "*" is the fallback for every other
+    # language. Empty: every post goes to ``sentiment``. With routes and no "*", a post in an
+    # uncovered language is counted as "unsupported".
+    languages: dict[str, str] = {}
+    # CPU threads for inference (default: one per core)
+    threads: int | None = Field(None, ge=1)
+    # on a CPU, how many single-threaded forward passes run side by side on the sub-batches of
+    # a batch (default: one per thread; 1 = one pass over all threads)
+    cpu_lanes: int | None = Field(None, ge=1)

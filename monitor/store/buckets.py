@@ -1,0 +1,384 @@
+"""The only module importing redis: aggregate writes (one Lua call per topic), dashboard reads,
+duplicate-id claims, counters, seal and health keys. Key names come from `keys.py`.
+
+redis-py errors are translated into `StoreUnavailable` here; callers back off and retry the
+same batch without committing Kafka offsets.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+import orjson
+import redis
+
+from monitor.aggregates import MINUTE_MS, Bucket, Delta, merge, minute_start, window_plan
+from monitor.errors import StoreUnavailable
+from monitor.store import keys
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translated(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+# redis-py's stubs type every reply as bytes | str, also for a decode_responses client (whose
+# replies are str): the replies are narrowed here, once
+def _str(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _strs(reply: Iterable[object]) -> list[str]:
+    return [_str(v) for v in reply]
+
+
+def _hash(reply: Mapping[Any, Any]) -> dict[str, str]:
+    return {_str(k): _str(v) for k, v in reply.items()}
+
+
+@dataclass(slots=True)
+class PartitionWrite:
+    """One source partition's contribution to one topic in one batch."""
+
+    partition: str  # "<kafka-topic>:<partition>"
+    first_offset: int
+    last_offset: int
+    deltas: dict[tuple[str, int], Delta] = field(default_factory=dict)  # ("m"|"h", start) -> delta
+
+
+@dataclass(frozen=True, slots=True)
+class RecentPost:
+    topic: str
+    post_id: str
+    ts_ms: int
+    text: str
+    url: str
+    sentiment: str
+
+
+class AggregateStore(Protocol):
+    """What the worker writes: duplicate-id claims, watermark-guarded bucket deltas, texts,
+    counters, the seal and its heartbeat (`RedisAggregateStore`; an in-memory fake in tests)."""
+
+    def claim_ids(self, items: Sequence[tuple[str, str]]) -> list[str | None]: ...
+    def watermarks(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]: ...
+    def apply(self, writes: Mapping[str, Sequence[PartitionWrite]]) -> tuple[int, int]: ...
+    def remember(self, posts: Sequence[RecentPost]) -> None: ...
+    def forget_text(self, post_ids: Sequence[str]) -> int: ...
+    def incr_stats(self, name: str, counts: Mapping[str, int]) -> None: ...
+    def advance_seal(self, until_ms: int) -> int: ...
+    def heartbeat(self, process: str, ttl_s: int, info: Mapping[str, Any] | None = None) -> None: ...
+
+
+class AggregateReader(Protocol):
+    """What the read side (the alerter, `mood-monitor mood`) reads."""
+
+    def topics(self) -> list[str]: ...
+    def read_minutes(self, topic: str, start_ms: int, end_ms: int) -> list[Bucket]: ...
+    def read_window(self, topic: str, start_ms: int, end_ms: int) -> Bucket: ...
+    def recent_posts(
+        self, topic: str, start_ms: int, end_ms: int, limit: int = 50
+    ) -> list[dict[str, Any]]: ...
+    def sealed_until_ms(self) -> int: ...
+    def heartbeat(self, process: str, ttl_s: int, info: Mapping[str, Any] | None = None) -> None: ...
+
+
+class RedisAggregateStore:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = keys.DEFAULT_PREFIX,
+        *,
+        minute_ttl_s: int = 48 * 3600,
+        hour_ttl_s: int = 35 * 24 * 3600,
+        text_ttl_s: int = 24 * 3600,
+        seen_ttl_s: int = 48 * 3600,
+        recent_per_topic: int = 200,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        self.prefix = prefix
+        self.minute_ttl_s = minute_ttl_s
+        self.hour_ttl_s = hour_ttl_s
+        self.text_ttl_s = text_ttl_s
+        self.seen_ttl_s = seen_ttl_s
+        self.recent_per_topic = recent_per_topic
+        self.client: redis.Redis = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            decode_responses=True,
+        )
+        lua = resources.files("monitor.store").joinpath("lua/apply_deltas.lua").read_text()
+        self._apply = self.client.register_script(lua)
+
+    # ---- writes -------------------------------------------------------------------------
+    @translated
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    @translated
+    def watermarks(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """(topic, partition) -> last applied offset (-1 when none)."""
+        pairs = list(pairs)
+        pipe = self.client.pipeline(transaction=False)
+        for topic, part in pairs:
+            pipe.hget(keys.watermark(self.prefix, topic), part)
+        vals = pipe.execute()
+        return {p: int(v) if v is not None else -1 for p, v in zip(pairs, vals, strict=True)}
+
+    @translated
+    def apply(self, writes: Mapping[str, Sequence[PartitionWrite]]) -> tuple[int, int]:
+        """Apply per-topic partition writes; returns (parts applied, parts skipped as replays)."""
+        if not writes:
+            return 0, 0
+        pipe = self.client.pipeline(transaction=False)
+        for topic, parts in writes.items():
+            key_list: list[str] = [keys.watermark(self.prefix, topic)]
+            index: dict[str, int] = {}
+            payload: list[dict[str, Any]] = []
+            for pw in parts:
+                buckets = []
+                for (kind, start), delta in pw.deltas.items():
+                    k = keys.bucket(self.prefix, topic, kind, start)
+                    if k not in index:
+                        key_list.append(k)
+                        index[k] = len(key_list)  # Lua is 1-based
+                    buckets.append([index[k], kind, start // 1000, delta])
+                payload.append(
+                    {"p": pw.partition, "first": pw.first_offset, "last": pw.last_offset, "b": buckets}
+                )
+            self._apply(
+                keys=key_list,
+                args=[self.minute_ttl_s, self.hour_ttl_s, orjson.dumps(payload).decode()],
+                client=pipe,
+            )
+            pipe.sadd(keys.topics(self.prefix), topic)
+        results = pipe.execute()
+        applied = sum(int(r[0]) for r in results if isinstance(r, list))
+        skipped = sum(int(r[1]) for r in results if isinstance(r, list))
+        return applied, skipped
+
+    @translated
+    def replace_buckets(
+        self, topic: str, kind: str, starts: Sequence[int], deltas: Mapping[int, Delta]
+    ) -> None:
+        """Rebuild: overwrite the ``kind`` buckets at ``starts`` of a topic with ``deltas``
+        (a start with no delta becomes empty). Not watermark-guarded: run it with workers stopped."""
+        ttl = self.hour_ttl_s if kind == "h" else self.minute_ttl_s
+        pipe = self.client.pipeline(transaction=True)
+        for start in starts:
+            k = keys.bucket(self.prefix, topic, kind, start)
+            pipe.delete(k)
+            for fld, val in deltas.get(start, {}).items():
+                if fld == "score_sum":
+                    pipe.hincrbyfloat(k, fld, val)
+                else:
+                    pipe.hincrby(k, fld, int(val))
+            if deltas.get(start):
+                pipe.expireat(k, start // 1000 + ttl)
+        pipe.sadd(keys.topics(self.prefix), topic)
+        pipe.execute()
+
+    @translated
+    def claim_ids(self, items: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Claim post ids for their records. For each (post_id, origin) returns None when the id
+        is new or was claimed by this same record before (a redelivery), else the origin of
+        the record that carried it first (a duplicate)."""
+        pipe = self.client.pipeline(transaction=False)
+        for post_id, origin in items:
+            pipe.set(keys.seen(self.prefix, post_id), origin, nx=True, get=True, ex=self.seen_ttl_s)
+        out: list[str | None] = []
+        for (_pid, origin), prev in zip(items, pipe.execute(), strict=True):
+            out.append(None if prev is None or prev == origin else str(prev))
+        return out
+
+    @translated
+    def incr_stats(self, name: str, counts: Mapping[str, int]) -> None:
+        if not counts:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for k, v in counts.items():
+            pipe.hincrby(keys.stat(self.prefix, name), k, v)
+        pipe.execute()
+
+    @translated
+    def stats(self, name: str) -> dict[str, int]:
+        return {k: int(v) for k, v in _hash(self.client.hgetall(keys.stat(self.prefix, name))).items()}
+
+    @translated
+    def remember(self, posts: Sequence[RecentPost]) -> None:
+        """Keep short texts of recent posts per topic (for the alert's representative posts)."""
+        if not posts:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        per_topic: dict[str, dict[str, int]] = {}
+        written: set[str] = set()
+        for p in posts:
+            if p.post_id not in written:  # a post in several topics: its text once
+                written.add(p.post_id)
+                pipe.set(
+                    keys.text(self.prefix, p.post_id),
+                    orjson.dumps(
+                        {"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms, "sentiment": p.sentiment}
+                    ).decode(),
+                    ex=self.text_ttl_s,
+                )
+            per_topic.setdefault(keys.recent(self.prefix, p.topic), {})[p.post_id] = p.ts_ms
+        for rk, members in per_topic.items():  # one ZADD per topic, not one per post
+            pipe.zadd(rk, members)
+            pipe.zremrangebyrank(rk, 0, -self.recent_per_topic - 1)
+            pipe.expire(rk, self.text_ttl_s)
+        pipe.execute()
+
+    @translated
+    def forget_text(self, post_ids: Sequence[str]) -> int:
+        """A source deleted these posts: drop every stored text of theirs."""
+        if not post_ids:
+            return 0
+        return int(self.client.delete(*(keys.text(self.prefix, pid) for pid in post_ids)))
+
+    @translated
+    def recent_posts(self, topic: str, start_ms: int, end_ms: int, limit: int = 50) -> list[dict[str, Any]]:
+        ids = _strs(
+            self.client.zrevrangebyscore(
+                keys.recent(self.prefix, topic), end_ms, start_ms, start=0, num=limit
+            )
+        )
+        if not ids:
+            return []
+        vals = self.client.mget([keys.text(self.prefix, i) for i in ids])
+        return [{"id": i, **orjson.loads(v)} for i, v in zip(ids, vals, strict=True) if v]
+
+    @translated
+    def advance_seal(self, until_ms: int) -> int:
+        """Minutes strictly before ``until_ms`` are sealed; the seal only moves forward."""
+        until_ms = minute_start(until_ms)
+        k = keys.sealed(self.prefix)
+        cur = self.client.get(k)
+        if cur is None or int(cur) < until_ms:
+            self.client.set(k, until_ms)
+            return until_ms
+        return int(cur)
+
+    @translated
+    def sealed_until_ms(self) -> int:
+        v = self.client.get(keys.sealed(self.prefix))
+        return int(v) if v is not None else 0
+
+    @translated
+    def heartbeat(self, process: str, ttl_s: int, info: Mapping[str, Any] | None = None) -> None:
+        body = {"ts_ms": int(time.time() * 1000), **(info or {})}
+        self.client.set(keys.health(self.prefix, process), orjson.dumps(body).decode(), ex=ttl_s)
+
+    @translated
+    def health(self) -> dict[str, dict[str, Any]]:
+        pattern = keys.health(self.prefix, "*")
+        out: dict[str, dict[str, Any]] = {}
+        for k in self.client.scan_iter(match=pattern, count=500):
+            v = self.client.get(k)
+            if v is not None:
+                out[k.rsplit(":", 1)[-1]] = orjson.loads(v)
+        return out
+
+    # ---- reads (dashboards, alerter, `mood-monitor mood`) --------------------------------
+    @translated
+    def topics(self) -> list[str]:
+        return sorted(_strs(self.client.smembers(keys.topics(self.prefix))))
+
+    @translated
+    def read_minutes(self, topic: str, start_ms: int, end_ms: int) -> list[Bucket]:
+        starts = list(range(minute_start(start_ms), end_ms, MINUTE_MS))
+        if not starts:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for s in starts:
+            pipe.hgetall(keys.minute(self.prefix, topic, s))
+        return [Bucket.from_hash(s, h) for s, h in zip(starts, pipe.execute(), strict=True)]
+
+    @translated
+    def read_window(self, topic: str, start_ms: int, end_ms: int) -> Bucket:
+        minutes, hours = window_plan(start_ms, end_ms)
+        pipe = self.client.pipeline(transaction=False)
+        for s in minutes:
+            pipe.hgetall(keys.minute(self.prefix, topic, s))
+        for s in hours:
+            pipe.hgetall(keys.hour(self.prefix, topic, s))
+        res = pipe.execute()
+        buckets = [Bucket.from_hash(s, h) for s, h in zip(minutes + hours, res, strict=True)]
+        return merge(buckets, minute_start(start_ms))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisAlertState:
+    """The alerter's state in Redis: the single-alerter lease, cooldown claims, the outbox."""
+
+    _RENEW = """
+    local cur = redis.call('GET', KEYS[1])
+    if (not cur) or cur == ARGV[1] then
+      redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+      return 1
+    end
+    return 0
+    """
+
+    def __init__(self, store: RedisAggregateStore) -> None:
+        self.client = store.client
+        self.prefix = store.prefix
+        self._renew = self.client.register_script(self._RENEW)
+
+    @translated
+    def hold_lease(self, owner: str, ttl_s: int) -> bool:
+        """Take or renew the lease: exactly one alerter evaluates and sends at a time."""
+        return bool(self._renew(keys=[keys.alert_lease(self.prefix)], args=[owner, ttl_s]))
+
+    @translated
+    def release_lease(self, owner: str) -> None:
+        if self.client.get(keys.alert_lease(self.prefix)) == owner:
+            self.client.delete(keys.alert_lease(self.prefix))
+
+    @translated
+    def outbox(self) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for v in self.client.lrange(keys.alert_outbox(self.prefix), 0, -1)]
+
+    @translated
+    def replace(self, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> None:
+        """Drop an outbox entry (delivered / given up) or put it back updated (retry later)."""
+        k = keys.alert_outbox(self.prefix)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrem(k, 1, orjson.dumps(old).decode())
+        if new is not None:
+            pipe.rpush(k, orjson.dumps(new).decode())
+        pipe.execute()
+
+    @translated
+    def mark_sent(self, fingerprint: str, destination: str) -> None:
+        k = keys.alert_sent(self.prefix)
+        self.client.lpush(k, f"{destination}|{fingerprint}")
+        self.client.ltrim(k, 0, 9999)
+
+    @translated
+    def disable(self, destination: str, reason: str) -> None:
+        self.client.hset(keys.alert_disabled(self.prefix), destination, reason)
+
+    @translated
+    def disabled(self) -> dict[str, str]:
+        return _hash(self.client.hgetall(keys.alert_disabled(self.prefix)))
