@@ -9,9 +9,9 @@
      |    +-- BrokerUnavailable Kafka down or timing out
      +-- StackError             the local Kafka/Redis stack could not be set up or started
 
-Third-party exceptions are translated at the one module that imports the library (`kafka.py`,
-`store.py`, `monitor/store/connectors.py`, `webhooks.py`, `connectors/http.py`, `inference.py`), with
-``raise ... from exc``. Delivery outcomes of webhooks are values (`webhooks.SendResult`), not
+Third-party exceptions are translated where the library is imported (`monitor.kafka`, the
+`monitor.store` package, `monitor.alerts.delivery`, `connectors.http`, `monitor.model`), with
+``raise ... from exc``. Delivery outcomes of webhooks are values (`delivery.SendResult`), not
 exceptions.
 """
 

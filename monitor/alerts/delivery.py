@@ -1,5 +1,6 @@
-"""The only module doing outbound HTTP: Slack incoming webhooks and generic JSON webhooks, and
-the dispatcher that empties the alert outbox into them.
+"""Outbound HTTP of the alerter (the connectors' inbound HTTP is `connectors.http`): Slack
+incoming webhooks and generic JSON webhooks, and the dispatcher that empties the alert outbox
+into them.
 
 What an answer does to a message (see the research notes on Slack webhooks):
 

@@ -1,5 +1,6 @@
-"""The only module importing redis: aggregate writes (one Lua call per topic), dashboard reads,
-duplicate-id claims, counters, seal and health keys. Key names come from `keys.py`.
+"""The aggregate store in Redis (the `monitor.store` package is the only one importing redis):
+aggregate writes (one Lua call per topic), dashboard reads, duplicate-id claims, counters, seal
+and health keys. Key names come from `keys.py`.
 
 redis-py errors are translated into `StoreUnavailable` here; callers back off and retry the
 same batch without committing Kafka offsets.

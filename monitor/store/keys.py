@@ -1,4 +1,6 @@
-"""Every Redis key this project writes, built in one place.
+"""Every Redis key of the aggregate store and the alerter, built in one place (the connectors'
+keys, ``<p>:conn:<instance>:{cursor,seen,meta,status,claim:<id>}`` and ``<p>:conn:index``, are
+built by `monitor.store.connectors` from its own prefix).
 
 One topic's keys share the hash tag ``{t:<topic>}`` so that a Lua script touching a topic's
 buckets and its watermarks stays in one Redis Cluster slot.
