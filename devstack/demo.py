@@ -162,7 +162,8 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
         # older than the demo's 10 s lateness when scored would not be counted (a cold first
         # start, with torch not yet in the page cache, took 25 s)
         store = build_store(settings)
-        if not _wait_assigned(store, worker, timeout_s=180):
+        beat = _wait_assigned(store, worker, timeout_s=180)
+        if beat is None:
             print(f"demo: the worker did not join its group; see {workdir}/worker.log")
             _stop(worker, "worker")
             _stop(alerter, "alerter")
@@ -219,7 +220,7 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
         "posts_aggregated": aggregated,
         "dlq": dlq,
         "alerts_sent": len(messages),
-        "model": _model_name(workdir),
+        "model": _model_name(beat),
         "exit_codes": {"connector": rc_conn, "worker": rc_worker, "alerter": rc_alerter},
         "run": run,
     }
@@ -228,18 +229,19 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
     return 0 if ok else 1
 
 
-def _wait_assigned(store: Any, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
-    """True once the worker's heartbeat says it holds partitions; False if it exits or times out."""
+def _wait_assigned(store: Any, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any] | None:
+    """The worker's heartbeat once it says it holds partitions; None if it exits or times out."""
     from monitor.app import process_name
     from monitor.worker import holds_partitions
 
     name = process_name("worker", proc.pid)
     deadline = time.time() + timeout_s
     while time.time() < deadline and proc.poll() is None:
-        if holds_partitions(store.health().get(name)):
-            return True
+        beat = store.health().get(name)
+        if holds_partitions(beat):
+            return dict(beat)
         time.sleep(0.2)
-    return False
+    return None
 
 
 def _aggregated(store: Any, since_ms: int) -> int:
@@ -262,15 +264,10 @@ def _drain(store: Any, settings: Any, produced: int, timeout_s: float) -> None:
     )
 
 
-def _model_name(workdir: Path) -> str:
-    log = workdir / "worker.log"
-    text = log.read_text(errors="replace") if log.exists() else ""
-    if "UNTRAINED" in text:
-        return "builtin:tiny-untrained (UNTRAINED: labels are random)"
-    for line in text.splitlines():
-        if "model=" in line:
-            return line.split("model=", 1)[1].split()[0]
-    return "default"
+def _model_name(heartbeat: dict[str, Any]) -> str:
+    """The worker's model, from its heartbeat."""
+    name = str(heartbeat.get("model", "default"))
+    return name if heartbeat.get("trained", True) else f"{name} (UNTRAINED: labels are random)"
 
 
 def _print_table(store: Any, since_ms: int, elapsed_s: float, render: Any, sink: WebhookSink) -> None:

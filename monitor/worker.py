@@ -444,6 +444,7 @@ class Worker:
                 {
                     "records": self.totals.records,
                     "model": self.scorer.name,
+                    "trained": bool(getattr(self.scorer, "trained", True)),
                     "partitions": [f"{t}:{p}" for t, p in sorted(self._holding)],
                 },
             )

@@ -37,4 +37,4 @@ def test_the_stream_waits_for_a_non_empty_assignment():
 
 
 def test_a_worker_that_exits_while_loading_ends_the_wait_at_once():
-    assert not _wait_assigned(Store(None), Proc(code=2), timeout_s=60)
+    assert _wait_assigned(Store(None), Proc(code=2), timeout_s=60) is None
