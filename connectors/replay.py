@@ -8,6 +8,9 @@ worker parks it in the DLQ with the reason: bad input never vanishes. Whatever a
 (deep nesting, huge numbers, odd types), `normalise_line` never raises: any exception while
 reading it makes it such a forwarded line, counted and logged by line number, never by content.
 ``rate_per_s`` paces the replay for backfills; a progress bar shows how far it has got.
+With ``loop=True`` the file is replayed again and again, and every pass after the first gives
+its posts fresh ids (``<id>~<pass>``; with ``now=True`` fresh times too), so a looped stream
+keeps counting instead of ending in the DLQ as duplicates.
 """
 
 from __future__ import annotations
@@ -27,16 +30,19 @@ from monitor.messages import SCHEMA_VERSION, decode
 log = logging.getLogger(__name__)
 
 
-def normalise_line(line: bytes, *, now_ms: int, force_now: bool) -> tuple[bytes | None, bytes]:
-    """-> (key, value). A good line becomes an encoded post keyed by its id; a bad one is
-    returned unchanged with key None (the caller keys it by line number). Never raises."""
+def normalise_line(
+    line: bytes, *, now_ms: int, force_now: bool, pass_no: int = 0
+) -> tuple[bytes | None, bytes]:
+    """-> (key, value). A good line becomes an encoded post keyed by its id (``<id>~<pass_no>``
+    after the first pass); a bad one is returned unchanged with key None (the caller keys it
+    by line number). Never raises."""
     try:
-        return _normalise(line, now_ms=now_ms, force_now=force_now)
+        return _normalise(line, now_ms=now_ms, force_now=force_now, pass_no=pass_no)
     except Exception:  # a line of any shape is the DLQ's business, never the end of a replay
         return None, line
 
 
-def _normalise(line: bytes, *, now_ms: int, force_now: bool) -> tuple[bytes | None, bytes]:
+def _normalise(line: bytes, *, now_ms: int, force_now: bool, pass_no: int = 0) -> tuple[bytes | None, bytes]:
     try:
         obj: Any = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -45,6 +51,8 @@ def _normalise(line: bytes, *, now_ms: int, force_now: bool) -> tuple[bytes | No
         return None, line
     obj.setdefault("v", SCHEMA_VERSION)
     obj.setdefault("kind", "post")
+    if pass_no and isinstance(obj.get("id"), str) and obj["id"]:
+        obj["id"] = f"{obj['id']}~{pass_no}"
     if obj.get("kind") == "post":
         obj.setdefault("source", "replay")
         obj.setdefault("ingested_ms", now_ms)
@@ -81,15 +89,18 @@ class ReplayConnector(Connector):
         self.progress = progress
         self.loop = loop
 
-    def _lines(self) -> Iterator[tuple[int, bytes]]:
+    def _lines(self) -> Iterator[tuple[int, int, bytes]]:
+        """(pass, line number, line) of every non-blank line; passes go on while ``loop``."""
+        pass_no = 0
         while True:
             with self.path.open("rb") as fh:
                 for n, line in enumerate(fh, start=1):
                     stripped = line.strip()
                     if stripped:
-                        yield n, stripped
+                        yield pass_no, n, stripped
             if not self.loop:
                 return
+            pass_no += 1
 
     def run(self, max_items: int | None = None) -> int:
         total = None
@@ -105,7 +116,7 @@ class ReplayConnector(Connector):
         sent = 0
         failed = True
         try:
-            for n, line in self._lines():
+            for pass_no, n, line in self._lines():
                 if not self.running or (max_items is not None and sent >= max_items):
                     break
                 if self.rate_per_s:
@@ -113,7 +124,9 @@ class ReplayConnector(Connector):
                     delay = due - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                key, value = normalise_line(line, now_ms=int(time.time() * 1000), force_now=self.now)
+                key, value = normalise_line(
+                    line, now_ms=int(time.time() * 1000), force_now=self.now, pass_no=pass_no
+                )
                 if key is None:
                     self.stats.count_bad("unparseable_line")
                     log.warning("%s line %d is not a valid post; forwarded for the DLQ", self.path, n)

@@ -77,3 +77,11 @@ def test_live_sources_are_opt_in_and_take_secrets_from_files():
             if key.endswith("_FILE"):
                 assert value.startswith("/run/secrets/")
     assert {"mastodon_token", "reddit_client_secret", "push_webhook_secret"} <= set(C["secrets"])
+
+
+def test_the_replay_connector_is_opt_in():
+    # its stream file is the user's own: a default `docker compose up` must not need it
+    assert S["connector"]["profiles"] == ["replay"]
+    defaults = [n for n, svc in S.items() if not svc.get("profiles")]
+    for name in defaults:
+        assert "stream.jsonl" not in " ".join(map(str, S[name].get("command", [])))
