@@ -46,6 +46,8 @@ def build_store(s: Settings, prefix: str | None = None) -> RedisAggregateStore:
         minute_ttl_s=r.minute_ttl_s,
         hour_ttl_s=r.hour_ttl_s,
         text_ttl_s=r.text_ttl_s,
+        texts_per_minute=r.texts_per_minute,
+        dedup_slice_s=r.dedup_slice_s,
     )
 
 

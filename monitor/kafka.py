@@ -239,6 +239,14 @@ class KafkaBatchConsumer:
             for r in tp_records
         ]
 
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on (called from the assignment callback, before the
+        first fetch of a newly assigned partition)."""
+        try:
+            self._consumer.seek(TopicPartition(topic, partition), offset)
+        except (KafkaError, AssertionError) as exc:
+            raise BrokerUnavailable(f"seek {topic}:{partition} to {offset} failed: {exc}") from exc
+
     def _rejoining(self) -> bool:
         coordinator = getattr(self._consumer, "_coordinator", None)
         try:

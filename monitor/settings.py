@@ -44,6 +44,10 @@ class RedisSettings(_Section):
     minute_ttl_s: int = Field(48 * 3600, ge=60)
     hour_ttl_s: int = Field(35 * 24 * 3600, ge=3600)
     text_ttl_s: int = Field(24 * 3600, ge=60)
+    # the representative posts kept per topic and minute (the texts alerts quote)
+    texts_per_minute: int = Field(8, ge=0, le=1000)
+    # the duplicate-id guard remembers a post id for one to two slices
+    dedup_slice_s: int = Field(6 * 3600, ge=60)
 
 
 class WorkerSettings(_Section):

@@ -75,6 +75,7 @@ class _Record(Protocol):
 class _Consumer(Protocol):
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Any]: ...
     def commit(self, records: Sequence[Any]) -> None: ...
+    def seek(self, topic: str, partition: int, offset: int) -> None: ...
     def close(self) -> None: ...
 
 
@@ -194,6 +195,8 @@ class Worker:
         self._revocations: list[tuple[int, frozenset[tuple[str, int]]]] = []
         self._owned: frozenset[tuple[str, int]] = frozenset()
         self._holding: frozenset[tuple[str, int]] = frozenset()  # what the heartbeat reports
+        # partition -> the last offset this worker applied to Redis (while it owns the partition)
+        self._applied: dict[tuple[str, int], int] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------
     def on_revoked(self, parts: list[tuple[str, int]]) -> None:
@@ -201,14 +204,38 @@ class Worker:
             self._revocations.append((self._gen + 1, frozenset(parts)))
             self._gen += 1
         self._holding = self._holding - frozenset(parts)
+        for part in parts:
+            self._applied.pop(part, None)
         log.info("partitions revoked: %s", ",".join(f"{t}:{p}" for t, p in parts) or "-")
 
     def on_assigned(self, parts: list[tuple[str, int]]) -> None:
         # the whole new assignment (eager rebalancing): a partition revoked and given straight
         # back keeps its fetch position in the client, so the records of it in hand are not
         # read again by anyone: they must be kept, not dropped as stale
+        fresh = sorted(frozenset(parts) - self._owned)
         self._owned = self._holding = frozenset(parts)
+        self._resume_from_store(fresh)
         log.info("partitions assigned: %s", ",".join(f"{t}:{p}" for t, p in parts) or "-")
+
+    def _resume_from_store(self, parts: Sequence[tuple[str, int]]) -> None:
+        """Start each newly assigned partition after the last batch Redis holds, not after the
+        last commit: a Redis that lost its last second of writes (appendfsync everysec, then a
+        crash) gets exactly those records again; ahead of the commit (a worker died between its
+        writes and its commit) nothing is read twice. A partition Redis knows nothing of starts
+        at the committed offset."""
+        if not parts:
+            return
+        try:
+            wms = self.store.partition_watermarks([f"{t}:{p}" for t, p in parts])
+        except TransientError as exc:
+            log.warning("partition watermarks unreadable (%s): starting from the committed offsets", exc)
+            return
+        for t, p in parts:
+            wm = wms.get(f"{t}:{p}")
+            if wm is not None:
+                self.consumer.seek(t, p, wm + 1)
+                self._applied[(t, p)] = wm
+                log.info("partition %s:%d resumes at offset %d (Redis)", t, p, wm + 1)
 
     def stop(self) -> None:
         self.running = False
@@ -401,8 +428,13 @@ class Worker:
         while True:
             try:
                 t0 = time.monotonic()
+                if self._rewind_if_redis_lost(items):
+                    items = [it for it in items if not self._stale(it)]
+                    if not items:
+                        return True
                 res = self._finish(items, [scores.get(id(it)) for it in items], self.clock_ms())
                 self.consumer.commit([it.record for it in items])
+                self._note_applied(items)
                 self._account(res)
                 log.info(
                     "batch records=%d tokens=%d why=%s scored=%d aggregated=%d dlq=%d too_late=%d "
@@ -428,6 +460,44 @@ class Worker:
                 log.warning("transient failure, retrying the same batch in %.1fs: %s", delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.cfg.backoff_max_s)
+
+    def _note_applied(self, items: Sequence[_Item]) -> None:
+        for it in items:
+            part = (it.record.topic, it.record.partition)
+            self._applied[part] = max(self._applied.get(part, -1), it.record.offset)
+
+    def _rewind_if_redis_lost(self, items: Sequence[_Item]) -> bool:
+        """Before writing: did Redis lose batches this worker applied (a crash under appendfsync
+        everysec drops the last second)? Then the partitions it lost are read again from what
+        Redis holds, and the records in hand of them are dropped (they come round again). Writing
+        a newer batch first would move the topics' watermarks past the lost records for good.
+        A partition whose watermark is gone altogether (a Redis without persistence) is not
+        rewound: that is `mood-monitor rebuild`'s work."""
+        parts = {(it.record.topic, it.record.partition) for it in items} & set(self._applied)
+        if not parts:
+            return False
+        wms = self.store.partition_watermarks(f"{t}:{p}" for t, p in sorted(parts))
+        behind = {
+            (t, p): wms[f"{t}:{p}"]
+            for t, p in parts
+            if f"{t}:{p}" in wms and wms[f"{t}:{p}"] < self._applied[(t, p)]
+        }
+        if not behind:
+            return False
+        self._gen += 1
+        self._revocations.append((self._gen, frozenset(behind)))
+        self._owned -= frozenset(behind)
+        for (t, p), wm in sorted(behind.items()):
+            log.warning(
+                "Redis lost the writes of %s:%d after offset %d (applied up to %d): reading them again",
+                t,
+                p,
+                wm,
+                self._applied[(t, p)],
+            )
+            self.consumer.seek(t, p, wm + 1)
+            self._applied[(t, p)] = wm
+        return True
 
     def _idle(self) -> None:
         try:
@@ -525,6 +595,12 @@ class Worker:
         if deletions:
             self.store.forget_text([d.id for d in deletions])
             res.deletions = len(deletions)
+        # last: every record of the batch is applied (the DLQ's and the unmatched ones too)
+        last: dict[str, int] = {}
+        for it in items:
+            part = f"{it.record.topic}:{it.record.partition}"
+            last[part] = max(last.get(part, -1), it.record.offset)
+        self.store.advance_partitions(last)
         return res
 
     def _score(self, items: Sequence[_Item], outs: Sequence[Any], now: int) -> list[_Scored]:

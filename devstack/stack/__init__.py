@@ -330,6 +330,10 @@ class LocalStack:
     def stop_redis(self, timeout_s: float = 30.0) -> None:
         self._stop("redis", signal.SIGTERM, timeout_s)
 
+    def kill_redis(self) -> None:
+        """SIGKILL: no chance to flush; under appendfsync everysec the last second can be lost."""
+        self._stop("redis", signal.SIGKILL, 10.0)
+
     # ---- both ---------------------------------------------------------------------------
     def up(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ same batch without committing Kafka offsets.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,6 +55,12 @@ def _hash(reply: Mapping[Any, Any]) -> dict[str, str]:
     return {_str(k): _str(v) for k, v in reply.items()}
 
 
+def id_digest(post_id: str) -> bytes:
+    """The 8 bytes the duplicate-id guard keeps of a post id (a collision among the ids of one
+    guard window is about 1 in 10^8 at 10^5 posts a slice)."""
+    return hashlib.blake2b(post_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
+
 @dataclass(slots=True)
 class PartitionWrite:
     """One source partition's contribution to one topic in one batch."""
@@ -83,6 +90,8 @@ class AggregateStore(Protocol):
     def apply(self, writes: Mapping[str, Sequence[PartitionWrite]]) -> tuple[int, int]: ...
     def remember(self, posts: Sequence[RecentPost]) -> None: ...
     def forget_text(self, post_ids: Sequence[str]) -> int: ...
+    def advance_partitions(self, last_offsets: Mapping[str, int]) -> None: ...
+    def partition_watermarks(self, parts: Iterable[str]) -> dict[str, int]: ...
     def incr_stats(self, name: str, counts: Mapping[str, int]) -> None: ...
     def advance_seal(self, until_ms: int) -> int: ...
     def heartbeat(self, process: str, ttl_s: int, info: Mapping[str, Any] | None = None) -> None: ...
@@ -110,24 +119,27 @@ class RedisAggregateStore:
         minute_ttl_s: int = 48 * 3600,
         hour_ttl_s: int = 35 * 24 * 3600,
         text_ttl_s: int = 24 * 3600,
-        seen_ttl_s: int = 48 * 3600,
-        recent_per_topic: int = 200,
+        texts_per_minute: int = 8,
+        dedup_slice_s: int = 6 * 3600,
         socket_timeout_s: float = 5.0,
     ) -> None:
         self.prefix = prefix
         self.minute_ttl_s = minute_ttl_s
         self.hour_ttl_s = hour_ttl_s
         self.text_ttl_s = text_ttl_s
-        self.seen_ttl_s = seen_ttl_s
-        self.recent_per_topic = recent_per_topic
+        self.texts_per_minute = texts_per_minute
+        self.dedup_slice_s = dedup_slice_s
         self.client: redis.Redis = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
             decode_responses=True,
         )
-        lua = resources.files("monitor.store").joinpath("lua/apply_deltas.lua").read_text()
-        self._apply = self.client.register_script(lua)
+        scripts = resources.files("monitor.store").joinpath("lua")
+        self._apply = self.client.register_script(scripts.joinpath("apply_deltas.lua").read_text())
+        self._remember = self.client.register_script(scripts.joinpath("remember.lua").read_text())
+        self._claim = self.client.register_script(scripts.joinpath("claim_ids.lua").read_text())
+        self._advance = self.client.register_script(scripts.joinpath("advance_partitions.lua").read_text())
 
     # ---- writes -------------------------------------------------------------------------
     @translated
@@ -201,14 +213,19 @@ class RedisAggregateStore:
     def claim_ids(self, items: Sequence[tuple[str, str]]) -> list[str | None]:
         """Claim post ids for their records. For each (post_id, origin) returns None when the id
         is new or was claimed by this same record before (a redelivery), else the origin of
-        the record that carried it first (a duplicate)."""
-        pipe = self.client.pipeline(transaction=False)
+        the record that carried it first (a duplicate). An id is remembered for one to two
+        ``dedup_slice_s`` (a source re-sending a post later than that is counted again)."""
+        if not items:
+            return []
+        slice_no = int(time.time()) // self.dedup_slice_s
+        args: list[Any] = [(slice_no + 2) * self.dedup_slice_s]
         for post_id, origin in items:
-            pipe.set(keys.seen(self.prefix, post_id), origin, nx=True, get=True, ex=self.seen_ttl_s)
-        out: list[str | None] = []
-        for (_pid, origin), prev in zip(items, pipe.execute(), strict=True):
-            out.append(None if prev is None or prev == origin else str(prev))
-        return out
+            args += [id_digest(post_id), origin]
+        res = self._claim(
+            keys=[keys.seen_slice(self.prefix, slice_no), keys.seen_slice(self.prefix, slice_no - 1)],
+            args=args,
+        )
+        return [_str(r) or None for r in res]
 
     @translated
     def incr_stats(self, name: str, counts: Mapping[str, int]) -> None:
@@ -225,47 +242,84 @@ class RedisAggregateStore:
 
     @translated
     def remember(self, posts: Sequence[RecentPost]) -> None:
-        """Keep short texts of recent posts per topic (for the alert's representative posts)."""
+        """Add posts to their topic's sample (at most ``texts_per_minute`` a minute; the first
+        ones of a minute are kept): the representative posts that alerts quote."""
         if not posts:
             return
-        pipe = self.client.pipeline(transaction=False)
-        per_topic: dict[str, dict[str, int]] = {}
-        written: set[str] = set()
+        per_topic: dict[str, list[RecentPost]] = {}
         for p in posts:
-            if p.post_id not in written:  # a post in several topics: its text once
-                written.add(p.post_id)
-                pipe.set(
-                    keys.text(self.prefix, p.post_id),
-                    orjson.dumps(
-                        {"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms, "sentiment": p.sentiment}
-                    ).decode(),
-                    ex=self.text_ttl_s,
-                )
-            per_topic.setdefault(keys.recent(self.prefix, p.topic), {})[p.post_id] = p.ts_ms
-        for rk, members in per_topic.items():  # one ZADD per topic, not one per post
-            pipe.zadd(rk, members)
-            pipe.zremrangebyrank(rk, 0, -self.recent_per_topic - 1)
-            pipe.expire(rk, self.text_ttl_s)
+            per_topic.setdefault(p.topic, []).append(p)
+        now_ms = int(time.time() * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        for topic, group in per_topic.items():
+            key_list = [keys.recent(self.prefix, topic)]
+            index: dict[str, int] = {}
+            entries = []
+            for p in group:
+                m = minute_start(p.ts_ms)
+                k = keys.sample(self.prefix, topic, m)
+                if k not in index:
+                    key_list.append(k)
+                    index[k] = len(key_list)
+                text = {"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms, "sentiment": p.sentiment}
+                entries.append([index[k], m // 1000, p.post_id, p.ts_ms, orjson.dumps(text).decode()])
+            self._remember(
+                keys=key_list,
+                args=[self.texts_per_minute, self.text_ttl_s, now_ms, orjson.dumps(entries).decode()],
+                client=pipe,
+            )
         pipe.execute()
 
     @translated
     def forget_text(self, post_ids: Sequence[str]) -> int:
-        """A source deleted these posts: drop every stored text of theirs."""
+        """A source deleted these posts: drop them from every topic's sample."""
         if not post_ids:
             return 0
-        return int(self.client.delete(*(keys.text(self.prefix, pid) for pid in post_ids)))
+        topics = self.topics()
+        pipe = self.client.pipeline(transaction=False)
+        for t in topics:
+            pipe.zmscore(keys.recent(self.prefix, t), list(post_ids))
+        found = pipe.execute()
+        for t, scores in zip(topics, found, strict=True):
+            for pid, ts in zip(post_ids, scores or [], strict=False):
+                if ts is not None:
+                    pipe.hdel(keys.sample(self.prefix, t, minute_start(int(ts))), pid)
+                    pipe.zrem(keys.recent(self.prefix, t), pid)
+        return sum(int(r) for r in pipe.execute()[::2])
 
     @translated
     def recent_posts(self, topic: str, start_ms: int, end_ms: int, limit: int = 50) -> list[dict[str, Any]]:
-        ids = _strs(
-            self.client.zrevrangebyscore(
-                keys.recent(self.prefix, topic), end_ms, start_ms, start=0, num=limit
-            )
+        """The topic's sampled posts in [start_ms, end_ms], newest first."""
+        reply: Any = self.client.zrevrangebyscore(
+            keys.recent(self.prefix, topic), end_ms, start_ms, start=0, num=limit, withscores=True
         )
+        ids = [(_str(pid), int(ts)) for pid, ts in reply]
         if not ids:
             return []
-        vals = self.client.mget([keys.text(self.prefix, i) for i in ids])
-        return [{"id": i, **orjson.loads(v)} for i, v in zip(ids, vals, strict=True) if v]
+        pipe = self.client.pipeline(transaction=False)
+        for pid, ts in ids:
+            pipe.hget(keys.sample(self.prefix, topic, minute_start(ts)), pid)
+        texts = pipe.execute()
+        return [{"id": pid, **orjson.loads(v)} for (pid, _), v in zip(ids, texts, strict=True) if v]
+
+    @translated
+    def advance_partitions(self, last_offsets: Mapping[str, int]) -> None:
+        """Record that every record up to these offsets ("<kafka-topic>:<partition>" -> offset)
+        is applied, whatever topics the batch had."""
+        if last_offsets:
+            args: list[Any] = []
+            for part, off in sorted(last_offsets.items()):
+                args += [part, off]
+            self._advance(keys=[keys.partition_watermarks(self.prefix)], args=args)
+
+    @translated
+    def partition_watermarks(self, parts: Iterable[str]) -> dict[str, int]:
+        """ "<kafka-topic>:<partition>" -> the last offset applied, for the parts Redis knows."""
+        parts = list(parts)
+        if not parts:
+            return {}
+        vals = self.client.hmget(keys.partition_watermarks(self.prefix), parts)
+        return {p: int(v) for p, v in zip(parts, vals, strict=True) if v is not None}
 
     @translated
     def advance_seal(self, until_ms: int) -> int:

@@ -9,10 +9,18 @@ buckets and its watermarks stays in one Redis Cluster slot.
     <p>:{t:<topic>}:h:<hour_start_ms>     HASH  hour bucket
     <p>:{t:<topic>}:wm                    HASH  field "<kafka-topic>:<partition>" -> last applied offset
     <p>:topics                            SET   topics that have ever had a post
-    <p>:seen:<post id>                    STRING "<kafka-topic>:<partition>:<offset>" of the record that
-                                                 first carried this post id (duplicate-id guard), TTL
-    <p>:text:<post id>                    STRING representative post text kept for alerts, TTL;
-                                                 deleted when the source deletes the post
+    <p>:wm                                HASH  field "<kafka-topic>:<partition>" -> last offset of
+                                                 the last batch applied (every batch, whatever its
+                                                 topics): where a worker resumes after Redis lost data
+    <p>:{seen}:<slice>                    HASH  duplicate-id guard: 8-byte digest of a post id ->
+                                                 "<kafka-topic>:<partition>:<offset>" of the record
+                                                 that first carried it; one hash per time slice
+                                                 (`dedup_slice_s`), the current and the previous are
+                                                 checked, each expires two slices after its start
+    <p>:{t:<topic>}:x:<minute_start_ms>   HASH  the topic's sample of that minute's posts (at most
+                                                 `texts_per_minute`): post id -> text, url, time,
+                                                 sentiment; expires `text_ttl_s` after the minute
+    <p>:{t:<topic>}:recent                ZSET  the sampled post ids by event time (the sample's index)
     <p>:stat:<name>                       HASH  counters (dlq, too_late, duplicates, ...) by reason
     <p>:sealed                            STRING ms before which minutes are sealed for alerting
     <p>:health:<process>                  STRING heartbeat, TTL (used by `mood-monitor check`)
@@ -47,12 +55,16 @@ def topics(prefix: str) -> str:
     return f"{prefix}:topics"
 
 
-def seen(prefix: str, post_id: str) -> str:
-    return f"{prefix}:seen:{post_id}"
+def partition_watermarks(prefix: str) -> str:
+    return f"{prefix}:wm"
 
 
-def text(prefix: str, post_id: str) -> str:
-    return f"{prefix}:text:{post_id}"
+def seen_slice(prefix: str, slice_no: int) -> str:
+    return f"{prefix}:{{seen}}:{slice_no}"
+
+
+def sample(prefix: str, topic: str, minute_start_ms: int) -> str:
+    return f"{_tag(prefix, topic)}:x:{minute_start_ms}"
 
 
 def stat(prefix: str, name: str) -> str:
@@ -68,7 +80,7 @@ def health(prefix: str, process: str) -> str:
 
 
 def recent(prefix: str, topic: str) -> str:
-    """ZSET of recent post ids of a topic scored by event time (representative posts for alerts)."""
+    """ZSET of the sampled post ids of a topic scored by event time (representative posts)."""
     return f"{_tag(prefix, topic)}:recent"
 
 

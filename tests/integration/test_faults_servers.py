@@ -96,6 +96,82 @@ def test_redis_stopped_and_restarted_with_aof_mid_stream(tmp_path, private_stack
     assert f.ok, f
 
 
+def test_redis_killed_9_under_everysec_then_restarted_from_its_aof(
+    tmp_path, private_stack, kafka_bootstrap, unique
+):
+    """SIGKILL: Redis can lose its last second of writes, whose offsets Kafka already committed.
+    The worker notices (Redis's partition watermarks behind what it applied), reads those records
+    again from what Redis holds, and nothing is lost or counted twice."""
+    st = private_stack
+    st.start_redis(appendonly=True)
+    cfg = F.config(tmp_path, kafka_bootstrap, st.redis_url, unique)
+    posts = F.good_posts(3000, unique)
+    F.produce(kafka_bootstrap, f"{unique}.raw", posts)
+    store = _store(cfg)
+    w = F.worker(cfg, tmp_path / "w.log")
+    assert F.wait_counted(store, 300, 180)
+    st.kill_redis()  # mid-stream, no flush: under appendfsync everysec the last second may be gone
+    time.sleep(3)
+    assert w.poll() is None, "the worker must wait for Redis, not die"
+    st.start_redis(appendonly=True)
+    assert F.wait_counted(store, len(posts), 300), (tmp_path / "w.log").read_text()[-3000:]
+    assert _stop(w) == 0
+    log_text = (tmp_path / "w.log").read_text()
+    rewound = log_text.count("Redis lost the writes")
+    f = F.figures(
+        "Redis killed -9 under appendfsync everysec, restarted from its AOF",
+        store,
+        posts,
+        kafka_bootstrap,
+        f"{unique}.dlq",
+    )
+    F.REPORT_NOTES.append(
+        f"Redis kill -9: the worker found {rewound} partition(s) whose last writes Redis had lost "
+        "and read them again (0 when the kill fell between two fsyncs with nothing pending)."
+    )
+    assert f.ok, f
+
+
+def test_redis_restarted_from_an_aof_that_lost_its_last_writes(
+    tmp_path, private_stack, kafka_bootstrap, unique
+):
+    """What a host crash does under appendfsync everysec, made certain: Redis comes back from an
+    append-only file taken a few hundred posts earlier, while Kafka has committed those posts.
+    The worker reads them again from Redis's partition watermarks: 0 lost, 0 doubled."""
+    import shutil
+
+    st = private_stack
+    st.start_redis(appendonly=True)
+    cfg = F.config(tmp_path, kafka_bootstrap, st.redis_url, unique, max_batch=32)
+    posts = F.good_posts(3000, unique)
+    store = _store(cfg)
+    w = F.worker(cfg, tmp_path / "w.log")
+    F.produce(kafka_bootstrap, f"{unique}.raw", posts[:1200])
+    assert F.wait_counted(store, 1200, 180)
+    time.sleep(1.5)  # past an fsync: the copy below holds every write so far
+    data = st.dir / "redis-data"
+    shutil.copytree(data, tmp_path / "aof-then")
+    F.produce(kafka_bootstrap, f"{unique}.raw", posts[1200:2000])
+    assert F.wait_counted(store, 2000, 180)
+    st.kill_redis()
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "aof-then", data)  # the last 800 posts' writes are gone
+    st.start_redis(appendonly=True)
+    assert sum(F.multiplicity(store).values()) < 2000
+    F.produce(kafka_bootstrap, f"{unique}.raw", posts[2000:])
+    assert F.wait_counted(store, len(posts), 300), (tmp_path / "w.log").read_text()[-3000:]
+    assert _stop(w) == 0
+    assert "Redis lost the writes" in (tmp_path / "w.log").read_text()
+    f = F.figures(
+        "Redis restarted from an AOF 800 posts old (their offsets committed)",
+        store,
+        posts,
+        kafka_bootstrap,
+        f"{unique}.dlq",
+    )
+    assert f.ok, f
+
+
 def test_redis_lost_without_persistence_then_rebuild(tmp_path, private_stack, kafka_bootstrap, unique):
     st = private_stack
     st.start_redis(appendonly=False)
@@ -190,3 +266,53 @@ def test_memory_is_bounded_by_the_ttls(tmp_path, private_stack):
     assert keys <= budget_keys
     assert keys >= len(topics) * (ttl_min_s // 60 - 10)  # the last 48 h are all still there
     assert mem_mb < 2.5 * len(topics)  # the documented budget: < 2.5 MiB per topic at these TTLs
+
+
+def test_memory_per_post_is_bounded_by_topics_and_time(tmp_path, private_stack):
+    """Posts leave a bounded sample of texts (topics x minutes x texts_per_minute) and a compact
+    id digest each in the duplicate-id guard, nothing per post beyond that: the README's formula."""
+    from monitor.store.buckets import RecentPost
+
+    st = private_stack
+    st.start_redis(appendonly=False)
+    per_minute, topics, minutes, posts = 8, 20, 120, 120_000
+    store = RedisAggregateStore(st.redis_url, "mem2", texts_per_minute=per_minute)
+    base = int(store.client.info("memory")["used_memory"])
+    now = int(time.time() * 1000) // 60_000 * 60_000
+    text = "a representative post of about a hundred and forty characters, " * 2
+    for start in range(0, posts, 2_000):
+        batch = [
+            RecentPost(
+                f"t{i % topics}",
+                f"bluesky:at://did:plc:{i:012d}/app.bsky.feed.post/{i}",
+                now - ((i // topics) % minutes) * 60_000 - 1,
+                text[:140],
+                f"https://bsky.app/p/{i}",
+                "neutral",
+            )
+            for i in range(start, start + 2_000)
+        ]
+        assert (
+            store.claim_ids([(p.post_id, f"raw:0:{n}") for n, p in enumerate(batch, start)]) == [None] * 2000
+        )
+        store.remember(batch)
+    # a redelivery is recognised, a re-sent id is a duplicate
+    again = "bluesky:at://did:plc:000000000007/app.bsky.feed.post/7"
+    assert store.claim_ids([(again, "raw:0:7"), (again, "raw:3:99")]) == [None, "raw:0:7"]
+    kept = sum(store.client.hlen(k) for k in store.client.scan_iter("mem2:{t:*}:x:*", count=1000))
+    assert kept == topics * minutes * per_minute  # the sample, whatever the traffic
+    dedup = sum(int(store.client.memory_usage(k, samples=0)) for k in store.client.scan_iter("mem2:{seen}:*"))
+    total = int(store.client.info("memory")["used_memory"]) - base
+    texts = total - dedup
+    per_id, per_text = dedup / posts, texts / kept
+    print(
+        f"\nMEMORY {posts} posts: dedup {per_id:.0f} B/post, texts {per_text:.0f} B/kept post, total {total / 2**20:.1f} MiB"
+    )
+    F.REPORT_NOTES.append(
+        f"Memory per post: the duplicate-id guard keeps {per_id:.0f} B a post for one to two "
+        f"`dedup_slice_s`; the text sample {per_text:.0f} B a kept post ({per_minute} per topic and minute), "
+        f"nothing else per post ({posts:,} posts, {topics} topics, {minutes} minutes: {total / 2**20:.1f} MiB)."
+    )
+    assert per_id <= 80  # the README's budget for the guard
+    assert per_text <= 600  # a 140-character text, its url and the index entry
+    assert int(store.client.dbsize()) <= topics * (minutes + 1) + 2  # no key per post

@@ -69,6 +69,9 @@ class FakeConsumer:
             tp = (r.topic, r.partition)
             self.committed[tp] = max(self.committed.get(tp, 0), r.offset + 1)
 
+    def seek(self, topic, partition, offset):
+        self.log.append(("seek", (topic, partition, offset)))
+
     def close(self):
         self.closed = True
 
@@ -94,6 +97,7 @@ class FakeStore:
         self.counts: Counter[str] = Counter()
         self.fail_applies = 0
         self.seen: dict[str, str] = {}
+        self.pwm: dict[str, int] = {}
 
     def heartbeat(self, *a, **k):
         pass
@@ -116,6 +120,13 @@ class FakeStore:
             prev = self.seen.setdefault(pid, origin)
             out.append(None if prev == origin else prev)
         return out
+
+    def advance_partitions(self, last):
+        for part, off in last.items():
+            self.pwm[part] = max(self.pwm.get(part, -1), off)
+
+    def partition_watermarks(self, parts):
+        return {p: self.pwm[p] for p in parts if p in self.pwm}
 
     def watermarks(self, pairs):
         return {p: self.wm.get(p, -1) for p in pairs}
