@@ -1,8 +1,10 @@
 # mood-monitor developer commands. `make` lists them.
 DURATION ?= 120
+SOAK_S ?= 3600
+SOAK_RATE ?= 350
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
-.PHONY: help format setup stack-up stack-down stack-status demo test test-unit faults fuzz reliability lint bench bench-hostile train-default evaluate-default
+.PHONY: help format setup stack-up stack-down stack-status demo test test-unit faults fuzz reliability lint bench bench-hostile soak train-default evaluate-default
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +51,9 @@ format: setup ## apply ruff format
 
 bench: stack-up ## the throughput/latency benchmark (prints a table and a JSON line)
 	@.venv/bin/python bench/pipeline.py
+
+soak: stack-up ## the daemon for SOAK_S seconds (default 3600) at SOAK_RATE posts/s: writes docs/soak.md + .png
+	@.venv/bin/python bench/soak.py --duration-s $(SOAK_S) --rate $(SOAK_RATE)
 
 bench-hostile: setup ## host CPU per record of a generated hostile corpus, per class (bench/hostile.py)
 	@.venv/bin/python bench/hostile.py

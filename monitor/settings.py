@@ -46,8 +46,9 @@ class RedisSettings(_Section):
     text_ttl_s: int = Field(24 * 3600, ge=60)
     # the representative posts kept per topic and minute (the texts alerts quote)
     texts_per_minute: int = Field(8, ge=0, le=1000)
-    # the duplicate-id guard remembers a post id for one to two slices
-    dedup_slice_s: int = Field(6 * 3600, ge=60)
+    # the duplicate-id guard remembers a post id for one to two slices (sources rewind seconds to
+    # minutes; each connector also dedups what it produces, for days)
+    dedup_slice_s: int = Field(3600, ge=60)
 
 
 class WorkerSettings(_Section):

@@ -290,9 +290,17 @@ def pretokenizer(scorer: Any) -> Callable[[Sequence[str]], tuple[list[str], list
     return run
 
 
+# a sub-batch's padded length is rounded up to a multiple of this: with every (posts, length)
+# shape new, a worker's RSS crept up batch after batch (measured on real tweets: 838 -> 1,360 MB
+# over 100 batches and still rising, 1.55 GB in a soak); with lengths in steps of 8 it stays
+# flat (-> 1,120 MB) for about 5 % of forward-pass speed on a CPU (765 -> 730 posts/s)
+PAD_MULTIPLE = 8
+
+
 class _Encoded:
-    """Tokenizer output for a batch of texts, padded per sub-batch on demand. Texts that arrive
-    `Pretokenized` for this tokenizer are not tokenized again."""
+    """Tokenizer output for a batch of texts, padded per sub-batch on demand (to a multiple of
+    `PAD_MULTIPLE`). Texts that arrive `Pretokenized` for this tokenizer are not tokenized
+    again."""
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], max_length: int) -> None:
         key = (id(tokenizer), max_length)
@@ -311,7 +319,7 @@ class _Encoded:
         return [len(x) for x in self.ids]
 
     def tensors(self, idx: Sequence[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        longest = max(len(self.ids[i]) for i in idx)
+        longest = -(-max(len(self.ids[i]) for i in idx) // PAD_MULTIPLE) * PAD_MULTIPLE
         ids = torch.full((len(idx), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(idx), longest), dtype=torch.long)
         for row, i in enumerate(idx):

@@ -120,7 +120,7 @@ class RedisAggregateStore:
         hour_ttl_s: int = 35 * 24 * 3600,
         text_ttl_s: int = 24 * 3600,
         texts_per_minute: int = 8,
-        dedup_slice_s: int = 6 * 3600,
+        dedup_slice_s: int = 3600,
         socket_timeout_s: float = 5.0,
     ) -> None:
         self.prefix = prefix
