@@ -325,13 +325,13 @@ def write_report(path: Path) -> None:
         "",
         "## Known limits",
         "",
-        "- Redis is *stopped* in the AOF test (it flushes its append-only file). Killed with -9 under",
-        "  `appendfsync everysec` (the default here and in docker-compose) it can lose the last second",
-        "  of writes whose offsets Kafka already committed; use `appendfsync always` where a second of",
-        "  figures matters more than write throughput.",
+        "- A Redis that comes back from its append-only file without its last writes (a crash under",
+        "  `appendfsync everysec`) is given those records again: each worker checks, before every write,",
+        "  that Redis's per-partition watermark (`<p>:wm`) still holds what it applied, and reads again",
+        "  from there. A Redis that lost everything (no persistence) is `rebuild`'s work.",
         "- `rebuild` restores the buckets, not the offset watermarks: run it with the workers stopped",
         "  and only for the range that was lost.",
-        "- Duplicate post ids are recognised for 48 h (`seen_ttl_s`); a source re-sending a post later",
+        "- Duplicate post ids are recognised for one to two `redis.dedup_slice_s` (1 h); a source re-sending a post later",
         "  than that is counted again.",
     ]
     lines += ["", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
