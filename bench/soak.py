@@ -335,8 +335,9 @@ def report(args: argparse.Namespace, samples: list[Sample], end: dict[str, Any],
         f"- worker RSS at most {tg['rss_max_mb']:.0f} MB (target 1,536), growth over the last part "
         f"{tg['rss_growth_pct_last_part']} % (target < 5 %): {'**met**' if tg['rss_ok'] else '**missed**'}",
         f"- Redis: {samples[0].redis_mb:.1f} MB after the first sample, {samples[-1].redis_mb:.1f} MB at "
-        f"the end, {samples[-1].redis_keys:,} keys. Growth with time only (buckets, the text sample "
-        "and the dedup slices, see the README's memory formula), not with posts.",
+        f"the end, {samples[-1].redis_keys:,} keys: the buckets and the text sample grow with topics and "
+        "minutes, the duplicate-id guard with posts for its 1-2 h window and then no more (the "
+        "README's memory formula); an hour is shorter than every window, so it grows all along.",
         "",
         "## Samples",
         "",
