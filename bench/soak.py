@@ -98,7 +98,7 @@ def write_stream(path: Path, limit: int | None = None) -> list[str]:
     return texts
 
 
-def expected_counts(texts: list[str], produced: int, pass_ids: bool = True) -> int:
+def expected_counts(texts: list[str], produced: int) -> int:
     """Bucket increments the stream's first ``produced`` posts must leave (one per matching
     topic), with the matcher the workers use."""
     from monitor.messages import Post
