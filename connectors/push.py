@@ -304,6 +304,8 @@ class PushConnector(Connector):
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                if self.close_connection:  # tell the client, or it may reuse a socket we close
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
 
