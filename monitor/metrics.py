@@ -68,7 +68,8 @@ SENTIMENTS = ("negative", "neutral", "positive")
 EMOTIONS = ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral")
 DEFAULT_MAX_TOPICS = 50
 
-disable_created_metrics()  # no *_created series: Prometheus does not need them and they double the output
+# no *_created series: Prometheus does not need them and they double the output
+disable_created_metrics()  # type: ignore[no-untyped-call]
 # The process's own registry: its metrics plus process_* / python_* (CPU seconds, RSS, fds, GC).
 REGISTRY = CollectorRegistry(auto_describe=True)
 for _c in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
