@@ -17,7 +17,7 @@ take more than linear time in its input. Two engines, chosen per pattern:
 
 Proofs for the ``re`` patterns (n = input length):
 
-- `CONTROL`, `FIELD_CONTROL`: a single character class, no quantifier: one step per position.
+- `CONTROL`, `FIELD_CONTROL`, `INVISIBLE`: a single character class, no quantifier: one step per position.
 - `TOKEN`: four alternatives. ``#\\w+`` and ``\\w+`` are a literal or nothing, then one greedy
   class run that nothing after it can force back. ``@\\w+(?:[.-]\\w+)*(?:@\\w+(?:[.-]\\w+)*)?``
   alternates runs of ``\\w`` with single separators from a disjoint set (``[.-@]`` contain no
@@ -28,6 +28,11 @@ Proofs for the ``re`` patterns (n = input length):
 - `BLANK_LINES` (``\\n\\s*\\n+``): starts only at a newline; ``\\s*`` then gives back at most the
   run it took, and the run ends where the next start position begins, so each character is
   examined a bounded number of times. O(n).
+- `DIGIT_CHAIN` (``[0-9]+(?:[ -][0-9]+)*``): digit runs alternating with single separators
+  from a disjoint set, the same shape as `TOKEN`'s mention: each repetition starts with a
+  separator that no digit run can take, so a started match never backtracks into an earlier
+  run; a failed repetition gives back one character. An attempt costs its match length plus
+  two; a failed attempt stops at its first character; ``finditer`` resumes after each match. O(n).
 
 tests/unit/test_patterns.py checks the rule: no other module in ``monitor/`` or ``connectors/``
 compiles a regular expression except on configuration text (listed there, with the reason).
@@ -56,6 +61,13 @@ EMOJI = "\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u2300-\u23ff\u3030\u303
 TOKEN = re.compile(rf"#\w+|@\w+(?:[.-]\w+)*(?:@\w+(?:[.-]\w+)*)?|\w+|[{EMOJI}]")
 SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 BLANK_LINES = re.compile(r"\n\s*\n+")
+# payment card candidates (`monitor.privacy`): ASCII digit groups joined by single spaces or
+# dashes; the digit count and the Luhn check run on whole-group windows of a match
+DIGIT_CHAIN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
+# invisible characters that reorder or hide text (bidi controls and isolates, zero-width
+# spaces, word joiners, the BOM, the soft hyphen): stripped from alert examples. ZWJ and ZWNJ
+# stay (emoji sequences and Persian, Indic spelling need them)
+INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 # ---- RE2 -------------------------------------------------------------------------------------
@@ -73,7 +85,7 @@ LANGUAGE_NOISE = (
     linear(r"[^\s\p{Z}@]+@[^\s\p{Z}@]+\." + WORD + "+"),
     linear(rf"https?://{NONSPACE}+|www\.{NONSPACE}+|[@#][\p{{L}}\p{{N}}_.]+"),
 )
-# redaction in alert examples
+# redaction (`monitor.privacy`): stored texts and alert examples
 EMAIL = linear(r"[\p{L}\p{N}_.+-]+@[\p{L}\p{N}_-]+(?:\.[\p{L}\p{N}_-]+)+")
 # digits with the usual separators; the caller checks the digit count (no lookaround in RE2)
 PHONE_CANDIDATE = linear(r"\+?\(?\d[\d\s().-]{5,}\d")
