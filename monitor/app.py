@@ -10,8 +10,9 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
-from monitor.errors import ConfigError
 from monitor.settings import Settings
+from monitor.web.readmodel import mood_rows as mood_rows  # one figure code: CLI, demo, dashboard
+from monitor.web.readmodel import parse_window as parse_window
 
 if TYPE_CHECKING:
     from monitor.alerts.alerter import Alerter
@@ -20,15 +21,6 @@ if TYPE_CHECKING:
     from monitor.worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-def parse_window(text: str) -> int:
-    """'90s', '15m', '1h', '7d' -> milliseconds; ConfigError on anything else."""
-    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-    t = text.strip().lower()
-    if len(t) < 2 or t[-1] not in units or not t[:-1].isdigit() or int(t[:-1]) <= 0:
-        raise ConfigError("--window", "window", f"{text!r} is not like 90s, 15m, 1h or 7d")
-    return int(t[:-1]) * units[t[-1]]
 
 
 def process_name(role: str, pid: int | None = None) -> str:
@@ -136,38 +128,46 @@ def build_alerter(s: Settings) -> Alerter:
     from monitor.store.alerts import RedisAlertLedger
 
     store = build_store(s)
-    return Alerter(s.alerts, store, RedisAlertLedger(store), owner=process_name("alerter"))
+    ledger = RedisAlertLedger(store, log_max_len=s.alerts.log_max_len)
+    return Alerter(s.alerts, store, ledger, owner=process_name("alerter"))
 
 
-def mood_rows(
-    store: RedisAggregateStore, topics: list[str], window: str, now_ms: int
-) -> list[dict[str, Any]]:
-    """One row of live figures per topic over the last ``window`` (``mood-monitor mood``, the
-    demo's table)."""
-    window_ms = parse_window(window)
-    rows = []
-    for t in topics:
-        b = store.read_window(t, now_ms - window_ms, now_ms + 60_000)
-        top_emo = max(
-            (e for e in b.emotions if e not in ("uncertain", "unsupported")),
-            key=lambda e: b.emotions[e],
-            default="-",
-        )
-        rows.append(
-            {
-                "topic": t,
-                "window": window,
-                "posts": b.n,
-                "negative": round(b.share("negative"), 3),
-                "neutral": round(b.share("neutral"), 3),
-                "positive": round(b.share("positive"), 3),
-                "mean_score": round(b.mean_score, 3),
-                "uncertain": b.uncertain,
-                "top_emotion": top_emo,
-                "emotions": dict(b.emotions),
-            }
-        )
-    return rows
+def build_dashboard(s: Settings) -> tuple[Any, Any, str, int]:
+    """`mood-monitor serve`: the dashboard app over the store (the read token resolved and the
+    loopback rule checked first), with its host and port. Loads no model."""
+    from monitor.web.app import WebConfig, create_app
+    from monitor.web.live import Hub
+    from monitor.web.readmodel import RedisReadModel
+    from monitor.web.settings import check_bind, read_token
+
+    d = s.dashboard
+    token = read_token(d)
+    check_bind(d.host, token)
+    from monitor.store.connectors import read_statuses
+
+    store = build_store(s)
+    conn_prefix = f"{store.prefix}:conn:"
+    model = RedisReadModel(
+        store,
+        s.alerts,
+        # as `mood-monitor connectors status` reads them
+        connector_statuses=lambda: read_statuses(s.redis.url.get_secret_value(), prefix=conn_prefix),
+    )
+    hub = Hub(model, interval_s=d.push_interval_s, max_clients=d.max_clients, max_topics=d.max_topics)
+    hub.process_name = process_name("dashboard")
+    cfg = WebConfig(
+        token=token,
+        allowed_hosts=tuple(d.allowed_hosts),
+        show_texts=d.show_texts,
+        metrics_auth=d.metrics_auth,
+        max_topics=d.max_topics,
+    )
+    return create_app(model, hub, cfg, metrics=_metrics_app(s)), hub, d.host, d.port
+
+
+def _metrics_app(s: Settings) -> Any:
+    """The Prometheus exposition of `monitor.metrics` (issue 16 item 5), when it is there."""
+    return None
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:

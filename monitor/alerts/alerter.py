@@ -3,7 +3,8 @@ rules on sealed minutes, advance each (topic, rule)'s episode and deliver the ou
 
     evaluate job (every interval_s):  lease -> for each topic and rule, each newly sealed
         minute end: rules.evaluate -> episodes.step -> on fire/renotify/resolve build the
-        message -> ledger.commit (lease check + fingerprint SET NX + outbox + episode, atomic)
+        message -> ledger.commit (lease check + fingerprint SET NX + outbox + alert log entry +
+        episode, atomic)
     deliver job (every second):       lease -> Dispatcher.deliver (pacing, 429, backoff)
 
 Exactly one alerter is active at a time (the lease; a paused one that lost it writes nothing);
@@ -29,6 +30,7 @@ from monitor.aggregates import HOUR_MS, MINUTE_MS, Bucket, minute_start
 from monitor.alerts import detectors
 from monitor.alerts.delivery import Dispatcher, SendResult, post_json
 from monitor.alerts.episodes import Episode, step
+from monitor.alerts.history import log_fields
 from monitor.alerts.message import AlertEvent, block_kit, generic_json
 from monitor.alerts.rules import Evaluation, evaluate
 from monitor.alerts.settings import AlertSettings, RuleSettings
@@ -143,12 +145,13 @@ class Alerter:
             seasonal_hours=seasonal,
         )
         new, action = step(ep, ev, rule)
-        fp, entries, alert = "", [], None
+        fp, entries, alert, logged = "", [], None, []
         if action is not None:
             alert = self._event(topic, rule, ev, new, action)
             fp = alert.fingerprint
             entries = self._entries(alert)
-        res = self.state.commit(self.owner, topic, rule.name, new.to_json(), fp, entries)
+            logged = log_fields(alert)
+        res = self.state.commit(self.owner, topic, rule.name, new.to_json(), fp, entries, logged)
         if res < 0:
             raise LeaseLost(self.owner)
         if alert is not None:

@@ -2,13 +2,13 @@
 the alerter's ledger, the connectors' state, every key name (`keys`) and the Lua scripts.
 
     buckets.py     RedisAggregateStore; the AggregateStore / AggregateReader seams
-    alerts.py      RedisAlertLedger; the AlertLedger seam
+    alerts.py      RedisAlertLedger; the AlertLedger seam; RedisAlertLog (the alert log's reader)
     connectors.py  RedisConnectorState; the ConnectorState seam
     keys.py        every key this project writes
     lua/           the scripts that apply a batch atomically
 """
 
-from monitor.store.alerts import AlertLedger, RedisAlertLedger
+from monitor.store.alerts import AlertLedger, RedisAlertLedger, RedisAlertLog
 from monitor.store.buckets import (
     AggregateReader,
     AggregateStore,
@@ -27,5 +27,6 @@ __all__ = [
     "RecentPost",
     "RedisAggregateStore",
     "RedisAlertLedger",
+    "RedisAlertLog",
     "RedisConnectorState",
 ]

@@ -3,8 +3,9 @@ episode, notice fingerprints, the outbox and what was delivered where. Keys: `ke
 
 One Lua call commits an evaluation: it checks the caller still holds the lease (a paused
 alerter that lost it writes nothing), claims the notice's fingerprint (SET NX), queues its
-messages only if the claim is new, and saves the episode, all at once; so a crash or a second
-alerter can neither lose nor duplicate a notice.
+messages and appends its entry to the alert log (a capped stream, XADD MAXLEN ~) only if the
+claim is new, and saves the episode, all at once; so a crash or a second alerter can neither
+lose nor duplicate a notice or its log entry. `RedisAlertLog` reads the log back.
 """
 
 from __future__ import annotations
@@ -15,17 +16,24 @@ from typing import Any, Protocol
 import orjson
 
 from monitor.store import keys
-from monitor.store.buckets import RedisAggregateStore, RedisAlertState, translated
+from monitor.store.buckets import RedisAggregateStore, RedisAlertState, _str, translated
 
 FINGERPRINT_TTL_S = 30 * 24 * 3600
 EPISODE_TTL_S = 14 * 24 * 3600
+LOG_MAX_LEN = 10_000  # the alert log keeps about this many entries (MAXLEN ~: trimmed by whole nodes)
 
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local res = 0
 if ARGV[3] ~= '' then
   if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[4]) then
-    for i = 6, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
+    local nlog = tonumber(ARGV[6])
+    if nlog > 0 then
+      local f = {}
+      for i = 1, nlog do f[i] = ARGV[7 + i] end
+      redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', unpack(f))
+    end
+    for i = 8 + nlog, #ARGV do redis.call('RPUSH', KEYS[4], ARGV[i]) end
     res = 1
   end
 end
@@ -68,12 +76,14 @@ class AlertLedger(OutboxStore, Protocol):
         episode: Mapping[str, Any],
         fingerprint: str = "",
         entries: Sequence[Mapping[str, Any]] = (),
+        log: Sequence[str] = (),
     ) -> int: ...
 
 
 class RedisAlertLedger(RedisAlertState):
-    def __init__(self, store: RedisAggregateStore) -> None:
+    def __init__(self, store: RedisAggregateStore, *, log_max_len: int = LOG_MAX_LEN) -> None:
         super().__init__(store)
+        self.log_max_len = log_max_len
         self._commit = self.client.register_script(_COMMIT)
         self._replace = self.client.register_script(_REPLACE)
 
@@ -100,9 +110,12 @@ class RedisAlertLedger(RedisAlertState):
         episode: Mapping[str, Any],
         fingerprint: str = "",
         entries: Sequence[Mapping[str, Any]] = (),
+        log: Sequence[str] = (),
     ) -> int:
-        """Save the episode; with a fingerprint, queue ``entries`` once ever for it.
-        Returns 1 queued, 0 already claimed before (nothing queued), -1 lease lost (nothing written)."""
+        """Save the episode; with a fingerprint, queue ``entries`` and append ``log`` (a flat
+        [field, value, ...] list, `monitor.alerts.history.log_fields`) to the alert log, once
+        ever for it. Returns 1 queued, 0 already claimed before (nothing queued or logged),
+        -1 lease lost (nothing written)."""
         fp_key = keys.alert_fingerprint(self.prefix, topic, fingerprint or "-")
         return int(
             self._commit(
@@ -111,6 +124,7 @@ class RedisAlertLedger(RedisAlertState):
                     keys.alert_episode(self.prefix, topic, rule),
                     fp_key,
                     keys.alert_outbox(self.prefix),
+                    keys.alert_log(self.prefix),
                 ],
                 args=[
                     owner,
@@ -118,6 +132,9 @@ class RedisAlertLedger(RedisAlertState):
                     fingerprint,
                     FINGERPRINT_TTL_S,
                     EPISODE_TTL_S,
+                    len(log),
+                    self.log_max_len,
+                    *log,
                     *(orjson.dumps(dict(e)).decode() for e in entries),
                 ],
             )
@@ -132,3 +149,80 @@ class RedisAlertLedger(RedisAlertState):
     @translated
     def was_delivered(self, fingerprint: str, destination: str) -> bool:
         return bool(self.client.exists(keys.alert_delivered(self.prefix, destination, fingerprint)))
+
+
+_INTS = ("ts_ms", "episode_started_ms", "notice", "posts", "window_min")
+_FLOATS = ("value", "baseline", "z")
+
+
+def _entry(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": entry_id, "recorded_ms": int(entry_id.split("-", 1)[0]), **fields}
+    for k in _INTS:
+        if fields.get(k, "").lstrip("-").isdigit():
+            out[k] = int(fields[k])
+    for k in _FLOATS:
+        try:
+            out[k] = float(fields[k]) if fields.get(k) else None
+        except ValueError:
+            out[k] = None
+    return out
+
+
+class RedisAlertLog:
+    """Reads the alert log (``<p>:alert:log``, written by `RedisAlertLedger.commit`): episode
+    openings, escalations and resolutions, for the dashboard's timeline and history.
+
+    Each entry is a dict: ``id`` (the stream id), ``recorded_ms`` (when it was written), and the
+    fields of `monitor.alerts.history` with ``ts_ms``, ``episode_started_ms``, ``notice``,
+    ``posts``, ``window_min`` as ints and ``value``, ``baseline``, ``z`` as floats (``z`` may be
+    None)."""
+
+    _PAGE = 500
+
+    def __init__(self, store: RedisAggregateStore) -> None:
+        self.client = store.client
+        self.key = keys.alert_log(store.prefix)
+
+    @translated
+    def read(
+        self,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        *,
+        limit: int = 100,
+        topic: str | None = None,
+        newest_first: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Entries recorded in [start_ms, end_ms] (either open), at most ``limit``, optionally
+        of one topic only; newest first unless ``newest_first`` is False."""
+        lo = "-" if start_ms is None else str(start_ms)
+        hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
+        out: list[dict[str, Any]] = []
+        while len(out) < limit:
+            page: Any = (
+                self.client.xrevrange(self.key, max=hi, min=lo, count=self._PAGE)
+                if newest_first
+                else self.client.xrange(self.key, min=lo, max=hi, count=self._PAGE)
+            )
+            for entry_id, fields in page:
+                e = _entry(_str(entry_id), {_str(k): _str(v) for k, v in fields.items()})
+                if topic is None or e.get("topic") == topic:
+                    out.append(e)
+                    if len(out) >= limit:
+                        break
+            if len(page) < self._PAGE:
+                break
+            last = _str(page[-1][0])
+            if newest_first:
+                hi = f"({last}"
+            else:
+                lo = f"({last}"
+        return out
+
+    def last(self, n: int = 50, topic: str | None = None) -> list[dict[str, Any]]:
+        """The ``n`` newest entries (of ``topic``), newest first."""
+        return self.read(limit=n, topic=topic)
+
+    @translated
+    def length(self) -> int:
+        return int(self.client.xlen(self.key))

@@ -91,6 +91,7 @@ def recent(prefix: str, topic: str) -> str:
 #   <p>:alert:outbox                       LIST   messages waiting for delivery (survive restarts)
 #   <p>:alert:sent                         LIST   fingerprints of delivered messages (capped)
 #   <p>:alert:disabled                     HASH   destination name -> reason (permanent errors)
+#   <p>:alert:log                          STREAM episode openings, escalations, resolutions (capped)
 
 
 def alert_lease(prefix: str) -> str:
@@ -111,6 +112,11 @@ def alert_sent(prefix: str) -> str:
 
 def alert_disabled(prefix: str) -> str:
     return f"{prefix}:alert:disabled"
+
+
+def alert_log(prefix: str) -> str:
+    """STREAM of episode transitions (`monitor.alerts.history`), written with the episode."""
+    return f"{prefix}:alert:log"
 
 
 #   <p>:alert:{t:<topic>}:fp:<fingerprint>  STRING a notice claimed once (dedup across restarts), TTL
