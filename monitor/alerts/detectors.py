@@ -278,9 +278,10 @@ _STOP = frozenset(
 
 
 def tokens(text: str) -> set[str]:
-    """Distinct lower-case words of a post (3+ letters, no stop words, no links or addresses)."""
+    """Distinct lower-case words of a post (3+ letters, no stop words, no links or addresses,
+    no @handles: an account name is a person's, and "terms that moved" would show it)."""
     text = TERM_NOISE.sub(" ", text.lower())
-    return {t.strip("'-") for t in TERM.findall(text)} - _STOP
+    return {t.strip("'-") for t in TERM.findall(text) if not t.startswith("@")} - _STOP
 
 
 def moved_terms(

@@ -1,10 +1,18 @@
-"""Alert messages: Slack Block Kit and the generic JSON body, and redaction of personal data
-in quoted posts. Pure.
+"""Alert messages: Slack Block Kit and the generic JSON body, and how quoted posts are made
+safe. Pure.
 
 A message carries the evidence: topic, rule, current vs baseline value, z, posts, the window,
-the emotion mix, up to three representative posts (short, linked, e-mail addresses and phone
-numbers redacted, mrkdwn escaped) and the terms that moved; an episode's end gets a resolve
-message. Slack limits respected: header <= 150 chars, <= 10 fields, section text <= 3000.
+the emotion mix, up to three representative posts and the terms that moved; an episode's end
+gets a resolve message. Slack limits respected: header <= 150 chars, <= 10 fields, section
+text <= 3000.
+
+A quoted post is redacted (`monitor.privacy.redact`: e-mail addresses, card and phone numbers),
+stripped of bidi overrides and zero-width characters, shortened, mrkdwn-escaped, and its own
+links are shown as text (``hxxps://evil[.]example``: Slack auto-links URLs and bare domains in
+mrkdwn text, and a link's label could say anything). Only a permalink on a site of
+``link_hosts`` (the platforms' own: bsky.app, reddit.com by default) is linked, with its host
+as the label. The Slack body asks for no unfurling (``unfurl_links``/``unfurl_media`` false), so
+Slack fetches no URL of a post. "Terms that moved" never shows an @handle.
 """
 
 from __future__ import annotations
@@ -15,40 +23,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from monitor.patterns import EMAIL, PHONE_CANDIDATE, SAFE_URL
+from monitor.patterns import INVISIBLE, SAFE_URL
+from monitor.privacy import redact
 
 ICONS = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
-
-
-def _word(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
-def _phone_span(text: str, start: int, end: int) -> tuple[int, int]:
-    """A candidate's span cut to a number's edges: not inside a word or after '+' on the left,
-    ending in a digit not followed by a word character (the lookarounds RE2 does not have)."""
-    while start < end and start > 0 and (_word(text[start - 1]) or text[start - 1] == "+"):
-        start += 1
-    while end > start and not (text[end - 1].isdigit() and (end == len(text) or not _word(text[end]))):
-        end -= 1
-    return start, end
-
-
-def _is_phone(s: str) -> bool:
-    digits = sum(c.isdigit() for c in s)
-    return 9 <= digits <= 15 or (s.startswith("+") and 7 <= digits <= 15)
-
-
-def redact(text: str) -> str:
-    """E-mail addresses -> [email], phone numbers (7-15 digits with +, else 9-15) -> [phone]."""
-    text = EMAIL.sub("[email]", text)
-    out, last = [], 0
-    for m in PHONE_CANDIDATE.finditer(text):
-        a, b = _phone_span(text, m.start(), m.end())
-        if b > a and PHONE_CANDIDATE.fullmatch(text[a:b]) and _is_phone(text[a:b]):
-            out += [text[last:a], "[phone]"]
-            last = b
-    return "".join([*out, text[last:]])
+# permalinks of these sites (and their subdomains) are linked; any other post URL is shown as
+# text (a post's own links never become clickable links to arbitrary sites)
+LINK_HOSTS = frozenset({"bsky.app", "reddit.com"})
 
 
 def escape(text: str) -> str:
@@ -57,13 +38,71 @@ def escape(text: str) -> str:
 
 
 def short(text: str, limit: int = 160) -> str:
-    t = " ".join(text.split())
+    """White space folded, invisible characters (bidi overrides, zero-width) dropped, cut."""
+    t = " ".join(INVISIBLE.sub("", text).split())
     return t if len(t) <= limit else t[: limit - 1] + "…"
 
 
 def safe_url(url: object) -> str | None:
     u = str(url or "")
     return u if SAFE_URL.fullmatch(u) else None
+
+
+def url_host(url: str) -> str:
+    """The host of an http(s) URL, lower-cased, without user info or port."""
+    rest = url.split("://", 1)[-1]
+    for end in "/?#":
+        rest = rest.split(end, 1)[0]
+    return rest.rsplit("@", 1)[-1].split(":", 1)[0].lower()
+
+
+def linkable(url: object, hosts: frozenset[str] = LINK_HOSTS) -> str | None:
+    """The URL when it is http(s) and its host is one of ``hosts`` or under one, else None."""
+    u = safe_url(url)
+    if u is None:
+        return None
+    host = url_host(u)
+    return u if any(host == h or host.endswith("." + h) for h in hosts) else None
+
+
+_TRAILING = ".,;:!?)]}\"'"
+
+
+def _domain_like(token: str) -> bool:
+    """``evil.example``, ``www.x.org/path``: a dot between word characters and a last label
+    of two or more letters (what a chat client turns into a link)."""
+    core = token.rstrip(_TRAILING)
+    head = core.split("/", 1)[0]
+    if "." not in head:
+        return False
+    labels = head.split(".")
+    return len(labels[-1]) >= 2 and labels[-1].isalpha() and all(labels[:-1]) and labels[-2][-1:].isalnum()
+
+
+def defang(text: str) -> str:
+    """Links in a post's text as text that no client auto-links: ``hxxps://evil[.]example/x``
+    (the scheme broken, the host's dots bracketed; ``www.`` and bare domains too)."""
+    out = []
+    for token in text.split(" "):
+        low = token.lower()
+        scheme = low.find("://")
+        if scheme >= 0 or _domain_like(token):
+            start = scheme + 3 if scheme >= 0 else 0
+            host_end = len(token.rstrip(_TRAILING))
+            for end in "/?#":
+                i = token.find(end, start)
+                host_end = i if 0 <= i < host_end else host_end
+            token = token[:start].replace("ttp", "xxp").replace("TTP", "XXP") + (
+                token[start:host_end].replace(".", "[.]") + token[host_end:]
+            )
+        out.append(token)
+    return " ".join(out)
+
+
+def quote(text: str, limit: int = 140) -> str:
+    """A post as an alert quotes it: redacted, invisible characters dropped, white space
+    folded, cut, its links made plain text."""
+    return defang(short(redact(text), limit))
 
 
 @dataclass(frozen=True)
@@ -89,6 +128,7 @@ class AlertEvent:
     examples: Sequence[Mapping[str, Any]] = ()
     terms: Sequence[tuple[str, float]] = ()
     dashboard_url: str | None = None
+    link_hosts: frozenset[str] = LINK_HOSTS
 
     @property
     def resolved(self) -> bool:
@@ -154,10 +194,19 @@ def summary(ev: AlertEvent) -> str:
 def _examples(ev: AlertEvent) -> str:
     lines = []
     for ex in list(ev.examples)[:3]:
-        txt = escape(short(redact(str(ex.get("text", ""))), 140))
+        line = f"• {escape(quote(str(ex.get('text', ''))))}"
         url = safe_url(ex.get("url"))
-        lines.append(f"• <{url}|{txt}>" if url else f"• {txt}")
+        if url and linkable(url, ev.link_hosts):
+            line += f" (<{url}|{escape(url_host(url))}>)"
+        elif url:
+            line += f" ({escape(defang(url_host(url)))}, not linked)"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _terms(ev: AlertEvent) -> list[str]:
+    """The terms that moved, never an @handle (a person's account name)."""
+    return [t for t, _ in ev.terms if not t.startswith("@")][:5]
 
 
 def block_kit(ev: AlertEvent) -> dict[str, Any]:
@@ -172,7 +221,7 @@ def block_kit(ev: AlertEvent) -> dict[str, Any]:
     z = "n/a" if ev.z is None else f"{ev.z:.1f}" + (f" (φ {ev.phi:.1f})" if ev.phi > 1.05 else "")
     ranked = sorted(ev.emotions.items(), key=lambda kv: (-kv[1], kv[0]))[:4]
     mix = ", ".join(f"{k} {v:.0%}" for k, v in ranked)
-    terms = ", ".join(escape(t) for t, _ in list(ev.terms)[:5])
+    terms = ", ".join(escape(short(t, 60)) for t in _terms(ev))
     label = ev.metric.removesuffix("_share")
     hits = f"{ev.posts} in the last {ev.window_min} min"
     if ev.kind == "share_shift":
@@ -207,7 +256,8 @@ def block_kit(ev: AlertEvent) -> dict[str, Any]:
     if dash:
         ctx.append(f"<{dash}|Open dashboard>")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in ctx]})
-    return {"text": summary(ev), "blocks": blocks}
+    # no previews: Slack would fetch the URLs of the message (unfurl_links) and its media
+    return {"text": summary(ev), "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
 
 
 def generic_json(ev: AlertEvent) -> dict[str, Any]:
@@ -233,9 +283,9 @@ def generic_json(ev: AlertEvent) -> dict[str, Any]:
         "window_end_ms": ev.window_end_ms,
         "episode_started_ms": ev.episode_started_ms,
         "emotions": dict(ev.emotions),
-        "terms": [t for t, _ in ev.terms],
+        "terms": _terms(ev),
         "examples": [
-            {"text": short(redact(str(e.get("text", ""))), 140), "url": safe_url(e.get("url"))}
+            {"text": quote(str(e.get("text", ""))), "url": linkable(e.get("url"), ev.link_hosts)}
             for e in list(ev.examples)[:3]
         ],
         "summary": summary(ev),

@@ -132,6 +132,12 @@ def test_seasonal_share_needs_enough_weeks():
     assert starts == [T0 + 3_600_000 - 7 * 86_400_000, T0 + 3_600_000 - 14 * 86_400_000]
 
 
+def test_moved_terms_never_name_an_account():
+    window = ["@jane_doe says outage again", "outage, cc @jane_doe @brand.bsky.social"] * 3
+    terms = [t for t, _ in d.moved_terms(window, ["all fine here"] * 6)]
+    assert "outage" in terms and not any("jane" in t or "brand" in t for t in terms)
+
+
 def test_moved_terms_finds_what_the_window_talks_about():
     before = ["lovely weather today", "coffee is great", "weather again", "nice coffee"] * 5
     window = ["the outage broke checkout", "checkout outage again", "outage outage", "coffee fine"]

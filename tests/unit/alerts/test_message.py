@@ -77,7 +77,11 @@ def test_body_carries_the_evidence():
         b["text"]["text"] for b in body["blocks"] if "Representative" in b.get("text", {}).get("text", "")
     )
     assert posts.count("\n•") == 3 and "fourth" not in posts  # at most three
-    assert "<https://bsky.app/p/1|Checkout &lt;broken&gt; again &amp; again, mail me: [email]>" in posts
+    assert (
+        "• Checkout &lt;broken&gt; again &amp; again, mail me: [email] (<https://bsky.app/p/1|bsky.app>)"
+        in posts
+    )
+    assert "(mastodon[.]social, not linked)" in posts and "<https://mastodon" not in posts
     assert "javascript:" not in text  # only http(s) links
     assert "…" in posts and "   " not in posts  # shortened, white space folded
     assert len(body["blocks"][0]["text"]["text"]) <= 150 and len(fields) <= 10
@@ -92,6 +96,48 @@ def test_redaction_of_emails_and_phone_numbers():
     assert redact("ring +1 (555) 010-9999 now") == "ring [phone] now"
     assert redact("a.b+c@mail.co.uk wrote") == "[email] wrote"
     assert escape("<@U123> & <!channel>") == "&lt;@U123&gt; &amp; &lt;!channel&gt;"
+
+
+def test_a_posts_own_links_are_text_and_nothing_unfurls():
+    ev = event(
+        examples=[
+            {
+                "text": "refund here https://evil.example/login or www.evil.example or evil.example.",
+                "url": "",
+            },
+            {"text": "see <https://evil.example|bsky.app> now", "url": "https://bsky.app.evil.example/p"},
+        ],
+        terms=[("@jane", 3.0), ("outage", 2.0), ("@brand.bsky.social", 1.5)],
+    )
+    body = block_kit(ev)
+    text = json.dumps(body, ensure_ascii=False)
+    assert body["unfurl_links"] is False and body["unfurl_media"] is False
+    posts = next(
+        b["text"]["text"] for b in body["blocks"] if "Representative" in b.get("text", {}).get("text", "")
+    )
+    assert "hxxps://evil[.]example/login" in posts and "www[.]evil[.]example" in posts
+    assert "evil[.]example." in posts and "https://evil" not in posts
+    # a look-alike host is not linked; the text's own <url|label> is escaped, inert
+    assert (
+        "<https://bsky.app.evil.example" not in posts and "&lt;hxxps://evil[.]example|bsky[.]app&gt;" in posts
+    )
+    assert "@jane" not in text and "@brand" not in text and "outage" in text
+    assert generic_json(ev)["terms"] == ["outage"]
+    assert [e["url"] for e in generic_json(ev)["examples"]] == [None, None]
+
+
+def test_bidi_overrides_and_zero_width_characters_are_stripped_from_examples():
+    ev = event(examples=[{"text": "safe\u202etxt.exe \u2066a\u2069 b\u200bc \ufeffd", "url": ""}])
+    posts = json.dumps(block_kit(ev), ensure_ascii=False) + json.dumps(generic_json(ev), ensure_ascii=False)
+    for ch in "\u202e\u2066\u2069\u200b\ufeff":
+        assert ch not in posts
+    assert "safetxt[.]exe a bc d" in posts
+
+
+def test_card_numbers_are_redacted_from_examples():
+    ev = event(examples=[{"text": "my card 4111 1111 1111 1111 exp 12/28", "url": ""}])
+    text = json.dumps(block_kit(ev)) + json.dumps(generic_json(ev))
+    assert "4111" not in text and "[card]" in text
 
 
 @pytest.mark.parametrize(("action", "lead"), [("resolve", "Resolved:"), ("renotify", "Worse:")])
