@@ -191,7 +191,7 @@ class Soak:
 
         s = load_settings(cfg)
         store = build_store(s)
-        progress = GroupProgress(s.kafka.bootstrap_servers, s.kafka.group_id, s.kafka.raw_topic)
+        progress = GroupProgress(s.kafka, s.kafka.group_id, s.kafka.raw_topic)
         t0 = time.monotonic()
         last_cpu = {n: cpu_s(p.pid) for n, p in self.procs.items()}
         last_records, last_t = 0, t0
@@ -242,7 +242,7 @@ class Soak:
             orjson.loads((self.dir / "connector.log").read_text().strip().splitlines()[-1])["produced"]
         )
         s = load_settings(cfg)
-        progress = GroupProgress(s.kafka.bootstrap_servers, s.kafka.group_id, s.kafka.raw_topic)
+        progress = GroupProgress(s.kafka, s.kafka.group_id, s.kafka.raw_topic)
         deadline = time.time() + 600
         while time.time() < deadline and not progress.caught_up():
             self.check_alive()

@@ -41,7 +41,7 @@ CONNECTORS: dict[str, tuple[str, str]] = {
 def _state(s: Any, instance: str) -> Any:
     from monitor.store.connectors import RedisConnectorState
 
-    return RedisConnectorState(s.redis.url.get_secret_value(), instance, prefix=f"{s.redis.prefix}:conn:")
+    return RedisConnectorState(s.redis, instance, prefix=f"{s.redis.prefix}:conn:")
 
 
 def _build(name: str, args: argparse.Namespace, s: Any, sink: Any) -> Connector:
@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     s = load_settings(args.config)
     ensure_topics(s)
-    sink = KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.raw_topic)
+    sink = KafkaPostProducer(s.kafka, s.kafka.raw_topic)
     try:
         conn = _build(args.connector, args, s, sink)
     except BaseException:
@@ -133,7 +133,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from monitor.store.connectors import read_statuses
 
     s = load_settings(args.config)
-    st = read_statuses(s.redis.url.get_secret_value(), prefix=f"{s.redis.prefix}:conn:")
+    st = read_statuses(s.redis, prefix=f"{s.redis.prefix}:conn:")
     if args.json:
         print(orjson.dumps(st).decode())
         return 0

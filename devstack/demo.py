@@ -29,6 +29,7 @@ import yaml
 
 from devstack.synthetic import DEMO_TOPICS, demo_topics_config, stream
 from devstack.webhook_sink import WebhookSink
+from monitor.transport import KafkaSettings
 
 BAD_LINES = [
     b'{"id": "bad-1", "text": ',  # malformed JSON
@@ -102,11 +103,11 @@ def _stop(proc: subprocess.Popen[bytes], name: str, timeout_s: float = 60.0) -> 
     return int(proc.returncode)
 
 
-def _distinct_origins(bootstrap: str, topic: str, field: str) -> int:
+def _distinct_origins(kafka: KafkaSettings, topic: str, field: str) -> int:
     from monitor.kafka import read_topic
 
     seen = set()
-    for r in read_topic(bootstrap, topic, timeout_s=10):
+    for r in read_topic(kafka, topic, timeout_s=10):
         try:
             seen.add(orjson.loads(r.value or b"{}").get(field) or f"{r.partition}:{r.offset}")
         except orjson.JSONDecodeError:
@@ -206,8 +207,8 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
                 fh.close()
         _print_table(store, started_ms, time.time() - t0, render_table, sink)
         messages = list(sink.received)
-    dlq = _distinct_origins(settings.kafka.bootstrap_servers, settings.kafka.dlq_topic, "origin")
-    scored = _distinct_origins(settings.kafka.bootstrap_servers, settings.kafka.scored_topic, "origin")
+    dlq = _distinct_origins(settings.kafka, settings.kafka.dlq_topic, "origin")
+    scored = _distinct_origins(settings.kafka, settings.kafka.scored_topic, "origin")
     aggregated = _aggregated(store, started_ms)
     for m in messages[:3]:
         print("demo: Slack message received by the local webhook:")
@@ -260,7 +261,7 @@ def _drain(store: Any, settings: Any, produced: int, timeout_s: float) -> None:
         time.sleep(1.0)
     print(
         f"demo: worker had not drained after {timeout_s:.0f}s "
-        f"({len(read_topic(settings.kafka.bootstrap_servers, settings.kafka.raw_topic, timeout_s=5))} raw)"
+        f"({len(read_topic(settings.kafka, settings.kafka.raw_topic, timeout_s=5))} raw)"
     )
 
 

@@ -33,7 +33,7 @@ def build_store(s: Settings, prefix: str | None = None) -> RedisAggregateStore:
 
     r = s.redis
     return RedisAggregateStore(
-        r.url.get_secret_value(),
+        r,
         prefix or r.prefix,
         minute_ttl_s=r.minute_ttl_s,
         hour_ttl_s=r.hour_ttl_s,
@@ -48,7 +48,7 @@ def ensure_topics(s: Settings) -> None:
 
     k = s.kafka
     _ensure(
-        k.bootstrap_servers,
+        k,
         {k.raw_topic: k.partitions, k.scored_topic: k.partitions, k.dlq_topic: 1},
         configs={k.scored_topic: {"retention.ms": str(k.scored_retention_ms)}},
     )
@@ -88,7 +88,7 @@ def build_worker(s: Settings, *, name: str | None = None) -> Worker:
         process_name=name or process_name("worker"),
         batches_in_model=2 if scorer_lanes(scorer) > 1 else 1,
     )
-    producer = KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.scored_topic)
+    producer = KafkaPostProducer(s.kafka, s.kafka.scored_topic)
     worker: Worker | None = None
 
     def revoked(parts: list[tuple[str, int]]) -> None:
@@ -100,7 +100,7 @@ def build_worker(s: Settings, *, name: str | None = None) -> Worker:
             worker.on_assigned(parts)
 
     consumer = KafkaBatchConsumer(
-        s.kafka.bootstrap_servers,
+        s.kafka,
         s.kafka.raw_topic,
         s.kafka.group_id,
         max_batch=w.max_batch,

@@ -94,7 +94,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not os.path.exists(args.file):
         raise ConfigError(args.file, "(file)", "not found")
     conn = ReplayConnector(
-        KafkaPostProducer(s.kafka.bootstrap_servers, s.kafka.raw_topic),
+        KafkaPostProducer(s.kafka, s.kafka.raw_topic),
         args.file,
         rate_per_s=args.rate,
         now=args.now,
@@ -164,7 +164,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     from monitor.kafka import read_topic
 
     s = load_settings(args.config)
-    recs = read_topic(s.kafka.bootstrap_servers, s.kafka.dlq_topic, timeout_s=args.timeout_s)
+    recs = read_topic(s.kafka, s.kafka.dlq_topic, timeout_s=args.timeout_s)
     reasons: Counter[str] = Counter()
     for r in recs:
         try:

@@ -1,30 +1,255 @@
 """The only module that imports kafka-python: topic set-up, producers, the batch consumer.
 
+Every client is built from `client_kwargs` (the bootstrap servers, TLS, SASL of
+`KafkaSettings`; a plain string means a PLAINTEXT cluster, for tests and benchmarks).
+
 kafka-python errors are translated here into `BrokerUnavailable` (transient) so nothing above
-this seam knows the client library.
+this seam knows the client library; a refused login, an untrusted certificate or a plaintext
+client at a TLS listener is a `ConfigError` naming the setting to fix (`connection_error`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import ssl
+import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import KafkaAdminClient
+from kafka import errors as kafka_errors
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.net.sasl.scram import ScramClient
 from kafka.structs import OffsetAndMetadata
 
-from monitor.errors import BrokerUnavailable
+from monitor.errors import BrokerUnavailable, ConfigError, MoodMonitorError
+from monitor.transport import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 REJOIN_POLL_MS = 1000
+
+
+# a KafkaSettings, or the bootstrap servers of a PLAINTEXT cluster (tests, benchmarks)
+KafkaConnection = KafkaSettings | str
+
+
+def servers(kafka: KafkaConnection) -> str:
+    return kafka if isinstance(kafka, str) else kafka.bootstrap_servers
+
+
+def client_kwargs(kafka: KafkaConnection) -> dict[str, Any]:
+    """The kafka-python arguments every client (producer, consumer, admin) is built with:
+    bootstrap servers, security protocol, TLS files, the SASL login."""
+    if isinstance(kafka, str):
+        return {"bootstrap_servers": kafka}
+    kw: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.tls:
+        kw["ssl_check_hostname"] = kafka.ssl_check_hostname
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(kafka, name)
+            if path is not None:
+                kw[name] = str(path)
+        key_pw = kafka.ssl_secret()
+        if key_pw is not None:
+            kw["ssl_password"] = key_pw.get_secret_value()
+    if kafka.sasl:
+        pw = kafka.sasl_secret()
+        kw["sasl_mechanism"] = kafka.sasl_mechanism
+        kw["sasl_plain_username"] = kafka.sasl_username
+        kw["sasl_plain_password"] = pw.get_secret_value() if pw is not None else None
+    return kw
+
+
+def connect_kwargs(kafka: KafkaConnection) -> dict[str, Any]:
+    """`client_kwargs`, after `check_connection` (once per settings object and process)."""
+    if not isinstance(kafka, str) and id(kafka) not in _CHECKED:
+        check_connection(kafka)
+        _CHECKED[id(kafka)] = kafka
+    return client_kwargs(kafka)
+
+
+_CHECKED: dict[int, KafkaSettings] = {}
+
+
+# ---- the start-up check: one short, raw conversation with the first bootstrap broker ------------
+# kafka-python retries a refused login or a failed handshake until its bootstrap times out,
+# logging every attempt; this check names the setting to fix at once. It speaks just enough of
+# the protocol (ApiVersions v0, SaslHandshake v1, SaslAuthenticate v0; SCRAM by kafka-python's
+# ScramClient) to see the broker accept the TLS session and the login.
+_API_VERSIONS, _SASL_HANDSHAKE, _SASL_AUTHENTICATE = 18, 17, 36
+_UNSUPPORTED_SASL_MECHANISM = 33
+
+
+def _frame(api_key: int, version: int, body: bytes) -> bytes:
+    client = b"mood-monitor-check"
+    header = struct.pack(">hhih", api_key, version, 1, len(client)) + client
+    return struct.pack(">i", len(header) + len(body)) + header + body
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("the broker closed the connection")
+        buf += chunk
+    return buf
+
+
+def _request(sock: socket.socket, api_key: int, version: int, body: bytes = b"") -> bytes:
+    """One request; the response body after the correlation id."""
+    sock.sendall(_frame(api_key, version, body))
+    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+    if not 4 <= size <= 1 << 20:
+        raise EOFError(f"not a Kafka response (size {size})")
+    return _recv_exact(sock, size)[4:]
+
+
+def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    ctx.check_hostname = kafka.ssl_check_hostname
+    if kafka.ssl_certfile is not None:
+        pw = kafka.ssl_secret()
+        ctx.load_cert_chain(
+            str(kafka.ssl_certfile),
+            str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+            password=pw.get_secret_value() if pw else None,
+        )
+    return ctx
+
+
+def _speaks_tls(host: str, port: int, timeout_s: float) -> bool:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, ctx.wrap_socket(raw):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _sasl_token(sock: socket.socket, token: bytes, kafka: KafkaSettings, where: str) -> bytes:
+    reply = _request(sock, _SASL_AUTHENTICATE, 0, struct.pack(">i", len(token)) + token)
+    (code,) = struct.unpack(">h", reply[:2])
+    if code != 0:
+        raise ConfigError(
+            where,
+            "kafka.sasl_password",
+            f"rejected by the broker for user {kafka.sasl_username!r} "
+            f"({kafka.sasl_mechanism} authentication failed)",
+        )
+    (msg_len,) = struct.unpack(">h", reply[2:4])
+    at = 4 + max(msg_len, 0)
+    (n,) = struct.unpack(">i", reply[at : at + 4])
+    return reply[at + 4 : at + 4 + max(n, 0)]
+
+
+def _sasl_login(sock: socket.socket, kafka: KafkaSettings, where: str) -> None:
+    mech = kafka.sasl_mechanism
+    reply = _request(sock, _SASL_HANDSHAKE, 1, struct.pack(">h", len(mech)) + mech.encode())
+    (code,) = struct.unpack(">h", reply[:2])
+    if code == _UNSUPPORTED_SASL_MECHANISM:
+        raise ConfigError(where, "kafka.sasl_mechanism", f"the broker does not offer {mech}")
+    if code != 0:
+        raise ConfigError(
+            where, "kafka.security_protocol", f"the broker refused a SASL handshake (error {code})"
+        )
+    secret = kafka.sasl_secret()
+    user, pw = kafka.sasl_username or "", secret.get_secret_value() if secret else ""
+    if mech == "PLAIN":
+        _sasl_token(sock, b"\0" + user.encode() + b"\0" + pw.encode(), kafka, where)
+        return
+    scram = ScramClient(user, pw, mech)
+    scram.process_server_first_message(_sasl_token(sock, scram.first_message(), kafka, where))
+    try:
+        scram.process_server_final_message(_sasl_token(sock, scram.final_message(), kafka, where))
+    except (ValueError, KeyError) as exc:  # the broker could not prove it knows the password
+        raise ConfigError(where, "kafka.sasl_password", "the broker's SCRAM proof is wrong") from exc
+
+
+def _tls_session(raw: socket.socket, kafka: KafkaSettings, host: str, where: str) -> ssl.SSLSocket | None:
+    """The TLS session the clients would get (None: the connection broke, not a TLS problem)."""
+    proto = kafka.security_protocol
+    not_tls = ConfigError(where, "kafka.security_protocol", f"{proto}, but the listener does not speak TLS")
+    try:
+        return _ssl_context(kafka).wrap_socket(raw, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        reason = exc.verify_message or "certificate verify failed"
+        if "mismatch" in reason.lower():
+            field, why = (
+                "kafka.bootstrap_servers",
+                f"the broker's certificate does not name {host} ({reason})",
+            )
+        else:
+            field, why = "kafka.ssl_cafile", f"the broker's certificate is not signed by this CA ({reason})"
+        raise ConfigError(where, field, why) from None
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, EOFError):
+        raise not_tls from None
+    except ssl.SSLError as exc:
+        if "WRONG_VERSION_NUMBER" in str(exc) or "RECORD_LAYER" in str(exc):
+            raise not_tls from None
+        raise ConfigError(where, "kafka.ssl_certfile", f"TLS handshake failed ({exc.reason})") from None
+    except OSError:
+        return None
+
+
+def check_connection(kafka: KafkaSettings, timeout_s: float = 5.0) -> None:
+    """Raise a one-line `ConfigError` naming the setting when the first bootstrap broker refuses
+    this client's TLS or login; return quietly when it cannot be reached at all (the clients'
+    own retries and `BrokerUnavailable` deal with a broker that is down or starting)."""
+    first = kafka.bootstrap_servers.split(",")[0].strip()
+    host, _, port_text = first.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ConfigError("kafka", "kafka.bootstrap_servers", f"{first!r} is not host:port")
+    port, where = int(port_text), f"kafka {first}"
+    try:
+        raw = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError:
+        return
+    with raw:
+        sock = _tls_session(raw, kafka, host, where) if kafka.tls else raw
+        if sock is None:
+            return
+        with sock:
+            _converse(sock, kafka, host, port, where, timeout_s)
+
+
+def _converse(
+    sock: socket.socket, kafka: KafkaSettings, host: str, port: int, where: str, timeout_s: float
+) -> None:
+    proto = kafka.security_protocol
+    try:
+        _request(sock, _API_VERSIONS, 0)
+    except ssl.SSLError as exc:  # TLS 1.3: a refused client certificate is an alert after the handshake
+        field = "kafka.ssl_certfile"
+        if kafka.ssl_certfile is None:
+            raise ConfigError(where, field, "the listener requires a client certificate (mTLS)") from None
+        raise ConfigError(where, field, f"the broker refused the client certificate ({exc.reason})") from None
+    except (OSError, EOFError):
+        if not kafka.tls and _speaks_tls(host, port, timeout_s):
+            raise ConfigError(
+                where,
+                "kafka.security_protocol",
+                f"{proto}, but the listener speaks TLS: use SSL or SASL_SSL",
+            ) from None
+        return
+    if kafka.sasl:
+        try:
+            _sasl_login(sock, kafka, where)
+        except (OSError, EOFError, struct.error):
+            return
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +269,23 @@ class Record:
 
 
 def ensure_topics(
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     topics: dict[str, int],
     *,
     configs: dict[str, dict[str, str]] | None = None,
     timeout_s: float = 30.0,
 ) -> None:
-    """Create topics (name -> partitions) that do not exist yet; existing ones are left alone."""
+    """Create topics (name -> partitions) that do not exist yet, with their ``configs``; an
+    existing topic gets its ``configs`` set again (so that a changed retention reaches it;
+    incremental AlterConfigs: its other settings stay), a refusal is logged, not fatal."""
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers,
+            **connect_kwargs(kafka),
             client_id="mood-monitor-admin",
             bootstrap_timeout_ms=int(timeout_s * 1000),
         )
     except KafkaError as exc:
-        raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
+        raise connection_error(kafka, exc) from exc
     try:
         existing = set(admin.list_topics())
         todo = {
@@ -74,10 +301,32 @@ def ensure_topics(
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(todo, timeout_ms=int(timeout_s * 1000), wait_for_metadata=True)
             log.info("created topics %s", ",".join(sorted(todo)))
+        _reconfigure(admin, {n: c for n, c in (configs or {}).items() if n in existing and c})
     except KafkaError as exc:
-        raise BrokerUnavailable(f"Kafka topic set-up failed: {exc}") from exc
+        raise connection_error(kafka, exc, "topic set-up") from exc
     finally:
         admin.close()
+
+
+def _reconfigure(admin: KafkaAdminClient, configs: dict[str, dict[str, str]]) -> None:
+    if not configs:
+        return
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, n, configs=dict(c)) for n, c in sorted(configs.items())
+    ]
+    try:
+        results = admin.alter_configs(resources)
+    except (KafkaError, ValueError) as exc:  # ValueError: a key the broker does not know
+        log.warning("topic configs not updated (%s): %s", ",".join(sorted(configs)), type(exc).__name__)
+        return
+    failed = {n: r for n, r in (results or {}).get("topic", {}).items() if r != "OK"}
+    if failed:
+        log.warning("topic configs refused: %s", failed)
+    else:
+        log.info(
+            "topic configs set: %s",
+            ",".join(f"{n}({','.join(sorted(c))})" for n, c in sorted(configs.items())),
+        )
 
 
 class RecordProducer(Protocol):
@@ -113,17 +362,17 @@ class Sent:
 class KafkaPostProducer:
     """Produces keyed records to one topic; idempotent, acks=all."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, linger_ms: int = 5) -> None:
+    def __init__(self, kafka: KafkaConnection, topic: str, *, linger_ms: int = 5) -> None:
         self.topic = topic
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap_servers,
+                **connect_kwargs(kafka),
                 linger_ms=linger_ms,
                 max_request_size=MAX_MESSAGE_BYTES,
                 client_id=f"mood-monitor-{topic}",
             )
         except KafkaError as exc:
-            raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
+            raise connection_error(kafka, exc) from exc
 
     def send(
         self,
@@ -179,7 +428,7 @@ class KafkaBatchConsumer:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         topic: str,
         group_id: str,
         *,
@@ -195,7 +444,7 @@ class KafkaBatchConsumer:
         self.max_wait_ms = max_wait_ms
         try:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap_servers,
+                **connect_kwargs(kafka),
                 group_id=group_id,
                 client_id=client_id,
                 enable_auto_commit=False,
@@ -215,7 +464,8 @@ class KafkaBatchConsumer:
                 listener=_Listener(on_revoked or (lambda _p: None), on_assigned or (lambda _p: None)),
             )
         except KafkaError as exc:
-            raise BrokerUnavailable(f"Kafka at {bootstrap_servers} unreachable: {exc}") from exc
+            raise connection_error(kafka, exc) from exc
+        self._kafka = kafka
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
         """One fetch: what the client has (or gets within ``timeout_ms``), at most
@@ -232,7 +482,7 @@ class KafkaBatchConsumer:
                 timeout_ms=max(0, timeout_ms), max_records=max_records or self.max_batch
             )
         except KafkaError as exc:
-            raise BrokerUnavailable(f"poll failed: {exc}") from exc
+            raise connection_error(self._kafka, exc, "poll") from exc
         return [
             Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp or 0)
             for tp_records in polled.values()
@@ -282,6 +532,19 @@ class KafkaBatchConsumer:
     def assignment(self) -> list[tuple[str, int]]:
         return sorted((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
+    def highwaters(self) -> dict[tuple[str, int], int]:
+        """The next offset to be written of each assigned partition, as last seen in a fetch
+        answer (no request is made; a partition not fetched yet is missing)."""
+        out: dict[tuple[str, int], int] = {}
+        try:
+            for tp in self._consumer.assignment():
+                hw = self._consumer.highwater(tp)
+                if hw is not None:
+                    out[(tp.topic, tp.partition)] = int(hw)
+        except (KafkaError, TypeError):  # IllegalStateError: revoked meanwhile
+            return out
+        return out
+
     def close(self) -> None:
         try:
             self._consumer.close(autocommit=False)
@@ -290,13 +553,13 @@ class KafkaBatchConsumer:
 
 
 def read_topic(
-    bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0, start_ms: int | None = None
+    kafka: KafkaConnection, topic: str, *, timeout_s: float = 5.0, start_ms: int | None = None
 ) -> list[Record]:
     """Read a whole topic from the beginning (or from ``start_ms``) without a group: for
     rebuilds, the DLQ viewer and tests."""
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+            **connect_kwargs(kafka),
             enable_auto_commit=False,
             group_id=None,
             consumer_timeout_ms=int(timeout_s * 1000),
@@ -327,28 +590,26 @@ def read_topic(
         consumer.close()
         return out
     except KafkaError as exc:
-        raise BrokerUnavailable(f"reading {topic} failed: {exc}") from exc
+        raise connection_error(kafka, exc, f"reading {topic}") from exc
 
 
 class GroupProgress:
     """Committed vs end offsets of a consumer group on one topic (benchmarks, operators): the
     group has processed everything when ``caught_up()``. Keeps its clients open between calls."""
 
-    def __init__(self, bootstrap_servers: str, group_id: str, topic: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, kafka: KafkaConnection, group_id: str, topic: str, timeout_s: float = 10.0) -> None:
         self.group_id = group_id
         self.topic = topic
         try:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers,
+                **connect_kwargs(kafka),
                 client_id="mood-monitor-progress",
                 bootstrap_timeout_ms=int(timeout_s * 1000),
             )
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False
-            )
+            self._consumer = KafkaConsumer(**connect_kwargs(kafka), group_id=None, enable_auto_commit=False)
             parts = self._consumer.partitions_for_topic(topic) or set()
         except KafkaError as exc:
-            raise BrokerUnavailable(f"group progress of {group_id}: {exc}") from exc
+            raise connection_error(kafka, exc, f"group progress of {group_id}") from exc
         self._tps = [TopicPartition(topic, p) for p in sorted(parts)]
 
     def offsets(self) -> tuple[dict[int, int], dict[int, int]]:
@@ -371,11 +632,11 @@ class GroupProgress:
                 client.close()
 
 
-def broker_answers(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:
+def broker_answers(kafka: KafkaConnection, timeout_s: float = 5.0) -> bool:
     """True when the broker answers a real metadata request."""
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers,
+            **client_kwargs(kafka),
             client_id="mood-monitor-probe",
             bootstrap_timeout_ms=int(timeout_s * 1000),
             request_timeout_ms=int(timeout_s * 1000),
@@ -389,3 +650,18 @@ def broker_answers(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:
         return False
     finally:
         admin.close()
+
+
+def connection_error(kafka: KafkaConnection, exc: KafkaError, what: str = "") -> MoodMonitorError:
+    """The project error for a kafka-python error: a `ConfigError` naming the setting when the
+    broker refused the login, or TLS and the protocol do not match; else `BrokerUnavailable`."""
+    where = f"kafka {servers(kafka)}"
+    if isinstance(exc, kafka_errors.SaslAuthenticationFailedError) and not isinstance(kafka, str):
+        return ConfigError(
+            where,
+            "kafka.sasl_password",
+            f"rejected by the broker for user {kafka.sasl_username!r} "
+            f"({kafka.sasl_mechanism} authentication failed)",
+        )
+    prefix = f"{what} failed" if what else "unreachable"
+    return BrokerUnavailable(f"Kafka at {servers(kafka)}: {prefix}: {exc}")

@@ -130,7 +130,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     # scored records are produced after their event: read from a little before the range
     read_from = start - s.worker.lateness_s * 1000 - HOUR_MS
     records = read_topic(
-        s.kafka.bootstrap_servers,
+        s.kafka,
         s.kafka.scored_topic,
         timeout_s=args.timeout_s,
         start_ms=None if args.from_beginning else max(0, read_from),

@@ -2,7 +2,8 @@
 
 Environment variables override the file with ``__`` between levels, for example
 ``MOOD_KAFKA__BOOTSTRAP_SERVERS=kafka:9092`` or ``MOOD_REDIS__URL=redis://:pw@redis:6379/0``.
-Secrets (Redis URL with a password, webhook URLs) are `SecretStr` and never printed.
+Secrets (Redis URL with a password, webhook URLs) are `SecretStr` and never printed; a
+password may also come from a file (``*_password_file``, e.g. a docker secret), read at start-up.
 A bad file or value raises `ConfigError` naming the file and the field.
 """
 
@@ -13,42 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from monitor.alerts.settings import AlertSettings
 from monitor.errors import ConfigError
 from monitor.model.settings import ModelSettings
+from monitor.transport import KafkaSettings, RedisSettings, SettingError
+
+# the Kafka and Redis sections live in monitor.transport (monitor.kafka and monitor.store use them)
+__all__ = ["KafkaSettings", "RedisSettings", "Settings", "TopicSettings", "WorkerSettings", "load_settings"]
 
 DEFAULT_CONFIG = "config/monitor.yaml"
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class KafkaSettings(_Section):
-    bootstrap_servers: str = "127.0.0.1:19092"
-    raw_topic: str = "posts.raw"
-    scored_topic: str = "posts.scored"
-    dlq_topic: str = "posts.dlq"
-    # the unit of parallelism: at most this many workers share the load of posts.raw
-    partitions: int = Field(4, ge=1, le=1024)
-    group_id: str = "mood-workers"
-    scored_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
-
-
-class RedisSettings(_Section):
-    url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
-    prefix: str = "mm"
-    minute_ttl_s: int = Field(48 * 3600, ge=60)
-    hour_ttl_s: int = Field(35 * 24 * 3600, ge=3600)
-    text_ttl_s: int = Field(24 * 3600, ge=60)
-    # the representative posts kept per topic and minute (the texts alerts quote)
-    texts_per_minute: int = Field(8, ge=0, le=1000)
-    # the duplicate-id guard remembers a post id for one to two slices (sources rewind seconds to
-    # minutes; each connector also dedups what it produces, for days)
-    dedup_slice_s: int = Field(3600, ge=60)
 
 
 class WorkerSettings(_Section):
@@ -123,13 +104,17 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         return _with_env(data)
     except ValidationError as exc:
         err = exc.errors()[0]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, SettingError):  # a section's cross-field check: name the setting itself
+            raise ConfigError(source, _field_path((*err["loc"], cause.field)), cause.reason) from exc
         raise ConfigError(source, _field_path(tuple(err["loc"])), err["msg"]) from exc
 
 
 def _with_env(data: dict[str, Any]) -> Settings:
     # init kwargs beat env in pydantic-settings; we want env to beat the file, so merge by hand
+    # (the env values unvalidated: a section's checks must see the file's values too)
     env_only = (
-        Settings().model_dump(exclude_unset=True)
+        EnvSettingsSource(Settings)()
         if any(k.startswith("MOOD_") and k != "MOOD_CONFIG" for k in os.environ)
         else {}
     )

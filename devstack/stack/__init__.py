@@ -3,6 +3,7 @@ KRaft broker run with Java 17 from Maven Central jars, and redis-server from Deb
 both on 127.0.0.1. No Docker engine needed.
 
     python -m devstack.stack up|status|down|install|logs     (also: mood-monitor stack ...)
+    ... [--secure]   the secured stack instead (TLS, SCRAM, Redis ACL users: devstack.stack.secure)
 
 Downloads are cached outside the clone, keyed by version:
 ``${XDG_CACHE_HOME:-~/.cache}/mood-monitor/kafka-<version>/lib`` (Maven's own ~/.m2 too).
@@ -27,8 +28,12 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitor.errors import StackError
+
+if TYPE_CHECKING:
+    from monitor.transport import KafkaSettings
 
 KAFKA_VERSION = "4.1.1"
 HERE = resources.files("devstack.stack")
@@ -177,6 +182,25 @@ class LocalStack:
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
+    @property
+    def kafka_client(self) -> str | KafkaSettings:
+        """What a client of this stack's broker is built from (`monitor.kafka.client_kwargs`)."""
+        return self.kafka_bootstrap
+
+    def _kafka_properties(self, data: Path) -> str:
+        return (
+            HERE.joinpath("server.properties")
+            .read_text()
+            .format(kafka_port=self.kafka_port, controller_port=self.controller_port, data_dir=data)
+        )
+
+    def _format_args(self) -> list[str]:
+        """Extra arguments of ``kafka-storage format`` (the secured stack's SCRAM users)."""
+        return []
+
+    def _redis_listen_args(self) -> list[str]:
+        return ["--port", str(self.redis_port)]
+
     def _pidfile(self, name: str) -> Path:
         return self.dir / f"{name}.pid"
 
@@ -193,7 +217,7 @@ class LocalStack:
             return False
         from monitor.kafka import broker_answers
 
-        return broker_answers(self.kafka_bootstrap)
+        return broker_answers(self.kafka_client)
 
     def start_kafka(self, timeout_s: float = 120.0) -> None:
         if self.kafka_ready():
@@ -205,11 +229,8 @@ class LocalStack:
         self.dir.mkdir(parents=True, exist_ok=True)
         data = self.dir / "kafka-data"
         props = self.dir / "server.properties"
-        props.write_text(
-            HERE.joinpath("server.properties")
-            .read_text()
-            .format(kafka_port=self.kafka_port, controller_port=self.controller_port, data_dir=data)
-        )
+        props.write_text(self._kafka_properties(data))
+        props.chmod(0o600)  # the secured stack's holds the broker's own SCRAM password
         log4j = self.dir / "log4j2.properties"
         log4j.write_text(HERE.joinpath("log4j2.properties").read_text())
         cp = f"{lib}/*"
@@ -229,6 +250,7 @@ class LocalStack:
                     cluster_id,
                     "-c",
                     str(props),
+                    *self._format_args(),
                 ]
             )
             if res.returncode != 0:
@@ -285,8 +307,7 @@ class LocalStack:
         rdir.mkdir(parents=True, exist_ok=True)
         args = [
             server,
-            "--port",
-            str(self.redis_port),
+            *self._redis_listen_args(),
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -361,13 +382,24 @@ class LocalStack:
                 time.sleep(0.1)
         self._pidfile(name).unlink(missing_ok=True)
 
+    def describe(self) -> str:
+        return f"kafka {self.kafka_bootstrap}, redis {self.redis_url}"
+
     def status(self) -> dict[str, bool]:
         return {"kafka": self.kafka_ready(), "redis": self.redis_ready()}
 
 
 def cli(argv: list[str]) -> int:
+    secure = "--secure" in argv  # the secured stack (devstack.stack.secure), on its own ports
+    argv = [a for a in argv if a != "--secure"]
     cmd = argv[0] if argv else "status"
-    st = LocalStack()
+    st: LocalStack
+    if secure:
+        from devstack.stack.secure import SecureStack
+
+        st = SecureStack()
+    else:
+        st = LocalStack()
     try:
         if cmd == "install":
             ensure_jars()
@@ -379,7 +411,7 @@ def cli(argv: list[str]) -> int:
             return 0
         if cmd == "up":
             st.up()
-            print(f"stack: up: kafka {st.kafka_bootstrap}, redis {st.redis_url} (state in {st.dir})")
+            print(f"stack: up: {st.describe()} (state in {st.dir})")
             return 0
         if cmd == "down":
             st.down()

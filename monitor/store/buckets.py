@@ -21,8 +21,9 @@ import orjson
 import redis
 
 from monitor.aggregates import MINUTE_MS, Bucket, Delta, merge, minute_start, window_plan
-from monitor.errors import StoreUnavailable
 from monitor.store import keys
+from monitor.store.client import redis_client, store_error
+from monitor.transport import RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def translated(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except redis.RedisError as exc:
-            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+            raise store_error(exc, getattr(args[0], "client", None) if args else None) from exc
 
     return wrapper
 
@@ -113,7 +114,7 @@ class AggregateReader(Protocol):
 class RedisAggregateStore:
     def __init__(
         self,
-        url: str,
+        url: RedisSettings | str,
         prefix: str = keys.DEFAULT_PREFIX,
         *,
         minute_ttl_s: int = 48 * 3600,
@@ -129,12 +130,7 @@ class RedisAggregateStore:
         self.text_ttl_s = text_ttl_s
         self.texts_per_minute = texts_per_minute
         self.dedup_slice_s = dedup_slice_s
-        self.client: redis.Redis = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=socket_timeout_s,
-            decode_responses=True,
-        )
+        self.client: redis.Redis = redis_client(url, socket_timeout_s=socket_timeout_s, decode_responses=True)
         scripts = resources.files("monitor.store").joinpath("lua")
         self._apply = self.client.register_script(scripts.joinpath("apply_deltas.lua").read_text())
         self._remember = self.client.register_script(scripts.joinpath("remember.lua").read_text())

@@ -29,16 +29,21 @@ from typing import Any, Protocol
 import redis
 
 from monitor.errors import StoreUnavailable
+from monitor.store.client import redis_client, store_error
+from monitor.transport import RedisSettings
 
 PREFIX = "mm:conn:"
 
 
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
+def _translated(what: str, client: Any = None) -> Iterator[None]:
     try:
         yield
     except redis.RedisError as exc:
-        raise StoreUnavailable(f"connector state: {what}: {exc.__class__.__name__}") from exc
+        err = store_error(exc, client, f"connector state: {what}")
+        if isinstance(err, StoreUnavailable):  # the class only: connector errors never carry text
+            err = StoreUnavailable(f"connector state: {what}: {exc.__class__.__name__}")
+        raise err from exc
 
 
 class ConnectorState(Protocol):
@@ -65,7 +70,7 @@ class ConnectorState(Protocol):
 class RedisConnectorState:
     def __init__(
         self,
-        url: str,
+        url: RedisSettings | str,
         instance: str,
         *,
         prefix: str = PREFIX,
@@ -74,7 +79,7 @@ class RedisConnectorState:
         status_ttl_s: int = 3600,
         client: Any | None = None,
     ) -> None:
-        self.r: Any = client or redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self.r: Any = client or redis_client(url, socket_timeout_s=10)
         self.instance = instance
         self.prefix = prefix
         self.base = f"{prefix}{instance}:"
@@ -87,7 +92,7 @@ class RedisConnectorState:
 
     # ---- cursor and dedup -----------------------------------------------------------------
     def cursor(self) -> str | None:
-        with _translated("read cursor"):
+        with _translated("read cursor", self.r):
             v = self.r.get(self.key("cursor"))
         return v.decode() if isinstance(v, bytes) else v
 
@@ -96,7 +101,7 @@ class RedisConnectorState:
         ks = list(dict.fromkeys(keys))
         if not ks:
             return set()
-        with _translated("read dedup set"):
+        with _translated("read dedup set", self.r):
             scores = self.r.zmscore(self.key("seen"), ks)
         return {k for k, s in zip(ks, scores, strict=True) if s is None}
 
@@ -112,7 +117,7 @@ class RedisConnectorState:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         ks = list(keys)
         seen = self.key("seen")
-        with _translated("commit"):
+        with _translated("commit", self.r):
             pipe = self.r.pipeline(transaction=True)
             if ks:
                 pipe.zadd(seen, dict.fromkeys(ks, now), nx=True)
@@ -126,21 +131,21 @@ class RedisConnectorState:
 
     def claim(self, key: str, ttl_s: int) -> bool:
         """SET NX with a TTL: True the first time ``key`` is claimed (webhook-id idempotency)."""
-        with _translated("claim"):
+        with _translated("claim", self.r):
             return bool(self.r.set(self.key(f"claim:{key}"), b"1", nx=True, ex=ttl_s))
 
     def release(self, key: str) -> None:
-        with _translated("release"):
+        with _translated("release", self.r):
             self.r.delete(self.key(f"claim:{key}"))
 
     def meta(self, field: str) -> str | None:
-        with _translated("read meta"):
+        with _translated("read meta", self.r):
             v = self.r.hget(self.key("meta"), field)
         return v.decode() if isinstance(v, bytes) else v
 
     # ---- status -----------------------------------------------------------------------------
     def report(self, status: Mapping[str, int | str | float]) -> None:
-        with _translated("report status"):
+        with _translated("report status", self.r):
             pipe = self.r.pipeline(transaction=False)
             pipe.hset(self.key("status"), mapping={k: str(v) for k, v in status.items()})
             pipe.expire(self.key("status"), self.status_ttl_s)
@@ -151,10 +156,12 @@ class RedisConnectorState:
         self.r.close()
 
 
-def read_statuses(url: str, *, prefix: str = PREFIX, client: Any | None = None) -> dict[str, dict[str, str]]:
+def read_statuses(
+    url: RedisSettings | str, *, prefix: str = PREFIX, client: Any | None = None
+) -> dict[str, dict[str, str]]:
     """instance -> its last status (an instance whose status expired shows as {})."""
-    r: Any = client or redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-    with _translated("read statuses"):
+    r: Any = client or redis_client(url, socket_timeout_s=10)
+    with _translated("read statuses", r):
         names = sorted(n.decode() for n in r.smembers(f"{prefix}index"))
         out: dict[str, dict[str, str]] = {}
         for n in names:
