@@ -50,7 +50,11 @@ def ensure_topics(s: Settings) -> None:
     _ensure(
         k,
         {k.raw_topic: k.partitions, k.scored_topic: k.partitions, k.dlq_topic: 1},
-        configs={k.scored_topic: {"retention.ms": str(k.scored_retention_ms)}},
+        configs={
+            k.raw_topic: {"retention.ms": str(s.privacy.raw_retention_ms)},
+            k.scored_topic: {"retention.ms": str(k.scored_retention_ms)},
+            k.dlq_topic: {"retention.ms": str(s.privacy.dlq_retention_ms)},
+        },
     )
 
 
@@ -85,6 +89,7 @@ def build_worker(s: Settings, *, name: str | None = None) -> Worker:
         backoff_max_s=w.backoff_max_s,
         health_ttl_s=w.health_ttl_s,
         keep_texts=w.keep_texts,
+        author_key=s.privacy.author_key_bytes(s.kafka.bootstrap_servers),
         process_name=name or process_name("worker"),
         batches_in_model=2 if scorer_lanes(scorer) > 1 else 1,
     )

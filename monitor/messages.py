@@ -137,14 +137,15 @@ def encode_deletion(deletion: Deletion) -> bytes:
 
 
 def encode_scored(sp: ScoredPost, *, with_text: bool = True) -> bytes:
-    """``with_text=False`` writes the post's text as "" (what posts.scored keeps) without
-    copying the dataclasses first."""
+    """``with_text=False`` writes the post's text and url as "" (what posts.scored keeps: a
+    rebuild needs neither, and a link can name its author) without copying the dataclasses
+    first."""
     # orjson serializes the nested Post dataclass (tuples as arrays) natively: the same JSON
     # as dataclasses.asdict, at a fraction of the cost (asdict deep-copies every field)
     d: dict[str, Any] = {f.name: getattr(sp, f.name) for f in _SCORED_FIELDS}
     if not with_text:
         d["post"] = {f.name: getattr(sp.post, f.name) for f in _POST_FIELDS}
-        d["post"]["text"] = ""
+        d["post"]["text"] = d["post"]["url"] = ""
     d["v"] = SCHEMA_VERSION
     return orjson.dumps(d)
 

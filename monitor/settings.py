@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from monitor.alerts.settings import AlertSettings
 from monitor.errors import ConfigError
 from monitor.model.settings import ModelSettings
+from monitor.privacy.settings import PrivacySettings
 from monitor.transport import KafkaSettings, RedisSettings, SettingError
 
 # the Kafka and Redis sections live in monitor.transport (monitor.kafka and monitor.store use them)
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     topics: list[TopicSettings] = []
     alerts: AlertSettings = AlertSettings()
+    privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("topics")
     @classmethod

@@ -34,6 +34,7 @@ the outside world (`TransientError`: Redis, Kafka) retry or stop a batch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import time
@@ -54,6 +55,7 @@ from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
 from monitor.model.base import EncodeFn, LabelFn, Scorer, estimate_tokens
 from monitor.model.language import post_language
 from monitor.model.memory import trim
+from monitor.privacy import author_pseudonym, sample_text
 from monitor.store.buckets import AggregateStore, PartitionWrite, RecentPost
 from monitor.taxonomy import UNSUPPORTED
 from monitor.topics import TopicMatcher
@@ -152,6 +154,9 @@ class WorkerConfig:
     backoff_max_s: float = 30.0
     health_ttl_s: int = 30
     keep_texts: bool = True
+    # the secret key of author pseudonyms (`monitor.privacy.author_pseudonym`); empty: author
+    # ids are dropped. Never in a repr (a config may be logged)
+    author_key: bytes = field(default=b"", repr=False)
     process_name: str = "worker"
     # 2: the next batch is handed to the model as soon as it is gathered, queued behind the one
     # running, so that parallel CPU lanes never wait for a batch to be written and committed
@@ -348,8 +353,12 @@ class Worker:
             )
             if isinstance(msg, Post):
                 stage = "language"
-                if msg.lang != (lang := post_language(msg.lang, msg.text)):
-                    msg = replace(msg, lang=lang)
+                lang = post_language(msg.lang, msg.text)
+                if msg.lang != lang or msg.author_id:
+                    # past posts.raw an author is only ever its keyed pseudonym
+                    msg = replace(
+                        msg, lang=lang, author_id=author_pseudonym(self.cfg.author_key, msg.author_id)
+                    )
                 stage = "match"
                 item.topics = self.matcher.match(msg)
             item.msg = msg
@@ -638,6 +647,8 @@ class Worker:
                         ts,
                         post_delta(sp) if sp.topics else {},
                         encode_scored(sp, with_text=False),
+                        # what the Redis sample may keep: cut on a word boundary, redacted
+                        sample_text(p.text) if sp.topics and self.cfg.keep_texts else "",
                     )
                 )
             except Exception as exc:  # noqa: BLE001 - one record's failure stays with that record
@@ -676,7 +687,7 @@ class Worker:
                 pw.first_offset = min(pw.first_offset, r.offset)
                 for key in (("m", minute_start(ts)), ("h", hour_start(ts))):
                     add_into(pw.deltas.setdefault(key, {}), s.delta)
-                recent.append(RecentPost(topic, sp.post.id, ts, sp.post.text, sp.post.url, sp.sentiment))
+                recent.append(RecentPost(topic, sp.post.id, ts, s.sample, sp.post.url, sp.sentiment))
             if fresh:
                 counted_posts.add(r.origin)
         writes: dict[str, list[PartitionWrite]] = defaultdict(list)
@@ -694,6 +705,7 @@ class _Scored:
     ts: int
     delta: dict[str, float]
     encoded: bytes
+    sample: str
 
 
 def holds_partitions(heartbeat: Mapping[str, Any] | None) -> bool:
@@ -703,15 +715,25 @@ def holds_partitions(heartbeat: Mapping[str, Any] | None) -> bool:
 
 
 def _dlq_value(r: _Record, reason: str, detail: str, now_ms: int) -> bytes:
+    """What an operator needs to find and fix a parked record, never its content (the post's
+    text, author and links stay in posts.raw, for its retention only): where it is (origin,
+    topic, partition, offset: `kcat -t <topic> -p <partition> -o <offset> -c 1`), why (the
+    reason, the bad field, a detail that never quotes the value), its size and a SHA-256 of
+    its bytes (to recognise the same payload again)."""
     raw = r.value or b""
+    kind, _, rest = reason.partition(":")
     return orjson.dumps(
         {
             "reason": reason,
+            "field": rest if kind == "decode" else "",
             "detail": detail[:1000],
             "origin": r.origin,
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.offset,
             "dlq_ms": now_ms,
             "size": len(raw),
-            # keep the start of the bad record for inspection, never the whole of a huge one
-            "value_head": raw[:2048].decode("utf-8", errors="replace"),
+            "key_size": len(r.key or b""),
+            "sha256": hashlib.sha256(raw).hexdigest(),
         }
     )

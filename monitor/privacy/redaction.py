@@ -1,16 +1,12 @@
-"""Personal data kept to what the figures need: author pseudonyms and redaction. Pure.
+"""Redaction of personal data in post texts. Pure.
 
-- `author_pseudonym`: an author id becomes ``h:`` + the first 128 bits (32 hex digits) of
-  HMAC-SHA256 under the deployment's secret author key, before anything is stored beyond
-  ``posts.raw``. The same author gives the same pseudonym under one key (so distinct authors
-  can still be counted), and nobody without the key can test a guess ("is this did:plc:... in
-  there?"), which a plain hash would allow. No key: no author id at all.
 - `redact`: e-mail addresses -> ``[email]``, payment card numbers (13-19 digits, optionally
   grouped by single spaces or dashes, Luhn-valid) -> ``[card]``, phone numbers (7-15 digits
   with a leading ``+``, else 9-15) -> ``[phone]``. Applied to the texts Redis keeps (the
   sample alerts quote) and to alert examples. Linear time: the e-mail and phone shapes run on
   RE2, the card scan walks the digit chains of `monitor.patterns.DIGIT_CHAIN` (proven linear
-  there) and tries at most 19 group-aligned windows per group, each of at most 19 digits.
+  there) and tries at most 19 group-aligned windows per group, each checked in O(1) from
+  prefix sums.
 - `sample_text`: what the Redis sample keeps of a post: cut at ``limit`` characters on a
   word boundary (so no half of an address or a number is left behind by the cut), then
   redacted.
@@ -18,22 +14,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from monitor.patterns import DIGIT_CHAIN, EMAIL, PHONE_CANDIDATE
 
-PSEUDONYM_PREFIX = "h:"
-MIN_AUTHOR_KEY_BYTES = 32
 CARD_DIGITS = range(13, 20)
-
-
-def author_pseudonym(key: bytes, author_id: str) -> str:
-    """``h:<32 hex>`` for a non-empty author id under ``key``; ``""`` without a key or an id."""
-    if not key or not author_id:
-        return ""
-    mac = hmac.new(key, author_id.encode("utf-8", "surrogatepass"), hashlib.sha256)
-    return PSEUDONYM_PREFIX + mac.hexdigest()[:32]
 
 
 def luhn_ok(digits: str) -> bool:
