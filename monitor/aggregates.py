@@ -10,6 +10,10 @@ fields are named here (and documented in the README):
                         uncertain, unsupported)
     l:<lang>            language counts ("und" when unknown)
     src:<source>        source counts
+    t:<label> p:<label> hn:<bin> hp:<bin>
+                        what the share corrections need (`monitor.prevalence`): top-label
+                        counts, posterior sums, histograms of P(negative) and P(positive); for
+                        posts whose record carries the model's probabilities
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from monitor.messages import ScoredPost
+from monitor.prevalence import Evidence, evidence_fields, is_evidence_field
 from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN
 
 MINUTE_MS = 60_000
@@ -52,6 +57,8 @@ def post_delta(sp: ScoredPost) -> Delta:
     }
     if sp.sentiment in SENTIMENTS:
         d["score_sum"] = sp.sentiment_score
+    if sp.sentiment_probs is not None:
+        d.update(evidence_fields(sp.sentiment_probs))
     return d
 
 
@@ -83,6 +90,7 @@ class Bucket:
     emotions: Mapping[str, int] = field(default_factory=dict)
     langs: Mapping[str, int] = field(default_factory=dict)
     sources: Mapping[str, int] = field(default_factory=dict)
+    quant: Mapping[str, float] = field(default_factory=dict)  # the t: p: hn: hp: fields
 
     @classmethod
     def from_hash(cls, start_ms: int, h: Mapping[str, str | bytes | float | int]) -> Bucket:
@@ -90,6 +98,7 @@ class Bucket:
         emo: dict[str, int] = {}
         langs: dict[str, int] = {}
         sources: dict[str, int] = {}
+        quant: dict[str, float] = {}
         n = 0
         score_sum = 0.0
         for raw_k, raw_v in h.items():
@@ -107,7 +116,9 @@ class Bucket:
                 langs[k[2:]] = int(v)
             elif k.startswith("src:"):
                 sources[k[4:]] = int(v)
-        return cls(start_ms, n, sent, score_sum, emo, langs, sources)
+            elif is_evidence_field(k):
+                quant[k] = v
+        return cls(start_ms, n, sent, score_sum, emo, langs, sources, quant)
 
     @property
     def scored(self) -> int:
@@ -130,6 +141,11 @@ class Bucket:
     def uncertain(self) -> int:
         return self.sentiments.get(UNCERTAIN, 0)
 
+    @property
+    def evidence(self) -> Evidence:
+        """What the share corrections read (n = 0 for buckets written before they existed)."""
+        return Evidence.from_fields(self.quant)
+
 
 def merge(buckets: Iterable[Bucket], start_ms: int) -> Bucket:
     """Sum buckets into one window figure starting at ``start_ms``."""
@@ -139,6 +155,7 @@ def merge(buckets: Iterable[Bucket], start_ms: int) -> Bucket:
     emo: dict[str, int] = defaultdict(int)
     langs: dict[str, int] = defaultdict(int)
     sources: dict[str, int] = defaultdict(int)
+    quant: dict[str, float] = defaultdict(float)
     for b in buckets:
         n += b.n
         score_sum += b.score_sum
@@ -150,7 +167,9 @@ def merge(buckets: Iterable[Bucket], start_ms: int) -> Bucket:
         ):
             for k, v in src_map.items():
                 dst[k] += v
-    return Bucket(start_ms, n, dict(sent), score_sum, dict(emo), dict(langs), dict(sources))
+        for k, x in b.quant.items():
+            quant[k] += x
+    return Bucket(start_ms, n, dict(sent), score_sum, dict(emo), dict(langs), dict(sources), dict(quant))
 
 
 def window_plan(start_ms: int, end_ms: int) -> tuple[list[int], list[int]]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from monitor.model.base import LabelFn, Scorer
     from monitor.store.buckets import RedisAggregateStore
     from monitor.worker import Worker
+    from monitor.prevalence import Corrector
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,16 @@ def build_store(s: Settings, prefix: str | None = None) -> RedisAggregateStore:
 
 def ensure_topics(s: Settings) -> None:
     from monitor.kafka import ensure_topics as _ensure
+def build_corrector(s: Settings) -> Corrector:
+    """The read side's corrected shares: ``model.share_method`` over the configured model's
+    calibration (quantify.json; none for a hub model without one: raw counts, said so). Loads
+    a JSON file, not the model; ConfigError naming the file on a malformed one."""
+    from monitor.model.calibration import calibration_for
+    from monitor.prevalence import Corrector
+
+    return Corrector(s.model.share_method, calibration_for(s.model), s.model.share_level)
+
+
 
     k = s.kafka
     _ensure(
@@ -176,11 +187,25 @@ def _metrics_app(s: Settings) -> Any:
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'topic':<14}{'posts':>7}{'neg%':>7}{'neu%':>7}{'pos%':>7}{'score':>8}  top emotion"
+    """Raw counted shares, and the corrected negative share with its interval when present."""
+    head = (
+        f"{'topic':<14}{'posts':>7}{'neg%':>7}{'neu%':>7}{'pos%':>7}{'score':>8}  "
+        f"{'neg% corrected [90%]':<24}top emotion"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['topic']:<14}{r['posts']:>7}{r['negative'] * 100:>6.0f}%{r['neutral'] * 100:>6.0f}%"
-            f"{r['positive'] * 100:>6.0f}%{r['mean_score']:>+8.2f}  {r['top_emotion']}"
+            f"{r['positive'] * 100:>6.0f}%{r['mean_score']:>+8.2f}  "
+            f"{_corrected_cell(r):<24}{r['top_emotion']}"
         )
     return "\n".join(lines)
+def _corrected_cell(r: dict[str, Any]) -> str:
+    """The corrected negative share and its interval, e.g. ``64% [55-72] pacc``."""
+    c = r.get("corrected")
+    if not c or not c.get("n"):
+        return "-"
+    neg = c["negative"]
+    return f"{neg['share'] * 100:.0f}% [{neg['low'] * 100:.0f}-{neg['high'] * 100:.0f}] {c['method']}"
+
+

@@ -35,6 +35,7 @@ from monitor.alerts.settings import AlertSettings
 from monitor.app import (
     build_alerter,
     build_store,
+    build_corrector,
     build_worker,
     ensure_topics,
     mood_rows,
@@ -112,7 +113,7 @@ def cmd_mood(args: argparse.Namespace) -> int:
     store = build_store(s)
     parse_window(args.window)  # a bad window is a config error before Redis is read
     rows = mood_rows(
-        store, [args.topic] if args.topic else store.topics(), args.window, int(time.time() * 1000)
+        store, [args.topic] if args.topic else store.topics(), args.window, int(time.time() * 1000), corrector
     )
     if args.json:
         print(orjson.dumps(rows if not args.topic else rows[0]).decode())
@@ -120,6 +121,7 @@ def cmd_mood(args: argparse.Namespace) -> int:
         print(render_table(rows))
     return 0
 
+    corrector = build_corrector(s)  # a bad calibration file is a config error before Redis is read
 
 def _heartbeats(s: Settings) -> dict[str, dict[str, Any]] | None:
     """Fresh heartbeats by process, or None (said on stdout) when Redis cannot be read."""

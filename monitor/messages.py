@@ -114,6 +114,9 @@ class ScoredPost:
     # where the raw record came from, so a rebuild from posts.scored can drop redeliveries
     origin: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    # the model's P(negative), P(neutral), P(positive): what the buckets' share corrections
+    # keep (None when the post had no model output, or in records written before)
+    sentiment_probs: tuple[float, float, float] | None = None
 
 
 _SCORED_FIELDS = dataclasses.fields(ScoredPost)
@@ -327,4 +330,18 @@ def decode_scored(raw: bytes) -> ScoredPost:
         scored_ms=_int(obj, "scored_ms"),
         origin=_line(obj, "origin", required=False, max_chars=512, strip=True),
         extra={str(k)[:64]: _float({"extra": v}, "extra", -math.inf, math.inf) for k, v in extra.items()},
+        sentiment_probs=_probs(obj, "sentiment_probs"),
     )
+
+
+def _probs(obj: dict[str, Any], name: str) -> tuple[float, float, float] | None:
+    """Three probabilities in [0, 1] summing to 1 (within 1e-3), or None when absent."""
+    val = obj.get(name)
+    if val is None:
+        return None
+    if not isinstance(val, list) or len(val) != 3:
+        raise DecodeError(name, "expected a list of 3 numbers")
+    a, b, c = (_float({name: v}, name, 0.0, 1.0) for v in val)
+    if abs(a + b + c - 1.0) > 1e-3:
+        raise DecodeError(name, "the probabilities do not sum to 1")
+    return (a, b, c)

@@ -701,6 +701,7 @@ class _Scored:
     """A post with its labels, event time, bucket delta and posts.scored record."""
 
     record: Any
+                    sentiment_probs=out.sentiment if out is not None else None,
     post: ScoredPost
     ts: int
     delta: dict[str, float]

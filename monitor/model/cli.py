@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from monitor.errors import ConfigError
+
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from monitor.model.datasets import read_any
@@ -21,6 +23,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = score(args.task, data.labels, sets, tops, confs)
     print(f"model {args.model} on {data.source} ({args.task})")
     print(report.table())
+    if args.calibration_out:
+        if args.task != "sentiment":
+            raise ConfigError("--calibration-out", "task", "share calibration is for --task sentiment")
+        from monitor.model.calibration import write_calibration
+
+        write_calibration(args.model, data.texts, data.labels, Path(args.calibration_out), data.source)
+        print(f"wrote the share calibration to {args.calibration_out} (set model.calibration to it)")
     print(json.dumps({"model": args.model, "data": data.source, **report.as_json()}))
     return 0
 
@@ -64,6 +73,12 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("--model", default="default", help="default, a local directory or a hub id")
     sp.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8", "auto"])
     sp.add_argument("--quiet", action="store_true")
+    sp.add_argument(
+        "--calibration-out",
+        default=None,
+        help="also write the share corrections' statistics (quantify.json) from --data: give it a "
+        "VALIDATION file, never the test set you report",
+    )
     sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("train", help="fine-tune a classifier on your labeled file")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ModelSettings(BaseModel):
@@ -30,3 +32,19 @@ class ModelSettings(BaseModel):
     # on a CPU, how many single-threaded forward passes run side by side on the sub-batches of
     # a batch (default: one per thread; 1 = one pass over all threads)
     cpu_lanes: int | None = Field(None, ge=1)
+    # the sentiment shares the read side reports besides the raw counts (monitor.prevalence):
+    # cc, pcc (uncorrected), acc, pacc, hdy, hem (corrected for a topic mix unlike the training
+    # mix); pacc was chosen by bench/quantify.py on validation data (docs: MODEL_CARD.md)
+    share_method: Literal["cc", "pcc", "acc", "pacc", "hdy", "hem"] = "pacc"
+    share_level: float = 0.9  # the intervals' coverage target: 0.8, 0.9, 0.95 or 0.99
+    # the model's validation statistics (quantify.json); default: the shipped one for the
+    # default model, <dir>/quantify.json for a local model; a hub model has none unless
+    # `mood-monitor evaluate --calibration-out` wrote one (else raw counts, said so)
+    calibration: str | None = None
+
+    @field_validator("share_level")
+    @classmethod
+    def _level(cls, v: float) -> float:
+        if v not in (0.8, 0.9, 0.95, 0.99):
+            raise ValueError("share_level: one of 0.8, 0.9, 0.95, 0.99")
+        return v

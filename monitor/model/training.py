@@ -375,7 +375,17 @@ def train_default(  # noqa: C901
         "val": best["metrics"],
     }
     save_default(model, out_dir, meta)
+    _calibrate("sentiment", out_dir, sent_val)  # the read side's share corrections, same val split
     return meta
+
+
+def _calibrate(task: str, out_dir: Path, val: Labeled) -> None:
+    """Write a sentiment model's quantify.json from its validation split (`monitor.prevalence`)."""
+    if task != "sentiment":
+        return
+    from monitor.model.calibration import CALIBRATION_FILE, write_calibration
+
+    write_calibration(str(out_dir), val.texts, val.labels, out_dir / CALIBRATION_FILE, val.source)
 
 
 @dataclass
@@ -513,6 +523,7 @@ def finetune(train: Labeled, val: Labeled | None, out_dir: Path, cfg: FinetuneCo
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
+    _calibrate(cfg.task, out_dir, val)
     return {
         "task": cfg.task,
         "best_val_macro_recall": best,

@@ -20,7 +20,17 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import orjson
 import redis
 
-from monitor.aggregates import MINUTE_MS, Bucket, Delta, merge, minute_start, window_plan
+from monitor.aggregates import (
+    HOUR_MS,
+    MINUTE_MS,
+    Bucket,
+    Delta,
+    hour_start,
+    merge,
+    minute_start,
+    window_plan,
+)
+from monitor.prevalence import is_float_field
 from monitor.store import keys
 from monitor.store.client import redis_client, store_error
 from monitor.transport import RedisSettings
@@ -196,7 +206,7 @@ class RedisAggregateStore:
             k = keys.bucket(self.prefix, topic, kind, start)
             pipe.delete(k)
             for fld, val in deltas.get(start, {}).items():
-                if fld == "score_sum":
+                if is_float_field(fld):
                     pipe.hincrbyfloat(k, fld, val)
                 else:
                     pipe.hincrby(k, fld, int(val))

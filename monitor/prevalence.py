@@ -1,0 +1,498 @@
+"""Sentiment shares that stay right when a topic's mix moves away from the training mix
+(quantification under label shift). Pure (stdlib only).
+
+Counting each post's top label (classify-and-count, what the ``s:<label>`` fields hold) is
+biased whenever the mix differs from the one the model was trained on: a model that calls 20 %
+of negative posts neutral reports 64 % for a topic whose posts are 80 % negative. The methods
+here correct the count with what the model does on labelled validation data (`Calibration`,
+shipped next to the model as ``quantify.json``), from what a bucket keeps (`Evidence`: additive
+over minutes, hours and workers):
+
+    t:<label>    posts whose top sentiment is <label> (whatever ``uncertain_below`` says)
+    p:<label>    sum of the posts' P(<label>)
+    hn:<bin>     posts with P(negative) in bin <bin> of BINS equal bins of [0, 1]
+    hp:<bin>     posts with P(positive) in bin <bin>
+
+Methods (`METHODS`):
+
+    cc     classify-and-count: the share of top labels (no correction; biased under shift)
+    pcc    probabilistic classify-and-count: the mean posterior (as biased)
+    acc    adjusted count: solve  q_top = C^T pi  for the shares pi, C[y][j] = P(top = j | y)
+    pacc   probabilistic adjusted count: the same with the mean posteriors given each class
+    hdy    HDy: the shares whose mixture of the classes' validation histograms of P(negative)
+           and P(positive) is closest (Hellinger distance) to the bucket's histograms
+    hem    the maximum-likelihood mix of the same histograms (EM over the bins)
+
+What every correction assumes: *label shift*, i.e. what posts of one class look like to the
+model, P(x | y), is the same in the topic as in the validation data; only the class mix
+changes. Text from another domain (another platform, jargon, another language) breaks that,
+and then a corrected share can be further off than the raw count.
+
+Intervals (`Estimate.low` / ``high``, 90 % by default): cc and pcc get the binomial normal
+interval of the counted share (an interval for what the model counts, not for the true share);
+acc and pacc a delta-method interval with both the sample's noise (a multinomial bound) and the
+calibration's (the validation set's size per class); hdy and hem a parametric bootstrap of the
+histograms (deterministic seed). All are clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+from monitor.taxonomy import SENTIMENTS
+
+BINS = 10
+METHODS = ("cc", "pcc", "acc", "pacc", "hdy", "hem")
+ADJUSTED = ("acc", "pacc", "hdy", "hem")  # the methods that need a calibration
+K = len(SENTIMENTS)  # negative, neutral, positive
+_Z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.9600, 0.99: 2.5758}
+BOOTSTRAP_ROUNDS = 100
+
+Vector = tuple[float, ...]
+Matrix = tuple[Vector, ...]
+
+
+def bin_of(p: float) -> int:
+    return min(BINS - 1, max(0, int(p * BINS)))
+
+
+def evidence_fields(probs: Sequence[float]) -> dict[str, float]:
+    """The quantification fields one post with sentiment probabilities ``probs`` (negative,
+    neutral, positive) adds to a bucket; ValueError on anything but three finite
+    probabilities (a model bug: the worker parks that post)."""
+    if len(probs) != K or not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probs):
+        raise ValueError("sentiment probabilities: expected 3 finite numbers in [0, 1]")
+    top = max(range(K), key=lambda k: probs[k])
+    d: dict[str, float] = {f"t:{SENTIMENTS[top]}": 1}
+    for k, lab in enumerate(SENTIMENTS):
+        d[f"p:{lab}"] = float(probs[k])
+    d[f"hn:{bin_of(probs[0])}"] = 1
+    d[f"hp:{bin_of(probs[2])}"] = 1
+    return d
+
+
+def is_float_field(name: str) -> bool:
+    """Whether a bucket field sums floats (HINCRBYFLOAT) rather than counts."""
+    return name == "score_sum" or name.startswith("p:")
+
+
+def is_evidence_field(name: str) -> bool:
+    return name.startswith(("t:", "p:", "hn:", "hp:"))
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What a bucket (or a sum of buckets) holds for quantification."""
+
+    n: int  # posts with sentiment probabilities
+    top: Vector  # top-label counts per class
+    post: Vector  # posterior sums per class
+    hist_neg: Vector  # BINS counts of P(negative)
+    hist_pos: Vector  # BINS counts of P(positive)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, float]) -> Evidence:
+        top = tuple(float(fields.get(f"t:{lab}", 0)) for lab in SENTIMENTS)
+        return cls(
+            int(sum(top)),
+            top,
+            tuple(float(fields.get(f"p:{lab}", 0.0)) for lab in SENTIMENTS),
+            tuple(float(fields.get(f"hn:{b}", 0)) for b in range(BINS)),
+            tuple(float(fields.get(f"hp:{b}", 0)) for b in range(BINS)),
+        )
+
+    @classmethod
+    def of(cls, probs: Iterable[Sequence[float]]) -> Evidence:
+        acc: dict[str, float] = {}
+        for p in probs:
+            for k, v in evidence_fields(p).items():
+                acc[k] = acc.get(k, 0.0) + v
+        return cls.from_fields(acc)
+
+
+def _normalised(v: Sequence[float]) -> Vector:
+    s = sum(v)
+    return tuple(x / s for x in v) if s > 0 else tuple(1.0 / len(v) for _ in v)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A model's behaviour on labelled validation data, per true class (rows: negative,
+    neutral, positive): what the adjusted methods invert."""
+
+    support: tuple[int, ...]  # validation posts per true class
+    top: Matrix  # P(top label = j | class y)
+    post: Matrix  # mean posterior vector given class y
+    hist_neg: Matrix  # histogram of P(negative) given y (fractions, BINS)
+    hist_pos: Matrix
+    source: str = ""
+    bins: int = BINS
+
+    @classmethod
+    def from_validation(
+        cls, probs: Sequence[Sequence[float]], labels: Sequence[int], source: str = ""
+    ) -> Calibration:
+        """From the posteriors of a validation set and its gold class ids (0 negative, 1 neutral,
+        2 positive)."""
+        groups: list[list[Sequence[float]]] = [[] for _ in range(K)]
+        for p, y in zip(probs, labels, strict=True):
+            groups[y].append(p)
+        if any(not g for g in groups):
+            raise ValueError("calibration: every sentiment class needs validation examples")
+        evs = [Evidence.of(g) for g in groups]
+        return cls(
+            tuple(len(g) for g in groups),
+            tuple(_normalised(e.top) for e in evs),
+            tuple(_normalised(e.post) for e in evs),
+            tuple(_normalised(e.hist_neg) for e in evs),
+            tuple(_normalised(e.hist_pos) for e in evs),
+            source,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "labels": list(SENTIMENTS),
+            "bins": self.bins,
+            "source": self.source,
+            "support": list(self.support),
+            "top_given_class": [list(r) for r in self.top],
+            "posterior_given_class": [list(r) for r in self.post],
+            "hist_negative_given_class": [list(r) for r in self.hist_neg],
+            "hist_positive_given_class": [list(r) for r in self.hist_pos],
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Calibration:
+        """ValueError naming the field on anything malformed."""
+        if list(obj.get("labels", [])) != list(SENTIMENTS):
+            raise ValueError(f"labels: expected {list(SENTIMENTS)}")
+        if obj.get("bins") != BINS:
+            raise ValueError(f"bins: expected {BINS}")
+
+        def matrix(name: str, width: int) -> Matrix:
+            rows = obj.get(name)
+            if not isinstance(rows, list) or len(rows) != K:
+                raise ValueError(f"{name}: expected {K} rows")
+            out = []
+            for r in rows:
+                if not isinstance(r, list) or len(r) != width:
+                    raise ValueError(f"{name}: expected rows of {width} numbers")
+                vals = [float(x) for x in r]
+                if not all(math.isfinite(x) and 0.0 <= x <= 1.0 for x in vals):
+                    raise ValueError(f"{name}: values must lie in [0, 1]")
+                if abs(sum(vals) - 1.0) > 1e-3:
+                    raise ValueError(f"{name}: a row must sum to 1")
+                out.append(tuple(vals))
+            return tuple(out)
+
+        support = obj.get("support")
+        if (
+            not isinstance(support, list)
+            or len(support) != K
+            or not all(isinstance(s, int) and s > 0 for s in support)
+        ):
+            raise ValueError(f"support: expected {K} positive integers")
+        return cls(
+            tuple(support),
+            matrix("top_given_class", K),
+            matrix("posterior_given_class", K),
+            matrix("hist_negative_given_class", BINS),
+            matrix("hist_positive_given_class", BINS),
+            str(obj.get("source", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    method: str
+    shares: Vector  # negative, neutral, positive; sums to 1
+    low: Vector
+    high: Vector
+    n: int
+    level: float = 0.9
+
+    def as_json(self, digits: int = 3) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "level": self.level,
+            "n": self.n,
+            **{
+                lab: {
+                    "share": round(self.shares[k], digits),
+                    "low": round(self.low[k], digits),
+                    "high": round(self.high[k], digits),
+                }
+                for k, lab in enumerate(SENTIMENTS)
+            },
+        }
+
+
+# ---- small linear algebra -------------------------------------------------------------------
+def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """Gaussian elimination with partial pivoting; None when singular."""
+    n = len(b)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for c in range(n):
+        piv = max(range(c, n), key=lambda r: abs(m[r][c]))
+        if abs(m[piv][c]) < 1e-12:
+            return None
+        m[c], m[piv] = m[piv], m[c]
+        for r in range(n):
+            if r != c:
+                f = m[r][c] / m[c][c]
+                for j in range(c, n + 1):
+                    m[r][j] -= f * m[c][j]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def _inverse(a: list[list[float]]) -> list[list[float]] | None:
+    n = len(a)
+    cols = []
+    for j in range(n):
+        c = _solve(a, [1.0 if i == j else 0.0 for i in range(n)])
+        if c is None:
+            return None
+        cols.append(c)
+    return [[cols[j][i] for j in range(n)] for i in range(n)]
+
+
+def simplex_least_squares(c: Matrix, q: Sequence[float]) -> Vector:
+    """The shares pi >= 0, sum 1, minimising || C^T pi - q ||^2 (C: rows per class, columns per
+    observed feature). Tries every support of classes (7 for 3 classes): exact and cheap."""
+    best: tuple[float, Vector] | None = None
+    for size in range(K, 0, -1):
+        for support in combinations(range(K), size):
+            # minimise || sum_{y in S} pi_y c_y - q ||^2 s.t. sum pi_y = 1 (a Lagrange system)
+            s = len(support)
+            a = [
+                [2 * sum(c[i][f] * c[j][f] for f in range(len(q))) for j in support] + [1.0] for i in support
+            ]
+            a.append([1.0] * s + [0.0])
+            rhs = [2 * sum(c[i][f] * q[f] for f in range(len(q))) for i in support] + [1.0]
+            sol = _solve(a, rhs)
+            if sol is None or any(x < -1e-12 for x in sol[:s]):
+                continue
+            pi = [0.0] * K
+            for i, x in zip(support, sol[:s], strict=True):
+                pi[i] = max(0.0, x)
+            resid = sum((sum(pi[y] * c[y][f] for y in range(K)) - q[f]) ** 2 for f in range(len(q)))
+            if best is None or resid < best[0] - 1e-15:
+                best = (resid, tuple(_normalised(pi)))
+    return best[1] if best is not None else tuple(1.0 / K for _ in range(K))
+
+
+# ---- the methods ----------------------------------------------------------------------------
+def _z(level: float) -> float:
+    if level not in _Z:
+        raise ValueError(f"level: one of {sorted(_Z)}")
+    return _Z[level]
+
+
+def _clip_interval(shares: Sequence[float], sd: Sequence[float], z: float) -> tuple[Vector, Vector]:
+    return (
+        tuple(max(0.0, s - z * d) for s, d in zip(shares, sd, strict=True)),
+        tuple(min(1.0, s + z * d) for s, d in zip(shares, sd, strict=True)),
+    )
+
+
+def _counted(method: str, ev: Evidence, level: float) -> Estimate:
+    q = _normalised(ev.top if method == "cc" else ev.post)
+    n = max(ev.n, 1)
+    sd = [math.sqrt(x * (1 - x) / n) for x in q]
+    low, high = _clip_interval(q, sd, _z(level))
+    return Estimate(method, q, low, high, ev.n, level)
+
+
+def _adjusted(method: str, ev: Evidence, cal: Calibration, level: float) -> Estimate:
+    c = cal.top if method == "acc" else cal.post
+    q = _normalised(ev.top if method == "acc" else ev.post)
+    pi = simplex_least_squares(c, q)
+    # delta method around the unconstrained solution pi = A q, A = (C^T)^-1:
+    #   Cov = A S_q A^T / n  +  sum_y pi_y^2 A S_y A^T / n_y,  S_v = diag(v) - v v^T
+    # (S_q and S_y are exact for top-label counts and an upper bound for mean posteriors)
+    a = _inverse([[c[y][f] for y in range(K)] for f in range(K)])
+    if a is None:
+        return Estimate(method, pi, (0.0,) * K, (1.0,) * K, ev.n, level)
+    n = max(ev.n, 1)
+
+    def sandwich(v: Sequence[float], w: float) -> list[list[float]]:
+        s = [[(v[i] if i == j else 0.0) - v[i] * v[j] for j in range(K)] for i in range(K)]
+        return [
+            [w * sum(a[i][f] * s[f][g] * a[j][g] for f in range(K) for g in range(K)) for j in range(K)]
+            for i in range(K)
+        ]
+
+    cov = sandwich(q, 1.0 / n)
+    for y in range(K):
+        extra = sandwich(c[y], pi[y] ** 2 / cal.support[y])
+        cov = [[cov[i][j] + extra[i][j] for j in range(K)] for i in range(K)]
+    sd = [math.sqrt(max(0.0, cov[i][i])) for i in range(K)]
+    low, high = _clip_interval(pi, sd, _z(level))
+    return Estimate(method, pi, low, high, ev.n, level)
+
+
+def _mixture(pi: Sequence[float], hists: Matrix) -> list[float]:
+    return [sum(pi[y] * hists[y][b] for y in range(K)) for b in range(BINS)]
+
+
+def _hellinger(p: Sequence[float], q: Sequence[float]) -> float:
+    return math.sqrt(max(0.0, 1.0 - sum(math.sqrt(a * b) for a, b in zip(p, q, strict=True))))
+
+
+def _grid(step: float, centre: Sequence[float] | None, radius: float) -> Iterable[Vector]:
+    m = round(1 / step)
+    for i in range(m + 1):
+        for j in range(m + 1 - i):
+            pi = (i * step, j * step, max(0.0, 1 - (i + j) * step))
+            if centre is None or all(abs(a - b) <= radius + 1e-9 for a, b in zip(pi, centre, strict=True)):
+                yield pi
+
+
+def hdy_shares(hn: Sequence[float], hp: Sequence[float], cal: Calibration) -> Vector:
+    """HDy on the two histograms (mean Hellinger distance), coarse-to-fine search of the simplex."""
+    hn, hp = _normalised(hn), _normalised(hp)
+
+    def loss(pi: Vector) -> float:
+        return _hellinger(hn, _mixture(pi, cal.hist_neg)) + _hellinger(hp, _mixture(pi, cal.hist_pos))
+
+    best: Vector = min(_grid(0.05, None, 1.0), key=loss)
+    for step, radius in ((0.01, 0.05), (0.002, 0.01)):
+        # a finer grid restricted to a box around the best point so far
+        cand = [p for p in _grid_box(best, step, radius)]
+        best = min([best, *cand], key=loss)
+    return best
+
+
+def _grid_box(centre: Vector, step: float, radius: float) -> Iterable[Vector]:
+    r = round(radius / step)
+    for di in range(-r, r + 1):
+        for dj in range(-r, r + 1):
+            a, b = centre[0] + di * step, centre[1] + dj * step
+            c = 1 - a - b
+            if a >= -1e-12 and b >= -1e-12 and c >= -1e-12:
+                yield (max(0.0, a), max(0.0, b), max(0.0, c))
+
+
+def hem_shares(hn: Sequence[float], hp: Sequence[float], cal: Calibration, iters: int = 500) -> Vector:
+    """The maximum-likelihood mix of the classes' histograms (both histograms' likelihoods
+    multiplied: a composite likelihood), by EM over the bins."""
+    hn, hp = _normalised(hn), _normalised(hp)
+    pi = [1.0 / K] * K
+    for _ in range(iters):
+        new = [0.0] * K
+        for hist, given in ((hn, cal.hist_neg), (hp, cal.hist_pos)):
+            for b in range(BINS):
+                if hist[b] <= 0:
+                    continue
+                f = sum(pi[y] * given[y][b] for y in range(K))
+                if f <= 0:
+                    continue
+                for y in range(K):
+                    new[y] += hist[b] * pi[y] * given[y][b] / f / 2
+        done = max(abs(a - b) for a, b in zip(new, pi, strict=True)) < 1e-7
+        pi = new
+        if done:
+            break
+    return _normalised(pi)
+
+
+def _multinomial(rng: random.Random, n: int, probs: Sequence[float]) -> list[float]:
+    """A multinomial draw by a chain of binomials (each a normal approximation when large)."""
+    out: list[float] = []
+    left, rest = n, 1.0
+    for p in probs[:-1]:
+        share = min(1.0, p / rest) if rest > 1e-12 else 0.0
+        mean = left * share
+        if left * share * (1 - share) > 25:
+            x = round(rng.gauss(mean, math.sqrt(left * share * (1 - share))))
+        else:
+            x = sum(1 for _ in range(left) if rng.random() < share)
+        x = min(left, max(0, x))
+        out.append(float(x))
+        left -= x
+        rest -= p
+    out.append(float(left))
+    return out
+
+
+def _histogram(method: str, ev: Evidence, cal: Calibration, level: float, rounds: int) -> Estimate:
+    fit = hdy_shares if method == "hdy" else hem_shares
+    pi = fit(ev.hist_neg, ev.hist_pos, cal)
+    n = max(ev.n, 1)
+    rng = random.Random(0x51)
+    draws: list[Vector] = []
+    for _ in range(rounds):
+        # the sample's noise, and the calibration's: each class's histograms redrawn from its
+        # validation support
+        hists = [
+            tuple(tuple(_normalised(_multinomial(rng, cal.support[y], h[y]))) for y in range(K))
+            for h in (cal.hist_neg, cal.hist_pos)
+        ]
+        boot = Calibration(cal.support, cal.top, cal.post, hists[0], hists[1], cal.source)
+        draws.append(
+            fit(
+                _multinomial(rng, n, _normalised(ev.hist_neg)),
+                _multinomial(rng, n, _normalised(ev.hist_pos)),
+                boot,
+            )
+        )
+    tail = (1 - level) / 2
+    low = tuple(sorted(d[k] for d in draws)[int(tail * (rounds - 1))] for k in range(K))
+    high = tuple(sorted(d[k] for d in draws)[math.ceil((1 - tail) * (rounds - 1))] for k in range(K))
+    return Estimate(method, pi, low, high, ev.n, level)
+
+
+def estimate(
+    method: str,
+    ev: Evidence,
+    cal: Calibration | None,
+    *,
+    level: float = 0.9,
+    bootstrap_rounds: int = BOOTSTRAP_ROUNDS,
+) -> Estimate:
+    """The shares of ``ev`` by ``method`` with a ``level`` interval. An adjusted method without a
+    calibration raises ValueError; a bucket with no evidence gives uniform shares and [0, 1]."""
+    if method not in METHODS:
+        raise ValueError(f"method: one of {list(METHODS)}, got {method!r}")
+    if ev.n <= 0:
+        return Estimate(method, (1.0 / K,) * K, (0.0,) * K, (1.0,) * K, 0, level)
+    if method in ("cc", "pcc"):
+        return _counted(method, ev, level)
+    if cal is None:
+        raise ValueError(f"method {method!r} needs the model's calibration (quantify.json)")
+    if method in ("acc", "pacc"):
+        return _adjusted(method, ev, cal, level)
+    return _histogram(method, ev, cal, level, bootstrap_rounds)
+
+
+@dataclass(frozen=True, slots=True)
+class Corrector:
+    """The read side's choice: a method, the model's calibration (None when the model ships
+    none: the adjusted methods then fall back to cc, and the row says so) and a level."""
+
+    method: str
+    calibration: Calibration | None
+    level: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method: one of {list(METHODS)}, got {self.method!r}")
+        _z(self.level)
+
+    def estimate(self, ev: Evidence) -> Estimate:
+        method = self.method if self.calibration is not None or self.method not in ADJUSTED else "cc"
+        return estimate(method, ev, self.calibration, level=self.level)
+
+    def row(self, ev: Evidence) -> dict[str, Any]:
+        """The corrected shares as `mood-monitor mood --json` shows them."""
+        out = self.estimate(ev).as_json()
+        if out["method"] != self.method:
+            out["note"] = f"no calibration for this model: {self.method} fell back to cc (raw counts)"
+        elif self.method in ("cc", "pcc"):
+            out["note"] = "uncorrected: the interval is the counting noise only"
+        return out

@@ -1,0 +1,146 @@
+"""The share corrections (monitor.prevalence): exact on synthetic label shift, additive evidence,
+intervals that widen with less data, a calibration file that round-trips and rejects garbage."""
+
+import random
+
+import pytest
+
+from monitor.aggregates import Bucket, bucket_deltas, merge
+from monitor.messages import Post, ScoredPost, decode_scored, encode_scored
+from monitor.prevalence import (
+    ADJUSTED,
+    BINS,
+    METHODS,
+    Calibration,
+    Corrector,
+    Evidence,
+    estimate,
+    evidence_fields,
+    simplex_least_squares,
+)
+
+# a model that calls 25 % of negative posts neutral and prefers positive on neutral ones
+PROTOTYPES = {
+    0: [(0.8, 0.15, 0.05), (0.3, 0.6, 0.1)],
+    1: [(0.2, 0.6, 0.2), (0.1, 0.3, 0.6)],
+    2: [(0.05, 0.15, 0.8), (0.1, 0.6, 0.3)],
+}
+WEIGHTS = {0: [0.75, 0.25], 1: [0.6, 0.4], 2: [0.8, 0.2]}
+
+
+def posts(rng: random.Random, y: int, n: int) -> list[tuple[float, float, float]]:
+    return [rng.choices(PROTOTYPES[y], WEIGHTS[y])[0] for _ in range(n)]
+
+
+def sample(rng: random.Random, counts: tuple[int, int, int]) -> list[tuple[float, float, float]]:
+    return [p for y, n in enumerate(counts) for p in posts(rng, y, n)]
+
+
+@pytest.fixture(scope="module")
+def cal() -> Calibration:
+    rng = random.Random(1)
+    probs, labels = [], []
+    for y in range(3):
+        probs += posts(rng, y, 4000)
+        labels += [y] * 4000
+    return Calibration.from_validation(probs, labels, "synthetic")
+
+
+def test_adjusted_methods_recover_a_shifted_mix_that_counting_misses(cal: Calibration) -> None:
+    ev = Evidence.of(sample(random.Random(2), (8000, 1500, 500)))  # 80 % negative
+    cc = estimate("cc", ev, cal)
+    assert cc.shares[0] < 0.66  # counting is far off
+    for m in ADJUSTED:
+        e = estimate(m, ev, cal, bootstrap_rounds=30)
+        assert abs(e.shares[0] - 0.8) < 0.03, (m, e.shares)
+        assert abs(sum(e.shares) - 1) < 1e-9 and min(e.shares) >= 0
+        assert e.low[0] <= 0.8 <= e.high[0], (m, e.low, e.high)
+
+
+def test_intervals_narrow_with_more_posts(cal: Calibration) -> None:
+    rng = random.Random(3)
+    small = Evidence.of(sample(rng, (30, 15, 5)))
+    large = Evidence.of(sample(rng, (3000, 1500, 500)))
+    for m in METHODS:
+        ws = estimate(m, small, cal, bootstrap_rounds=30)
+        wl = estimate(m, large, cal, bootstrap_rounds=30)
+        assert wl.high[0] - wl.low[0] < ws.high[0] - ws.low[0], m
+
+
+def test_simplex_least_squares_stays_on_the_simplex() -> None:
+    c = ((0.8, 0.15, 0.05), (0.2, 0.6, 0.2), (0.05, 0.15, 0.8))
+    # an observation no mix explains (more "negative" top labels than any mix gives)
+    pi = simplex_least_squares(c, (0.95, 0.04, 0.01))
+    assert pi[0] == pytest.approx(1.0) and min(pi) >= 0 and sum(pi) == pytest.approx(1.0)
+
+
+def test_evidence_is_additive_through_buckets() -> None:
+    rng = random.Random(4)
+    a, b = sample(rng, (10, 5, 3)), sample(rng, (2, 7, 9))
+
+    def bucket(probs: list[tuple[float, float, float]], start: int) -> Bucket:
+        acc: dict[str, float] = {}
+        for p in probs:
+            for k, v in evidence_fields(p).items():
+                acc[k] = acc.get(k, 0.0) + v
+        return Bucket.from_hash(start, {k: str(v) for k, v in acc.items()})
+
+    merged = merge([bucket(a, 0), bucket(b, 60_000)], 0).evidence
+    direct = Evidence.of(a + b)
+    assert merged.n == direct.n == 36
+    assert merged.top == direct.top and merged.hist_neg == direct.hist_neg
+    assert merged.post == pytest.approx(direct.post)
+    assert sum(merged.hist_pos) == 36 and len(merged.hist_pos) == BINS
+
+
+def test_a_scored_post_carries_its_probabilities_into_the_deltas() -> None:
+    p = Post(id="x", source="src", text="t", created_ms=0, ingested_ms=0, lang="en")
+    sp = ScoredPost(p, "negative", -0.6, 0.7, "anger", 0.9, ("a",), "m", 0, sentiment_probs=(0.7, 0.2, 0.1))
+    back = decode_scored(encode_scored(sp))
+    assert back.sentiment_probs == (0.7, 0.2, 0.1)
+    d = bucket_deltas([(back, 0)])["a"][("m", 0)]
+    assert d["t:negative"] == 1 and d["hn:7"] == 1 and d["hp:1"] == 1
+    assert d["p:negative"] == pytest.approx(0.7) and d["p:positive"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "bad", [[0.5, 0.5], [0.5, 0.5, 0.5], [-0.1, 0.6, 0.5], ["a", 0.5, 0.5], "x", [2, 0, -1]]
+)
+def test_bad_probabilities_in_a_scored_record_name_the_field(bad: object) -> None:
+    import orjson
+
+    from monitor.errors import DecodeError
+
+    p = Post(id="x", source="src", text="t", created_ms=0, ingested_ms=0)
+    sp = ScoredPost(p, "negative", -0.6, 0.7, "anger", 0.9, ("a",), "m", 0)
+    obj = orjson.loads(encode_scored(sp))
+    obj["sentiment_probs"] = bad
+    with pytest.raises(DecodeError, match="sentiment_probs"):
+        decode_scored(orjson.dumps(obj))
+
+
+def test_non_finite_model_output_is_refused() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        evidence_fields((float("nan"), 0.5, 0.5))
+
+
+def test_calibration_round_trips_and_rejects_garbage(cal: Calibration) -> None:
+    assert Calibration.from_json(cal.as_json()) == cal
+    broken = cal.as_json()
+    broken["top_given_class"] = [[0.5, 0.5, 0.5]] * 3
+    with pytest.raises(ValueError, match="top_given_class"):
+        Calibration.from_json(broken)
+    with pytest.raises(ValueError, match="support"):
+        Calibration.from_json({**cal.as_json(), "support": [0, 1, 2]})
+
+
+def test_corrector_row_keeps_raw_counts_and_falls_back_without_calibration(cal: Calibration) -> None:
+    ev = Evidence.of(sample(random.Random(5), (80, 15, 5)))
+    row = Corrector("pacc", cal).row(ev)
+    assert row["method"] == "pacc" and row["n"] == 100
+    assert row["negative"]["low"] <= row["negative"]["share"] <= row["negative"]["high"]
+    fallback = Corrector("pacc", None).row(ev)
+    assert fallback["method"] == "cc" and "no calibration" in fallback["note"]
+    assert Corrector("pacc", cal).row(Evidence.of([]))["n"] == 0
+    with pytest.raises(ValueError, match="method"):
+        Corrector("nope", cal)
