@@ -302,32 +302,10 @@ def ensure_topics(
                 admin.create_topics(todo, timeout_ms=int(timeout_s * 1000), wait_for_metadata=True)
             log.info("created topics %s", ",".join(sorted(todo)))
         _reconfigure(admin, {n: c for n, c in (configs or {}).items() if n in existing and c})
-        _reconfigure(admin, {n: c for n, c in (configs or {}).items() if n in existing and c})
     except KafkaError as exc:
         raise connection_error(kafka, exc, "topic set-up") from exc
     finally:
         admin.close()
-
-
-def _reconfigure(admin: KafkaAdminClient, configs: dict[str, dict[str, str]]) -> None:
-    if not configs:
-        return
-    resources = [
-        ConfigResource(ConfigResourceType.TOPIC, n, configs=dict(c)) for n, c in sorted(configs.items())
-    ]
-    try:
-        results = admin.alter_configs(resources)
-    except (KafkaError, ValueError) as exc:  # ValueError: a key the broker does not know
-        log.warning("topic configs not updated (%s): %s", ",".join(sorted(configs)), type(exc).__name__)
-        return
-    failed = {n: r for n, r in (results or {}).get("topic", {}).items() if r != "OK"}
-    if failed:
-        log.warning("topic configs refused: %s", failed)
-    else:
-        log.info(
-            "topic configs set: %s",
-            ",".join(f"{n}({','.join(sorted(c))})" for n, c in sorted(configs.items())),
-        )
 
 
 def _reconfigure(admin: KafkaAdminClient, configs: dict[str, dict[str, str]]) -> None:

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from monitor.alerts.settings import AlertSettings
 from monitor.errors import ConfigError
 from monitor.model.settings import ModelSettings
+from monitor.web.settings import DashboardSettings
 from monitor.privacy.settings import PrivacySettings
 from monitor.transport import KafkaSettings, RedisSettings, SettingError
 
@@ -67,6 +68,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     topics: list[TopicSettings] = []
     alerts: AlertSettings = AlertSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     privacy: PrivacySettings = PrivacySettings()
 
     @field_validator("topics")

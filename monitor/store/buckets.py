@@ -30,7 +30,6 @@ from monitor.aggregates import (
     minute_start,
     window_plan,
 )
-from monitor.prevalence import is_float_field
 from monitor.store import keys
 from monitor.store.client import redis_client, store_error
 from monitor.transport import RedisSettings
@@ -206,7 +205,7 @@ class RedisAggregateStore:
             k = keys.bucket(self.prefix, topic, kind, start)
             pipe.delete(k)
             for fld, val in deltas.get(start, {}).items():
-                if is_float_field(fld):
+                if fld == "score_sum":
                     pipe.hincrbyfloat(k, fld, val)
                 else:
                     pipe.hincrby(k, fld, int(val))
@@ -371,6 +370,17 @@ class RedisAggregateStore:
         pipe = self.client.pipeline(transaction=False)
         for s in starts:
             pipe.hgetall(keys.minute(self.prefix, topic, s))
+        return [Bucket.from_hash(s, h) for s, h in zip(starts, pipe.execute(), strict=True)]
+
+    @translated
+    def read_hours(self, topic: str, start_ms: int, end_ms: int) -> list[Bucket]:
+        """The hour buckets starting in [hour of start_ms, end_ms) (the dashboard's long series)."""
+        starts = list(range(hour_start(start_ms), end_ms, HOUR_MS))
+        if not starts:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for s in starts:
+            pipe.hgetall(keys.hour(self.prefix, topic, s))
         return [Bucket.from_hash(s, h) for s, h in zip(starts, pipe.execute(), strict=True)]
 
     @translated
