@@ -8,6 +8,7 @@ Nothing imports this module but the entry point.
     mood-monitor mood TOPIC [--window 15m]           live figures of a topic from Redis
     mood-monitor check [--process NAME]              exit 1 when a process heartbeat is stale
     mood-monitor dlq                                 what is in the dead-letter topic and why
+    mood-monitor serve [--host H] [--port P]         the live dashboard, its read API and stream
     mood-monitor demo [--duration S]                 the whole pipeline, locally, bounded
     (+ the subcommands registered by models, connectors and alerts)
 """
@@ -184,6 +185,26 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return run_alerter(alerter, install_signals=True, max_ticks=args.max_ticks)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The dashboard: the page, the read API and the live stream, on Redis only (no model)."""
+    from monitor.app import build_dashboard
+    from monitor.web.server import bind, run
+
+    s = load_settings(args.config)
+    over = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if over:
+        s = s.model_copy(update={"dashboard": s.dashboard.model_copy(update=over)})
+    app, _hub, host, port = build_dashboard(s)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise ConfigError(
+            "settings", "dashboard.port", f"cannot listen on {host}:{port}: {exc.strerror}"
+        ) from exc
+    auth = "read token required" if s.dashboard.token or s.dashboard.token_file else "no token (loopback)"
+    return run(app, sock, on_ready=lambda url: print(f"serve: dashboard at {url} ({auth})", flush=True))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     demo = _devstack("demo")
     return int(demo.run_demo(duration_s=args.duration, rate_per_s=args.rate, config=args.config))
@@ -317,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("alerts", help="run the alerter (rules -> Slack/webhooks)"))
     sp.add_argument("--max-ticks", type=int, default=None, help="stop after this many evaluations")
     sp.set_defaults(func=cmd_alerts)
+
+    sp = with_config(sub.add_parser("serve", help="the live dashboard and its read API (reads Redis only)"))
+    sp.add_argument("--host", default=None, help="bind address (default: dashboard.host, 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=None, help="port (default: dashboard.port, 8089; 0: any)")
+    sp.set_defaults(func=cmd_serve)
 
     sp = with_config(sub.add_parser("demo", help="run the whole pipeline locally for a while"))
     sp.add_argument("--duration", type=float, default=120.0)
