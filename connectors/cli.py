@@ -103,6 +103,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         sink.close()
         raise
     conn.install_signals()
+    from monitor import metrics
+
+    metrics.watch(metrics.ConnectorCollector(conn, args.instance or args.connector))
+    metrics.serve_metrics(s.metrics.port if args.metrics_port is None else args.metrics_port, s.metrics.host)
     kw: dict[str, Any] = {}
     if args.connector != "push":
         kw = {"max_items": args.max_items, "idle_timeout_s": args.idle_timeout_s}
@@ -177,6 +181,7 @@ def add_parsers(sub: Any) -> None:
         sp = with_config(rsub.add_parser(name, help=CONNECTORS[name][0]))
         sp.add_argument("--instance", default=None, help="state name in Redis (default: the connector name)")
         sp.add_argument("--max-items", type=int, default=None, help="stop after this many records")
+        sp.add_argument("--metrics-port", type=int, default=None, help="/metrics port (metrics.port)")
         sp.add_argument(
             "--idle-timeout-s", type=float, default=None, help="stop after this long with nothing new"
         )

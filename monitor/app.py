@@ -10,12 +10,14 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+from monitor.errors import TransientError
 from monitor.settings import Settings
 from monitor.web.readmodel import mood_rows as mood_rows  # one figure code: CLI, demo, dashboard
 from monitor.web.readmodel import parse_window as parse_window
 
 if TYPE_CHECKING:
     from monitor.alerts.alerter import Alerter
+    from monitor.catalog import TopicCatalog
     from monitor.model.base import LabelFn, Scorer
     from monitor.store.buckets import RedisAggregateStore
     from monitor.worker import Worker
@@ -80,11 +82,30 @@ def build_scorer(s: Settings) -> tuple[Scorer, LabelFn, float]:
     return scorer, to_labels, float(getattr(cfg, "uncertain_below", 0.0))
 
 
-def build_worker(s: Settings, *, name: str | None = None) -> Worker:
+def build_catalog(s: Settings, store: RedisAggregateStore, config_path: str | None = None) -> TopicCatalog:
+    """The tracked topics: the file's, overlaid by the Redis registry (`monitor.catalog`), read
+    once now; a SIGHUP re-reads ``config_path`` (the same file the process started from)."""
+    from monitor.catalog import TopicCatalog
+    from monitor.settings import load_settings
+    from monitor.store.topics import RedisTopicRegistry
+
+    catalog = TopicCatalog(
+        s.topics,
+        RedisTopicRegistry(store),
+        reload_file=lambda: load_settings(config_path).topics,
+        poll_s=s.topic_registry.poll_s,
+    )
+    try:
+        catalog.load()
+    except TransientError as exc:
+        log.warning("topic registry unreadable at start-up (%s): the file's topics until it answers", exc)
+    return catalog
+
+
+def build_worker(s: Settings, *, name: str | None = None, config_path: str | None = None) -> Worker:
     from monitor.batcher import BatchLimits
     from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
     from monitor.model.runtime import pretokenizer, scorer_lanes
-    from monitor.topics import TopicMatcher
     from monitor.worker import Worker, WorkerConfig
 
     ensure_topics(s)
@@ -125,27 +146,31 @@ def build_worker(s: Settings, *, name: str | None = None) -> Worker:
         on_assigned=assigned,
         client_id=cfg.process_name,
     )
+    store = build_store(s)
+    catalog = build_catalog(s, store, config_path)
     worker = Worker(
         cfg,
         consumer,
         producer,
         scorer,
         to_labels,
-        build_store(s),
-        TopicMatcher.from_config(s.topics),
+        store,
+        catalog.matcher(),
         encode=pretokenizer(scorer),
         limits=BatchLimits(max_posts=w.max_batch, max_tokens=w.batch_tokens, max_wait_ms=w.max_wait_ms),
+        topics=catalog,
     )
     return worker
 
 
-def build_alerter(s: Settings) -> Alerter:
+def build_alerter(s: Settings, *, config_path: str | None = None) -> Alerter:
     from monitor.alerts.alerter import Alerter
     from monitor.store.alerts import RedisAlertLedger
 
     store = build_store(s)
     ledger = RedisAlertLedger(store, log_max_len=s.alerts.log_max_len)
-    return Alerter(s.alerts, store, ledger, owner=process_name("alerter"))
+    catalog = build_catalog(s, store, config_path)
+    return Alerter(s.alerts, store, ledger, owner=process_name("alerter"), catalog=catalog)
 
 
 def build_dashboard(s: Settings) -> tuple[Any, Any, str, int]:

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from connectors import cli as connectors_cli
-from monitor import rebuild
+from monitor import catalog_cli, rebuild
 from monitor.aggregates import MINUTE_MS, Bucket, minute_start
 from monitor.alerts.backtest import Transition, contiguous, read_jsonl, simulate
 from monitor.alerts.settings import AlertSettings
@@ -50,7 +50,7 @@ from monitor.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 # subcommands contributed by other packages: each has add_parsers(subparsers)
-_PLUGINS = (model_cli, connectors_cli, rebuild)
+_PLUGINS = (model_cli, connectors_cli, rebuild, catalog_cli)
 # the exit code of each kind of failure (0: done; anything else not listed: 1)
 EXIT_CODES: tuple[tuple[type[MoodMonitorError], int, str], ...] = (
     (ConfigError, 2, "config error: "),
@@ -76,12 +76,20 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return int(_devstack("stack").cli(args.stack_args))
 
 
+def _serve_metrics(s: Settings, port: int | None) -> None:
+    """This process's Prometheus /metrics on metrics.host, if a port is set (0: off)."""
+    from monitor import metrics
+
+    metrics.serve_metrics(s.metrics.port if port is None else port, s.metrics.host)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from monitor.model.memory import limit_growth
 
     limit_growth()  # before torch starts: bounded oneDNN primitive cache, fewer malloc arenas
     s = load_settings(args.config)
-    worker = build_worker(s)
+    worker = build_worker(s, config_path=args.config)
+    _serve_metrics(s, args.metrics_port)
     return int(
         worker.run(max_batches=args.max_batches, idle_timeout_s=args.idle_timeout_s, install_signals=True)
     )
@@ -181,7 +189,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     from monitor.alerts.alerter import run_alerter
 
-    alerter = build_alerter(load_settings(args.config))
+    s = load_settings(args.config)
+    alerter = build_alerter(s, config_path=args.config)
+    from monitor import metrics
+
+    metrics.watch(metrics.AlerterCollector(alerter))
+    _serve_metrics(s, args.metrics_port)
     return run_alerter(alerter, install_signals=True, max_ticks=args.max_ticks)
 
 
@@ -305,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("worker", help="run an inference worker"))
     sp.add_argument("--max-batches", type=int, default=None)
     sp.add_argument("--idle-timeout-s", type=float, default=None, help="stop after this long with no input")
+    sp.add_argument("--metrics-port", type=int, default=None, help="serve /metrics (default: metrics.port)")
     sp.set_defaults(func=cmd_worker)
 
     sp = with_config(sub.add_parser("replay", help="replay a JSONL file of posts into Kafka"))
@@ -337,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_config(sub.add_parser("alerts", help="run the alerter (rules -> Slack/webhooks)"))
     sp.add_argument("--max-ticks", type=int, default=None, help="stop after this many evaluations")
+    sp.add_argument("--metrics-port", type=int, default=None, help="serve /metrics (default: metrics.port)")
     sp.set_defaults(func=cmd_alerts)
 
     sp = with_config(sub.add_parser("serve", help="the live dashboard and its read API (reads Redis only)"))

@@ -228,12 +228,13 @@ class AlerterCollector(Collector):
 class ConnectorCollector(Collector):
     """A connector's own counters (produced, deletions, bad, errors, ...) and its connection."""
 
-    def __init__(self, connector: Any) -> None:
+    def __init__(self, connector: Any, instance: str | None = None) -> None:
         self.connector = connector
+        self.instance = instance
 
     def collect(self) -> Iterator[Metric]:
         c = self.connector
-        name = str(getattr(c, "name", "connector"))
+        name = self.instance or str(getattr(c, "name", "connector"))
         stats = c.stats
         counters = {
             "posts": ("connector_posts", "Posts produced to posts.raw", stats.produced),

@@ -50,6 +50,20 @@ class WorkerSettings(_Section):
     keep_texts: bool = True
 
 
+class MetricsSettings(_Section):
+    # a worker, alerter or connector serves its own Prometheus /metrics on host:port (0: off;
+    # `--metrics-port` on the command overrides); `mood-monitor serve` exposes the Redis side
+    port: int = Field(0, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    # per-topic mood series are kept for at most this many topics (bounded labels)
+    max_topics: int = Field(50, ge=1, le=10_000)
+
+
+class TopicRegistrySettings(_Section):
+    # how often workers and the alerter look for topics added or removed at run time
+    poll_s: float = Field(10.0, gt=0, le=60)
+
+
 class TopicSettings(_Section):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^{}\s:]+$")
     keywords: list[str] = []
@@ -68,6 +82,8 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     topics: list[TopicSettings] = []
     alerts: AlertSettings = AlertSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    topic_registry: TopicRegistrySettings = TopicRegistrySettings()
     dashboard: DashboardSettings = DashboardSettings()
     privacy: PrivacySettings = PrivacySettings()
 

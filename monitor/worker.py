@@ -47,8 +47,10 @@ from typing import Any, Protocol
 
 import orjson
 
+from monitor import metrics
 from monitor.aggregates import add_into, event_time, hour_start, minute_start, post_delta
 from monitor.batcher import Batch, BatchLimits, ModelState, gather
+from monitor.catalog import TopicSource
 from monitor.errors import DecodeError, TransientError
 from monitor.kafka import RecordProducer
 from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
@@ -178,6 +180,7 @@ class Worker:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         encode: EncodeFn = estimate_tokens,
         limits: BatchLimits | None = None,
+        topics: TopicSource | None = None,
     ) -> None:
         self.cfg = config
         self.consumer = consumer
@@ -189,6 +192,8 @@ class Worker:
         self.clock_ms = clock_ms
         self.encode = encode
         self.limits = limits or BatchLimits()
+        # topics added or removed at run time (`monitor.catalog`), polled between batches
+        self.topics = topics
         self.running = True
         self.totals = BatchResult()
         self._signals = 0
@@ -262,6 +267,8 @@ class Worker:
         if install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
+            if self.topics is not None:
+                signal.signal(signal.SIGHUP, self._on_hup)
         submitted = done = 0
         idle_since = time.monotonic()
         log.info(
@@ -279,6 +286,8 @@ class Worker:
         try:
             while True:
                 taking = self.running and (max_batches is None or submitted < max_batches)
+                if taking:
+                    self._refresh_topics()  # a batch boundary: a batch is matched against one topic set
                 batch = self._gather(pending) if taking else Batch[_Item]()
                 nxt = self._submit(model, batch) if ahead and batch.items else None
                 outs = pending.result() if pending is not None else []  # waits for the model
@@ -445,6 +454,7 @@ class Worker:
                 self.consumer.commit([it.record for it in items])
                 self._note_applied(items)
                 self._account(res)
+                self._observe(batch, res, items, time.monotonic() - t0)
                 log.info(
                     "batch records=%d tokens=%d why=%s scored=%d aggregated=%d dlq=%d too_late=%d "
                     "replayed=%d model_ms=%.0f model_idle_ms=%.0f write_ms=%.0f",
@@ -515,7 +525,55 @@ class Worker:
         except TransientError as exc:
             log.warning("idle housekeeping failed: %s", exc)
 
+    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.topics is not None:
+            self.topics.request_reload()  # a flag only: the file is read at the next batch boundary
+
+    def _refresh_topics(self) -> None:
+        if self.topics is None:
+            return
+        matcher = self.topics.poll()
+        if matcher is not None:
+            self.matcher = matcher
+            log.info("topics changed: the next batch is matched against %d topics", len(matcher.names))
+
+    def _observe(self, batch: _InFlight, res: BatchResult, items: Sequence[_Item], write_s: float) -> None:
+        now = self.clock_ms()
+        metrics.observe_batch(
+            records=res.records,
+            tokens=batch.tokens,
+            outcomes={
+                "scored": res.scored,
+                "aggregated": res.aggregated,
+                "too_late": res.too_late,
+                "unmatched": res.unmatched,
+                "replayed": res.replayed,
+            },
+            dlq=res.dlq,
+            deletions=res.deletions,
+            model_s=batch.model_ms / 1000,
+            write_s=write_s,
+            ingest_ages_s=[
+                (now - it.msg.ingested_ms) / 1000
+                for it in items
+                if it.topics and isinstance(it.msg, Post) and it.msg.ingested_ms
+            ],
+        )
+
+    def _lag(self) -> dict[str, int] | None:
+        """Records of each owned partition not yet applied: its high watermark (the client's
+        last view) minus the next offset to apply."""
+        highwaters = getattr(self.consumer, "highwaters", None)
+        if not callable(highwaters):
+            return None
+        return {
+            f"{t}:{p}": max(0, hw - self._applied[(t, p)] - 1)
+            for (t, p), hw in highwaters().items()
+            if (t, p) in self._applied and (t, p) in self._holding
+        }
+
     def _heartbeat(self) -> None:
+        metrics.observe_partitions(self._holding, self._lag())
         try:
             self.store.heartbeat(
                 self.cfg.process_name,
@@ -577,12 +635,14 @@ class Worker:
         writes, counted, late, recent = self._plan_writes(scored, now)
         res.too_late = late
         res.unmatched = sum(1 for s in scored if not s.post.topics)
+        t_apply = time.monotonic()
         applied, skipped = self.store.apply(writes)
         if skipped:
             # another consumer wrote some of these partitions since we read the watermarks
             # (a rebalance race): plan again against the fresh watermarks
             writes, counted, late, recent = self._plan_writes(scored, now)
             self.store.apply(writes)
+        metrics.WORKER_REDIS_APPLY_SECONDS.observe(time.monotonic() - t_apply)
         res.aggregated = counted
         res.replayed = len(scored) - counted - late - res.unmatched
 

@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
+from monitor import metrics
 from monitor.aggregates import HOUR_MS, MINUTE_MS, Bucket, minute_start
 from monitor.alerts import detectors
 from monitor.alerts.delivery import Dispatcher, SendResult, post_json
@@ -44,6 +45,14 @@ log = logging.getLogger(__name__)
 _STAT = {"fire": "fired", "renotify": "renotified", "resolve": "resolved"}
 
 
+class TrackedTopics(Protocol):
+    """The topics to evaluate, changed at run time (`monitor.catalog.TopicCatalog`)."""
+
+    def poll(self) -> object: ...
+    def names(self) -> list[str]: ...
+    def request_reload(self) -> None: ...
+
+
 class LeaseLost(Exception):
     """Another alerter took over between our lease check and a commit."""
 
@@ -57,6 +66,8 @@ class Alerter:
     send: Callable[[str, Mapping[str, object]], SendResult] = post_json
     owner: str = field(default_factory=lambda: f"alerter-{uuid.uuid4().hex[:8]}")
     sleep: Callable[[float], None] = time.sleep
+    # the tracked topics (`monitor.catalog`): only those are evaluated; None: every topic in Redis
+    catalog: TrackedTopics | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -120,9 +131,10 @@ class Alerter:
         """Evaluate every topic's rules on the minutes sealed since the last evaluation; returns
         the notices queued (each exactly once, ever)."""
         now = now_ms if now_ms is not None else self.clock_ms()
+        t0 = time.monotonic()
         sealed = self.store.sealed_until_ms()
         queued: list[AlertEvent] = []
-        for topic in self.store.topics():
+        for topic in self._topics():
             rules = self.settings.rules_for(topic)
             saved = self.state.episodes(topic, [r.name for r in rules])
             for rule in rules:
@@ -130,7 +142,18 @@ class Alerter:
                 for end in self._ends(rule, ep, sealed, now):
                     ep = self._one(topic, rule, ep, end, sealed, queued)
         self.stats["evaluations"] += 1
+        metrics.ALERTER_EVALUATION_SECONDS.observe(time.monotonic() - t0)
         return queued
+
+    def _topics(self) -> list[str]:
+        """The topics with data in Redis, less those no longer tracked (a topic removed at run
+        time stops being evaluated within ``topic_registry.poll_s``)."""
+        topics = self.store.topics()
+        if self.catalog is None:
+            return topics
+        self.catalog.poll()  # Redis down: logged there, the topics in use stay
+        tracked = set(self.catalog.names())
+        return [t for t in topics if t in tracked]
 
     def _one(
         self, topic: str, rule: RuleSettings, ep: Episode, end: int, sealed: int, queued: list[AlertEvent]
@@ -236,6 +259,7 @@ class Alerter:
     # ---- jobs ---------------------------------------------------------------------------------
     def holds_lease(self) -> bool:
         held = bool(self.state.hold_lease(self.owner, self.settings.lease_ttl_s))
+        metrics.ALERTER_LEASE.set(int(held))
         if not held:
             log.debug("another alerter holds the lease")
         return held
@@ -304,6 +328,9 @@ def run_alerter(
     if install_signals:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        if alerter.catalog is not None:
+            catalog = alerter.catalog
+            signal.signal(signal.SIGHUP, lambda _s, _f: catalog.request_reload())
     sched = BackgroundScheduler(timezone="UTC")
     interval = alerter.settings.interval_s
     sched.add_job(

@@ -4,6 +4,7 @@ the alerter's ledger, the connectors' state, every key name (`keys`) and the Lua
     buckets.py     RedisAggregateStore; the AggregateStore / AggregateReader seams
     alerts.py      RedisAlertLedger; the AlertLedger seam; RedisAlertLog (the alert log's reader)
     connectors.py  RedisConnectorState; the ConnectorState seam
+    topics.py      RedisTopicRegistry (topics changed at run time, versioned); the TopicRegistry seam
     keys.py        every key this project writes
     lua/           the scripts that apply a batch atomically
 """
@@ -17,6 +18,7 @@ from monitor.store.buckets import (
     RedisAggregateStore,
 )
 from monitor.store.connectors import ConnectorState, RedisConnectorState
+from monitor.store.topics import RedisTopicRegistry, TopicRegistry
 
 __all__ = [
     "AggregateReader",
@@ -29,4 +31,6 @@ __all__ = [
     "RedisAlertLedger",
     "RedisAlertLog",
     "RedisConnectorState",
+    "RedisTopicRegistry",
+    "TopicRegistry",
 ]

@@ -24,6 +24,8 @@ buckets and its watermarks stays in one Redis Cluster slot.
     <p>:stat:<name>                       HASH  counters (dlq, too_late, duplicates, ...) by reason
     <p>:sealed                            STRING ms before which minutes are sealed for alerting
     <p>:health:<process>                  STRING heartbeat, TTL (used by `mood-monitor check`)
+    <p>:topics:registry                   HASH  topic name -> JSON definition or removal (`topics add|remove`)
+    <p>:topics:version                    STRING the registry's version, bumped by every change
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ def topics(prefix: str) -> str:
 
 def partition_watermarks(prefix: str) -> str:
     return f"{prefix}:wm"
+
+
+def topic_registry(prefix: str) -> str:
+    return f"{prefix}:topics:registry"
+
+
+def topic_registry_version(prefix: str) -> str:
+    return f"{prefix}:topics:version"
 
 
 def seen_slice(prefix: str, slice_no: int) -> str:
