@@ -699,6 +699,7 @@ class Worker:
                     model=self.scorer.name,
                     scored_ms=now,
                     origin=it.record.origin,
+                    sentiment_probs=out.sentiment if out is not None else None,
                 )
                 scored.append(
                     _Scored(
@@ -761,7 +762,6 @@ class _Scored:
     """A post with its labels, event time, bucket delta and posts.scored record."""
 
     record: Any
-                    sentiment_probs=out.sentiment if out is not None else None,
     post: ScoredPost
     ts: int
     delta: dict[str, float]
