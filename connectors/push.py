@@ -4,50 +4,70 @@
 seconds) and ``webhook-signature`` (space-separated ``v1,<base64 HMAC-SHA256>`` entries) over
 ``"<id>.<timestamp>.<raw body>"``, keyed with the base64-decoded part of the ``whsec_`` secret.
 
-    400  missing webhook headers, a body that is not JSON, both Transfer-Encoding and
-         Content-Length, or any other request that cannot be read
+    400  missing webhook headers, a body that is not UTF-8 JSON, both Transfer-Encoding and
+         Content-Length, a body shorter than its Content-Length, or any other request that
+         cannot be read
     401  no matching signature, or a timestamp more than ``tolerance_s`` (5 min) from now
+    404  any other path (405: another method on /ingest)
+    408  headers or body sent too slowly (`monitor.asgi.ServerLimits` header/body timeouts)
     411  Transfer-Encoding (chunked) without Content-Length: the body length must be known
-    413  body larger than ``max_body_bytes``, or more than ``max_items`` items (1000)
+    413  body larger than ``max_body_bytes`` (refused before it is read), or more than
+         ``max_items`` items (1000)
     200  this webhook-id was already accepted (a sender's retry): nothing produced again
     202  accepted: ``{"accepted": n, "rejected": [{"index", "reason"}]}``
     500  a fault of ours while handling an authenticated request (the id is released)
-    503  Kafka or Redis unavailable: the sender should retry (the id is released)
+    503  Kafka or Redis unavailable (the id is released), or the server is at its request or
+         connection limit (``Retry-After``): the sender should retry
 
 The body is one item, a JSON array of items, or ``{"posts": [...]}``. An item is a post
 ``{"id", "text", "created_ms"?, "lang"?, "url"?, "author_id"?, "hashtags"?}`` or a deletion
 ``{"kind": "delete", "id"}``; ids are prefixed ``push:``. Bad items are rejected by index and
 counted; the rest of the batch goes on. `verify` is pure; the secret is never logged.
 
+The server is a Starlette app under uvicorn (`monitor.asgi`): bounded time for headers and body,
+bounded requests in flight and connections, the body capped before it is read. Redis and Kafka
+calls run in a worker thread, so a slow broker never holds the event loop. The signature is
+computed by the Standard Webhooks reference library (`standardwebhooks.Webhook.sign`); its
+``verify`` is not used as is, because it reads the clock itself with a fixed 5-minute tolerance,
+and raises ValueError/binascii.Error (not its own error) on a signature entry without a comma or
+with bad base64 and UnicodeDecodeError on a non-UTF-8 body: on unauthenticated input every case
+must be a 400/401. So the headers are checked here first (F12: the webhook-timestamp must be
+1-12 ASCII digits; ``'\u00b2'.isdigit()`` is true and int() refuses it, and a 5,000-digit number
+is over int()'s limit), then the library signs and each ``v1`` entry is compared in constant
+time. A secret whose key is under 24 bytes (Standard Webhooks keys are 24-64) is refused at
+start-up (F10), the error naming ``PUSH_WEBHOOK_SECRET`` and never its value.
+
 Requests come from anyone who can reach the port, so one request never takes the server down:
-`PushConnector.handle` answers every request with a status (400 for input it cannot read, before
-or after authentication), the HTTP handler catches whatever else goes wrong with one request
-(one log line naming the exception type, a 500 when nothing was answered yet), and the server's
-``handle_error`` logs one line instead of a traceback. The webhook-timestamp must be 1-12 ASCII
-digits (``'²'.isdigit()`` is true and int() refuses it; a 5,000-digit number is over int()'s
-limit). Log lines name reasons and sizes, never header values or body content.
+`PushConnector.handle` answers every request with a status, and whatever else goes wrong with
+one request is one log line naming the exception type. Log lines name reasons and sizes, never
+header values or body content.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import hashlib
+import dataclasses
 import hmac
 import logging
-import sys
 import threading
 import time
 from collections.abc import Mapping
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from standardwebhooks.webhooks import Webhook
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from connectors.base import Connector, PostSink, guarded
 from connectors.credentials import Secret
+from monitor.asgi import AsgiServer, ServerLimits
 from monitor.errors import ConfigError, DecodeError, TransientError
 from monitor.messages import Deletion, Post
 from monitor.store.connectors import ConnectorState
@@ -57,6 +77,8 @@ log = logging.getLogger(__name__)
 SOURCE = "push"
 MAX_ITEMS = 1000
 MAX_ID_CHARS = 256  # webhook-id: it becomes a Redis key
+MIN_KEY_BYTES = 24  # Standard Webhooks secrets are 24-64 random bytes
+MAX_SIGNATURES = 16  # v1 entries compared per request (key rotation needs two or three)
 
 
 class Refused(Exception):  # noqa: N818 - an answer to give, not a fault of ours
@@ -73,16 +95,27 @@ class SignatureError(Refused):
 
 
 def secret_key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_<base64>`` secret; ConfigError when it is not one."""
+    """The HMAC key of a ``whsec_<base64>`` secret; ConfigError naming the setting (never the
+    value) when it is not one, or when the key is under `MIN_KEY_BYTES` (F10: ``whsec_`` alone
+    is a 0-byte key anyone can sign with)."""
     try:
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ConfigError("PUSH_WEBHOOK_SECRET", "(value)", "not a whsec_<base64> secret") from exc
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(
+            "PUSH_WEBHOOK_SECRET",
+            "(value)",
+            f"the key is {len(key)} bytes, under {MIN_KEY_BYTES}: "
+            f"use whsec_ + base64 of {MIN_KEY_BYTES}-64 random bytes",
+        )
+    return key
 
 
 def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return base64.b64encode(mac).decode()
+    """The base64 ``v1`` signature, by the Standard Webhooks reference library."""
+    when = datetime.fromtimestamp(int(timestamp), tz=UTC)
+    return Webhook(key).sign(msg_id, when, body.decode("utf-8")).partition(",")[2]
 
 
 def verify(
@@ -100,8 +133,11 @@ def verify(
         raise SignatureError(401, "webhook-timestamp is not Unix seconds")
     if abs(now_s - int(ts)) > tolerance_s:
         raise SignatureError(401, "webhook-timestamp outside the tolerance")
-    expected = sign(key, msg_id, ts, body).encode()
-    for entry in sigs.split():
+    try:
+        expected = sign(key, msg_id, ts, body).encode()
+    except UnicodeDecodeError as exc:
+        raise SignatureError(400, "body is not UTF-8") from exc
+    for entry in sigs.split()[:MAX_SIGNATURES]:
         version, _, sig = entry.partition(",")
         if version == "v1" and sig.isascii() and hmac.compare_digest(sig.encode(), expected):
             return msg_id
@@ -156,33 +192,6 @@ def batch_of(body: bytes, *, max_items: int = MAX_ITEMS) -> list[Any]:
     return items
 
 
-def body_length(headers: Message, max_body_bytes: int) -> int:
-    """The body length a request declares; Refused when it cannot be read safely: 411 for
-    Transfer-Encoding without Content-Length, 400 for both or for several different or
-    unreadable Content-Length values, 413 over ``max_body_bytes``."""
-    length = headers.get_all("Content-Length") or []
-    chunked = headers.get("Transfer-Encoding") is not None
-    if chunked and not length:
-        raise Refused(411, "Content-Length required (no Transfer-Encoding)")
-    if chunked or len(set(length)) > 1:
-        raise Refused(400, "conflicting Content-Length / Transfer-Encoding")
-    raw = length[0].strip() if length else "0"
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12):
-        raise Refused(400, "Content-Length is not a number")
-    if int(raw) > max_body_bytes:
-        raise Refused(413, f"body over {max_body_bytes} bytes")
-    return int(raw)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """An exception that escaped a request (the stdlib prints a traceback): one line."""
-        exc = sys.exc_info()[1]
-        log.warning("push: connection failed: %s", type(exc).__name__ if exc else "unknown")
-
-
 class PushConnector(Connector):
     name = SOURCE
 
@@ -198,10 +207,13 @@ class PushConnector(Connector):
         max_body_bytes: int = 1 << 20,
         max_items: int = MAX_ITEMS,
         id_ttl_s: int = 7 * 86400,
+        limits: ServerLimits | None = None,
     ) -> None:
+        """``limits``: the server's timeouts and caps; ``host``, ``port`` and ``max_body_bytes``
+        override its fields, and Content-Length is always required (411 otherwise)."""
         super().__init__(sink)
         self.state = state
-        self.key = secret_key(secret.value)
+        self.key = secret_key(secret.value)  # before the port is bound: a weak secret never listens
         self.tolerance_s = tolerance_s
         self.max_body_bytes = max_body_bytes
         self.max_items = max_items
@@ -209,9 +221,16 @@ class PushConnector(Connector):
         self.rejected = 0
         self.duplicates = 0
         self._lock = threading.Lock()
-        self.server = _Server((host, port), self._handler_class())
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
+        self.limits = dataclasses.replace(
+            limits or ServerLimits(), host=host, port=port, max_body_bytes=max_body_bytes, require_length=True
+        )
+        self.app = ingest_app(self)
+        self.server = AsgiServer(self.app, self.limits, on_refusal=self._refused)
+        self.port = self.server.port
+
+    def _refused(self, status: int, reason: str) -> None:
+        """A request the server refused before the app saw it (413, 408, 411, 503...)."""
+        self._reject(status, reason)
 
     def _reject(self, status: int, reason: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -287,72 +306,48 @@ class PushConnector(Connector):
         except TransientError as exc:
             log.warning("push: status not reported: %s", exc)
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        conn = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-                log.debug("push: " + format, *args)
-
-            answered = False
-
-            def _answer(self, status: int, doc: dict[str, Any]) -> None:
-                body = orjson.dumps(doc)
-                self.answered = True
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                if self.close_connection:  # tell the client, or it may reuse a socket we close
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
-                self.answered = False
-                try:
-                    self._post()
-                except Exception as exc:  # one request's fault, whatever it is: one line, no traceback
-                    self.close_connection = True
-                    log.warning("push: request failed: %s", type(exc).__name__)
-                    if not self.answered:
-                        with contextlib.suppress(Exception):  # the client may be gone
-                            self._answer(500, {"error": "request failed"})
-
-            def _post(self) -> None:
-                if self.path.split("?", 1)[0] != "/ingest":
-                    self.close_connection = True  # the body was not read
-                    self._answer(404, {"error": "POST /ingest"})
-                    return
-                try:
-                    n = body_length(self.headers, conn.max_body_bytes)
-                except Refused as exc:
-                    self.close_connection = True  # the unread body would be taken as the next request
-                    self._answer(*conn._reject(exc.status, exc.reason))
-                    return
-                body = self.rfile.read(n)
-                if len(body) < n:  # the client stopped sending (or went away) mid-body
-                    self.close_connection = True
-                    self._answer(*conn._reject(400, "body shorter than Content-Length"))
-                    return
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                self._answer(*conn.handle(headers, body))
-
-        return Handler
-
     def stop(self) -> None:
         super().stop()
-        threading.Thread(target=self.server.shutdown, daemon=True).start()
+        self.server.stop()
 
     def run(self, max_items: int | None = None) -> int:
-        log.info("push: listening on %s:%d/ingest", *self.server.server_address[:2])
+        """Serve until `stop` (a signal handler of the entry point calls it); then drain and flush."""
+        log.info("push: listening on %s:%d/ingest", self.server.host, self.port)
         self._report()
         failed = True
         try:
-            self.server.serve_forever(poll_interval=0.2)
+            self.server.serve()
             failed = False
         finally:
-            self.server.server_close()
             self.cleanup(failed)
         return 0
+
+
+def _json(status: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json", headers=headers)
+
+
+def ingest_app(conn: PushConnector) -> Starlette:
+    """The ASGI app: ``POST /ingest`` -> `PushConnector.handle` in a worker thread."""
+
+    async def ingest(request: Request) -> Response:
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            return _json(400, {"error": "client went away"})  # nobody reads it; nothing to count
+        headers = {k: v for k, v in request.headers.items()}  # lower-case names, latin-1 values
+        status, doc = await run_in_threadpool(conn.handle, headers, body)
+        return _json(status, doc)
+
+    async def elsewhere(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        extra = {"Allow": "POST"} if status == 405 else {}
+        # the body was not read: close, or its bytes would be parsed as the next request
+        return _json(status, {"error": "POST /ingest"}, {"Connection": "close", **extra})
+
+    app = Starlette(
+        routes=[Route("/ingest", ingest, methods=["POST"])],
+        exception_handlers={404: elsewhere, 405: elsewhere},
+    )
+    app.router.redirect_slashes = False  # /ingest/ is a 404, not a redirect
+    return app

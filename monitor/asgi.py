@@ -101,7 +101,7 @@ class ServerLimits:
 def _raw_answer(status: int, reason: str, *, retry_after_s: int | None = None) -> bytes:
     """A whole HTTP/1.1 answer as bytes, for the protocol layer (before any app runs)."""
     body = orjson.dumps({"error": reason})
-    phrase = {408: b"Request Timeout", 503: b"Service Unavailable"}[status]
+    phrase = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}[status]
     head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
         status,
         phrase,
@@ -112,61 +112,99 @@ def _raw_answer(status: int, reason: str, *, retry_after_s: int | None = None) -
     return head + b"connection: close\r\n\r\n" + body
 
 
-def _protocol(limits: ServerLimits, on_refusal: OnRefusal) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol with a deadline on each request's headers and a connection cap."""
-    base: Any = H11Protocol if limits.http == "h11" else HttpToolsProtocol
-    slow = _raw_answer(408, "request headers too slow")
-    busy = _Refusal(503, "too many connections", limits.retry_after_s)
+class _Limited:
+    """Mixed into uvicorn's H11Protocol / HttpToolsProtocol by `_protocol` (which sets the class
+    attributes): a deadline on each request's headers, the connection cap, half-closed clients."""
 
-    class Limited(base):  # type: ignore[misc]
-        _header_timer: asyncio.TimerHandle | None = None
+    limits: ServerLimits
+    on_refusal: OnRefusal
+    slow: bytes
+    short: bytes
+    busy: Any
+    _header_timer: asyncio.TimerHandle | None = None
+    _peer_done = False
+    # set by the uvicorn protocol this is mixed into
+    connections: set[Any]
+    cycle: Any
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    app: Any
 
-        def connection_made(self, transport: asyncio.Transport) -> None:
-            super().connection_made(transport)
-            open_now = len(self.connections)
-            if open_now > 2 * limits.max_connections:
-                on_refusal(503, "too many connections")
-                transport.close()
-                return
-            if open_now > limits.max_connections:
-                self.app = busy  # its request is read (under the deadline) and answered 503
-            self._arm()
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        open_now = len(self.connections)
+        if open_now > 2 * self.limits.max_connections:
+            self.on_refusal(503, "too many connections")
+            transport.close()
+            return
+        if open_now > self.limits.max_connections:
+            self.app = self.busy  # its request is read (under the deadline) and answered 503
+        self._arm()
 
-        def data_received(self, data: bytes) -> None:
-            before = self.cycle
-            super().data_received(data)
-            if self.transport.get_protocol() is not self or (
-                self.cycle is not before and self.cycle is not None
-            ):
-                self._disarm()  # a request's headers were read (or the connection was upgraded)
+    def data_received(self, data: bytes) -> None:
+        before = self.cycle
+        super().data_received(data)  # type: ignore[misc]
+        current: object = self.transport.get_protocol()
+        if current is not self or (self.cycle is not before and self.cycle is not None):
+            self._disarm()  # a request's headers were read (or the connection was upgraded)
 
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
-                self._arm()  # the next request's headers are due in time too
+    def _idle(self) -> bool:
+        return self.cycle is None or bool(self.cycle.response_complete)
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if self.transport.is_closing() or not self._idle():
+            return  # closed, or a pipelined request is in hand already
+        if self._peer_done:
+            self.transport.close()  # the client sent EOF: this was its last answer
+        else:
+            self._arm()  # the next request's headers are due in time too
 
-        def _arm(self) -> None:
-            self._disarm()
-            self._header_timer = self.loop.call_later(limits.header_timeout_s, self._headers_too_slow)
+    def eof_received(self) -> bool | None:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_started:
+            # the client half-closed before its whole body came: tell it (uvicorn would close)
+            self.on_refusal(400, "body shorter than Content-Length")
+            self.transport.write(self.short)
+            self.transport.close()
+            return None
+        if not self._idle():
+            self._peer_done = True  # keep the socket open for the answer, then close it
+            return True
+        return super().eof_received()  # type: ignore[misc,no-any-return]
 
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
 
-        def _headers_too_slow(self) -> None:
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
             self._header_timer = None
-            if not self.transport.is_closing():
-                on_refusal(408, "request headers too slow")
-                self.transport.write(slow)
-                self.transport.close()
 
-    Limited.__name__ = f"Limited{base.__name__}"
-    return Limited
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.on_refusal(408, "request headers too slow")
+            self.transport.write(self.slow)
+            self.transport.close()
+
+
+def _protocol(limits: ServerLimits, on_refusal: OnRefusal) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol of ``limits.http`` with `_Limited` mixed in."""
+    base: type[asyncio.Protocol] = H11Protocol if limits.http == "h11" else HttpToolsProtocol
+    attrs = {
+        "limits": limits,
+        "on_refusal": staticmethod(on_refusal),
+        "slow": _raw_answer(408, "request headers too slow"),
+        "short": _raw_answer(400, "body shorter than Content-Length"),
+        "busy": _Refusal(503, "too many connections", limits.retry_after_s),
+    }
+    return type(f"Limited{base.__name__}", (_Limited, base), attrs)
 
 
 class _Refusal:

@@ -168,6 +168,28 @@ def test_a_chunked_body_is_counted_as_it_streams(parser):
     assert refusals == [(413, "body over 1000 bytes")]
 
 
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_client_that_half_closes_still_gets_its_answer(parser):
+    """EOF after a whole request: answered, then closed; EOF mid-body: 400, not silence."""
+    app = Echo()
+    app.hold = asyncio.Event()  # the answer comes after the client's EOF
+    with serve(app, http=parser) as (srv, refusals):
+        answers = []
+        for req in (b"Content-Length: 3\r\n\r\nabc", b"Content-Length: 30\r\n\r\nabc"):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+            s.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\n" + req)
+            s.shutdown(socket.SHUT_WR)
+            if not answers:
+                while app.calls < 1:
+                    time.sleep(0.01)
+                time.sleep(0.1)
+                app.release()
+            answers.append(_read_all(s))
+            s.close()
+    assert _status(answers[0]) == 200 and b'{"read":3}' in answers[0]
+    assert _status(answers[1]) == 400 and refusals == [(400, "body shorter than Content-Length")]
+
+
 def test_require_length_refuses_chunked_with_411():
     with serve(Echo(), require_length=True) as (srv, refusals), httpx.Client(timeout=5) as c:
         r = c.post(f"http://127.0.0.1:{srv.port}/x", content=iter([b"abc"]))

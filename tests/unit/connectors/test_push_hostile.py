@@ -46,7 +46,7 @@ def test_push_handle_answers_instead_of_raising(headers, status):
     try:
         assert conn.handle(headers, b"{}")[0] == status
     finally:
-        conn.server.server_close()
+        conn.server.close()
 
 
 def test_push_batch_is_capped():
