@@ -16,11 +16,16 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _blank_is_none(v: object) -> object:
+    """An empty value (``MOOD_KAFKA__SSL_CAFILE=``) unsets an optional file or secret."""
+    return None if isinstance(v, str) and not v.strip() else v
 
 
 class SettingError(ValueError):
@@ -113,6 +118,18 @@ class KafkaSettings(_Section):
     _sasl_secret: SecretStr | None = PrivateAttr(None)
     _ssl_secret: SecretStr | None = PrivateAttr(None)
 
+    _blank = field_validator(
+        "sasl_username",
+        "sasl_password",
+        "sasl_password_file",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "ssl_password_file",
+        mode="before",
+    )(_blank_is_none)
+
     @property
     def tls(self) -> bool:
         return self.security_protocol in ("SSL", "SASL_SSL")
@@ -184,6 +201,10 @@ class RedisSettings(_Section):
     # minutes; each connector also dedups what it produces, for days)
     dedup_slice_s: int = Field(3600, ge=60)
     _secret: SecretStr | None = PrivateAttr(None)
+
+    _blank = field_validator(
+        "username", "password", "password_file", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", mode="before"
+    )(_blank_is_none)
 
     @property
     def tls(self) -> bool:

@@ -13,7 +13,11 @@ and in its Lua scripts (Redis checks the commands a script runs against the call
     connector  the connectors' state only (cursor, seen, meta, status, claims, the index)
     reader     the read side (``status``, ``check``, ``mood``, the dashboard): read-only on every
                key of the prefix, read commands only
-    rebuild    ``mood-monitor rebuild`` (run with the workers stopped): overwrites buckets
+    operator   ``mood-monitor rebuild`` (run with the workers stopped: overwrites buckets) and
+               ``mood-monitor topics add|remove`` (the topic registry)
+
+Workers and the alerter read the topic registry (``<p>:topics:registry`` / ``:version``, in a
+MULTI/EXEC) but only the operator writes it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-ROLES = ("alerter", "connector", "reader", "rebuild", "worker")
+ROLES = ("alerter", "connector", "operator", "reader", "worker")
 
 # redis-py's Script: EVALSHA, and SCRIPT EXISTS / LOAD when the server does not know the script
 _SCRIPTS = ("evalsha", "script|exists", "script|load")
@@ -50,10 +54,13 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "stat:*",
                 "sealed",
                 "health:*",
-            ),
+            )
+            + _keys(prefix, "%R", "topics:*"),
             (
                 *_CONNECTION,
                 *_SCRIPTS,
+                "multi",
+                "exec",
                 # direct calls
                 "get",
                 "set",
@@ -81,11 +88,15 @@ def rules(prefix: str = "mm") -> dict[str, str]:
         "alerter": (
             [
                 *_keys(prefix, "", "alert:*", "health:*"),
-                *_keys(prefix, "%R", *bucket_keys, "{t:*}:x:*", "{t:*}:recent", "topics", "sealed"),
+                *_keys(
+                    prefix, "%R", *bucket_keys, "{t:*}:x:*", "{t:*}:recent", "topics", "topics:*", "sealed"
+                ),
             ],
             (
                 *_CONNECTION,
                 *_SCRIPTS,
+                "multi",
+                "exec",
                 "get",
                 "mget",
                 "set",
@@ -101,9 +112,13 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "ltrim",
                 "lrem",
                 "rpush",
-                # inside the lease, commit and replace scripts
+                "xrange",
+                "xrevrange",
+                "xlen",
+                # inside the lease, commit and replace scripts (the commit appends to the alert log)
                 "lpos",
                 "lset",
+                "xadd",
             ),
         ),
         "connector": (
@@ -131,6 +146,8 @@ def rules(prefix: str = "mm") -> dict[str, str]:
             _keys(prefix, "%R", "*"),
             (
                 *_CONNECTION,
+                "multi",
+                "exec",
                 "get",
                 "mget",
                 "exists",
@@ -160,9 +177,25 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "xlen",
             ),
         ),
-        "rebuild": (
-            _keys(prefix, "", *bucket_keys, "topics"),
-            (*_CONNECTION, "multi", "exec", "del", "hincrby", "hincrbyfloat", "expireat", "sadd", "smembers"),
+        "operator": (
+            _keys(prefix, "", *bucket_keys, "topics", "topics:*"),
+            (
+                *_CONNECTION,
+                "multi",
+                "exec",
+                "get",
+                "del",
+                "hget",
+                "hgetall",
+                "hset",
+                "hdel",
+                "hincrby",
+                "hincrbyfloat",
+                "incr",
+                "expireat",
+                "sadd",
+                "smembers",
+            ),
         ),
     }
     return {

@@ -1,4 +1,4 @@
-"""Integration-only hooks: the fault suite's report (docs/reliability.md)."""
+"""Integration-only hooks: the fault suite's report (docs/reliability.md), the secured stack."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .faults import REPORT, kill_started, write_report
+from .secure_helpers import start_secure_stack
 
 
 @pytest.fixture(autouse=True)
@@ -15,6 +16,17 @@ def _no_orphan_workers():
     """A failed fault test must not leave its workers running into the next tests."""
     yield
     kill_started()
+
+
+@pytest.fixture(scope="session")
+def secure_stack(tmp_path_factory):
+    """One secured stack (TLS + SCRAM Kafka, TLS-only Redis with ACL users) per test session, on
+    free ports and in a temporary directory: the shared plain stack is never touched."""
+    st = start_secure_stack(tmp_path_factory.mktemp("secure-stack"))
+    try:
+        yield st
+    finally:
+        st.down()
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
