@@ -22,6 +22,7 @@ For ``mood-monitor serve`` (engineer D1)::
     from monitor import metrics
     registry = metrics.serve_registry(store, topics=lambda: catalog.names(), max_topics=50)
     body, content_type = metrics.render(registry)      # GET /metrics -> Response(body, media_type=...)
+    app = metrics.asgi_app(registry)                   # or: Mount("/metrics", app)
     metrics.HTTP_REQUESTS.labels(route="/api/v1/topics", method="GET", code="200").inc()
     metrics.HTTP_SECONDS.labels(route="/api/v1/topics").observe(seconds)
     metrics.SSE_CLIENTS.inc() / .dec()
@@ -51,6 +52,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    make_asgi_app,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -142,6 +144,12 @@ SSE_CLIENTS = _gauge("sse_clients", "Server-Sent Events clients connected")
 def render(registry: CollectorRegistry = REGISTRY) -> tuple[bytes, str]:
     """The text exposition of ``registry`` and its Content-Type (for a ``/metrics`` route)."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def asgi_app(registry: CollectorRegistry = REGISTRY) -> Callable[..., Any]:
+    """An ASGI app answering any GET with the exposition of ``registry`` (gzip if asked)."""
+    app: Callable[..., Any] = make_asgi_app(registry=registry)
+    return app
 
 
 # ---- worker hooks (called by monitor.worker) --------------------------------------------------

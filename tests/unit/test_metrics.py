@@ -226,3 +226,19 @@ def test_serve_metrics_serves_the_registry_over_http():
     assert "mood_monitor_worker_batches" in fams
     with pytest.raises(ConfigError, match="metrics: port"):
         metrics.serve_metrics(port)  # taken
+
+
+def test_the_asgi_app_serves_the_serve_registry():
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    reader = FakeReader({"coffee": _bucket(4, 1, 2, 1, 0)})
+    app = Starlette(routes=[Mount("/metrics", metrics.asgi_app(metrics.serve_registry(reader)))])
+    with TestClient(app) as client:
+        resp = client.get("/metrics/")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    fams = _parse(resp.text)
+    assert (
+        _value(fams, "mood_monitor_topic_posts", "mood_monitor_topic_posts", topic="coffee", window="5m") == 4
+    )
