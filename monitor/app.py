@@ -170,7 +170,11 @@ def build_alerter(s: Settings, *, config_path: str | None = None) -> Alerter:
     store = build_store(s)
     ledger = RedisAlertLedger(store, log_max_len=s.alerts.log_max_len)
     catalog = build_catalog(s, store, config_path)
-    return Alerter(s.alerts, store, ledger, owner=process_name("alerter"), catalog=catalog)
+    # rules with `corrected: true` read the model's calibration (a JSON file, not the model)
+    corrector = build_corrector(s) if any(r.corrected for r in s.alerts.rules) else None
+    return Alerter(
+        s.alerts, store, ledger, owner=process_name("alerter"), catalog=catalog, corrector=corrector
+    )
 
 
 def build_dashboard(s: Settings) -> tuple[Any, Any, str, int]:

@@ -488,6 +488,26 @@ class Corrector:
         method = self.method if self.calibration is not None or self.method not in ADJUSTED else "cc"
         return estimate(method, ev, self.calibration, level=self.level)
 
+    def counts(self, ev: Evidence, label: str) -> tuple[float, int]:
+        """(corrected posts with ``label``, posts) for the alert rules' share statistics.
+        cc, pcc, acc and pacc are linear in the bucket's sums, so these "hits" add up over
+        minutes: they are not clipped (a minute may count -0.3 posts), the caller clips the
+        window's share; hdy and hem give their share of the bucket times n."""
+        if ev.n <= 0:
+            return 0.0, 0
+        i = SENTIMENTS.index(label)
+        method = self.method if self.calibration is not None or self.method not in ADJUSTED else "cc"
+        if method in ("cc", "pcc"):
+            return (ev.top if method == "cc" else ev.post)[i], ev.n
+        assert self.calibration is not None
+        if method in ("acc", "pacc"):
+            c = self.calibration.top if method == "acc" else self.calibration.post
+            a = _inverse([[c[y][f] for y in range(K)] for f in range(K)])
+            if a is not None:
+                obs = ev.top if method == "acc" else ev.post
+                return sum(a[i][f] * obs[f] for f in range(K)), ev.n
+        return self.estimate(ev).shares[i] * ev.n, ev.n
+
     def row(self, ev: Evidence) -> dict[str, Any]:
         """The corrected shares as `mood-monitor mood --json` shows them."""
         out = self.estimate(ev).as_json()

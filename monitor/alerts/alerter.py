@@ -36,6 +36,7 @@ from monitor.alerts.message import AlertEvent, block_kit, generic_json
 from monitor.alerts.rules import Evaluation, evaluate
 from monitor.alerts.settings import AlertSettings, RuleSettings
 from monitor.errors import TransientError
+from monitor.prevalence import Corrector
 from monitor.store.alerts import AlertLedger
 from monitor.store.buckets import AggregateReader
 
@@ -68,6 +69,8 @@ class Alerter:
     sleep: Callable[[float], None] = time.sleep
     # the tracked topics (`monitor.catalog`): only those are evaluated; None: every topic in Redis
     catalog: TrackedTopics | None = None
+    # the corrected shares of rules with ``corrected: true`` (`monitor.app.build_corrector`)
+    corrector: Corrector | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -166,6 +169,7 @@ class Alerter:
             end,
             baseline_end_ms=ep.baseline_end_ms if ep.open else None,
             seasonal_hours=seasonal,
+            corrector=self.corrector,
         )
         new, action = step(ep, ev, rule)
         fp, entries, alert, logged = "", [], None, []

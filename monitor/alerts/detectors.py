@@ -28,7 +28,8 @@ from monitor.taxonomy import EMOTIONS
 
 WEEK_MS = 7 * 24 * HOUR_MS
 
-Counts = Callable[[Bucket], tuple[int, int]]  # bucket -> (hits k, trials n)
+# bucket -> (hits k, trials n); a corrected share's k is fractional (`monitor.prevalence`)
+Counts = Callable[[Bucket], tuple[float, int]]
 
 
 def counts_for(metric: str) -> Counts:
@@ -87,7 +88,7 @@ def _decays(length: int, half_life_min: float) -> list[float]:
     return out
 
 
-def ewma_share_kn(kn: Sequence[tuple[int, int]], half_life_min: float) -> tuple[float, float]:
+def ewma_share_kn(kn: Sequence[tuple[float, int]], half_life_min: float) -> tuple[float, float]:
     """`ewma_share` over consecutive minutes given as (k, n), the newest last and ending now."""
     ws = _decays(len(kn), half_life_min)
     k_sum = sum(w * k for w, (k, _n) in zip(ws, kn, strict=True))
@@ -102,7 +103,7 @@ def ewma_rate_n(counts: Sequence[int], half_life_min: float) -> tuple[float, flo
     return (sum(w * c for w, c in zip(ws, counts, strict=True)) / m if m else 0.0), m
 
 
-def block_sums(kn: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+def block_sums(kn: Sequence[tuple[float, int]], size: int) -> list[tuple[float, int]]:
     """(k, n) of non-overlapping blocks of ``size`` minutes aligned to the END of ``kn``."""
     out = []
     i = len(kn)
@@ -113,7 +114,7 @@ def block_sums(kn: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]
     return out[::-1]
 
 
-def share_phi_kn(blocks: Sequence[tuple[int, int]], p0: float, phi_max: float, min_n: int = 1) -> float:
+def share_phi_kn(blocks: Sequence[tuple[float, int]], p0: float, phi_max: float, min_n: int = 1) -> float:
     """`share_phi` over windows given as (k, n)."""
     if not 0.0 < p0 < 1.0:
         return 1.0
@@ -169,7 +170,7 @@ def _logsumexp(xs: list[float]) -> float:
     return m + math.log(sum(math.exp(x - m) for x in xs))
 
 
-def binomial_z(k: int, n: int, p0: float, phi: float = 1.0) -> float:
+def binomial_z(k: float, n: int, p0: float, phi: float = 1.0) -> float:
     """Over-dispersed binomial z of ``k`` hits in ``n`` trials against ``p0``:
     (k - n p0) / sqrt(phi n p0 (1 - p0)). For small counts the normal approximation over-fires
     (the tail of a skewed binomial is heavier), so there z is the normal quantile of the exact

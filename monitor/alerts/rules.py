@@ -19,6 +19,7 @@ from typing import TypedDict
 from monitor.aggregates import MINUTE_MS, Bucket, merge
 from monitor.alerts import detectors as d
 from monitor.alerts.settings import RuleSettings
+from monitor.prevalence import Corrector
 from monitor.taxonomy import EMOTIONS
 
 BREACH, HOLD, CLEAR, INSUFFICIENT, WARMING_UP = "breach", "hold", "clear", "insufficient", "warming_up"
@@ -61,6 +62,22 @@ class _Common(TypedDict):
     emotions: Mapping[str, float]
 
 
+def corrected_counts(corrector: Corrector | None, metric: str) -> d.Counts:
+    """(corrected hits, posts) of a sentiment share metric (`Corrector.counts`); without a
+    corrector, the uncorrected counts of posts with probabilities (what cc counts)."""
+    use = corrector or Corrector("cc", None)
+    label = metric.removesuffix("_share")
+
+    def counts(b: Bucket) -> tuple[float, int]:
+        return use.counts(b.evidence, label)
+
+    return counts
+
+
+def _window_share(k: float, n: int) -> float:
+    return min(1.0, max(0.0, k / n)) if n else 0.0
+
+
 def metric_value(metric: str, b: Bucket) -> float:
     if metric == "volume":
         return float(b.n)
@@ -82,8 +99,10 @@ def evaluate(
     *,
     baseline_end_ms: int | None = None,
     seasonal_hours: Sequence[Bucket] = (),
+    corrector: Corrector | None = None,
 ) -> Evaluation:
-    """Evaluate ``rule`` on the window ending at ``end_ms`` (a minute boundary)."""
+    """Evaluate ``rule`` on the window ending at ``end_ms`` (a minute boundary); a rule with
+    ``corrected: true`` reads its share through ``corrector`` (the model's calibration)."""
     w_start = end_ms - rule.window_min * MINUTE_MS
     in_window = [b for b in minutes if w_start <= b.start_ms < end_ms]
     h_end = min(w_start, baseline_end_ms) if baseline_end_ms is not None else w_start
@@ -99,20 +118,24 @@ def evaluate(
         "posts": window.n,
         "emotions": emotion_mix(window),
     }
+    counts = corrected_counts(corrector, rule.metric) if rule.corrected else None
     if rule.kind == "threshold":
-        return _threshold(rule, window, base)
+        return _threshold(rule, window, base, counts)
     if rule.kind == "volume_spike":
         return _volume(rule, window, history, h_end, base)
-    return _share(rule, window, history, h_end, seasonal_hours, base)
+    return _share(rule, window, history, h_end, seasonal_hours, base, counts)
 
 
 def _severity(rule: RuleSettings, z: float) -> str:
     return "critical" if rule.escalate_z is not None and z >= rule.escalate_z else rule.severity
 
 
-def _threshold(rule: RuleSettings, window: Bucket, base: _Common) -> Evaluation:
+def _threshold(rule: RuleSettings, window: Bucket, base: _Common, counts: d.Counts | None) -> Evaluation:
     value = metric_value(rule.metric, window)
     basis = window.n if rule.metric == "volume" else window.scored
+    if counts is not None:
+        k, basis = counts(window)
+        value = _window_share(k, basis)
     threshold = rule.above if rule.above is not None else rule.below
     assert threshold is not None
     if basis < rule.min_posts:
@@ -146,14 +169,18 @@ def _share(
     h_end: int,
     seasonal_hours: Sequence[Bucket],
     base: _Common,
+    corrected: d.Counts | None = None,
 ) -> Evaluation:
-    counts = d.counts_for(rule.metric)
+    counts = corrected or d.counts_for(rule.metric)
     k, n = counts(window)
     value = k / n if n else 0.0
+    if corrected is not None:  # the window's correction, clipped (its minutes are not)
+        value = _window_share(k, n)
+        k = value * n
     if n < rule.min_posts:
         return Evaluation(
             **base,
-            hits=k,
+            hits=round(k),
             value=value,
             status=INSUFFICIENT,
             severity=rule.severity,
@@ -169,7 +196,7 @@ def _share(
     if kind == "ewma" and (n_eff < rule.min_baseline_posts or len(history) < 3 * rule.window_min):
         return Evaluation(
             **base,
-            hits=k,
+            hits=round(k),
             value=value,
             status=WARMING_UP,
             severity=rule.severity,
@@ -188,7 +215,7 @@ def _share(
         status = HOLD
     return Evaluation(
         **base,
-        hits=k,
+        hits=round(k),
         value=value,
         status=status,
         severity=_severity(rule, z),

@@ -60,6 +60,9 @@ class RuleSettings(_M):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: Literal["share_shift", "volume_spike", "threshold"] = "share_shift"
     metric: str = "negative_share"
+    # negative_share / positive_share: use the share corrected for the topic's mix
+    # (model.share_method, `monitor.prevalence`) instead of the count of top labels
+    corrected: bool = False
     topics: list[str] = ["*"]
     severity: Severity = "warning"
     # the window and its guards
@@ -118,6 +121,8 @@ class RuleSettings(_M):
                 raise ValueError("a threshold rule needs exactly one of above / below")
         elif self.above is not None or self.below is not None:
             raise ValueError(f"above / below belong to threshold rules, not {self.kind}")
+        if self.corrected and self.metric not in ("negative_share", "positive_share"):
+            raise ValueError("corrected applies to negative_share and positive_share only")
         if self.kind == "share_shift" and self.metric not in SHARE_METRICS:
             raise ValueError(f"share_shift needs a share metric, one of {list(SHARE_METRICS)}")
         if self.kind == "volume_spike" and self.metric != "volume":
