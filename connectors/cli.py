@@ -6,7 +6,7 @@
     mood-monitor connectors run mastodon --base-url U --stream hashtag:TAG|public|public:local
     mood-monitor connectors run reddit --subreddit S [--subreddit S2] [--kinds new,comments]
     mood-monitor connectors run rss --feed URL [--feed URL2]
-    mood-monitor connectors run push [--host H] [--port P]
+    mood-monitor connectors run push [--host H] [--port P] [--max-connections N] [--ssl-certfile F ...]
 
 Secrets come only from the environment or ``*_FILE`` files (`connectors.credentials`):
 ``MASTODON_TOKEN`` (optional), ``REDDIT_CLIENT_ID`` + ``REDDIT_CLIENT_SECRET``,
@@ -83,10 +83,29 @@ def _build(name: str, args: argparse.Namespace, s: Any, sink: Any) -> Connector:
 
         return FeedConnector(sink, state, feeds=args.feed, poll_interval_s=args.poll_interval_s)
     from connectors.push import PushConnector
+    from monitor.asgi import ServerLimits
 
     key = secret("PUSH_WEBHOOK_SECRET")
     assert key is not None
-    return PushConnector(sink, state, secret=key, host=args.host, port=args.port)
+    limits = ServerLimits(
+        http=args.http,
+        header_timeout_s=args.header_timeout_s,
+        body_timeout_s=args.body_timeout_s,
+        keep_alive_s=args.keep_alive_s,
+        max_connections=args.max_connections,
+        max_in_flight=args.max_in_flight,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
+    return PushConnector(
+        sink,
+        state,
+        secret=key,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=args.max_body_bytes,
+        limits=limits,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -208,8 +227,17 @@ def add_parsers(sub: Any) -> None:
         sp.add_argument("--poll-interval-s", type=float, default=300.0)
 
     def push(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--host", default="127.0.0.1")
+        sp.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0: every interface)")
         sp.add_argument("--port", type=int, default=8088)
+        sp.add_argument("--http", choices=["h11", "httptools"], default="h11", help="HTTP/1.1 parser")
+        sp.add_argument("--header-timeout-s", type=float, default=10.0, help="request line + headers (408)")
+        sp.add_argument("--body-timeout-s", type=float, default=30.0, help="the whole body (408)")
+        sp.add_argument("--keep-alive-s", type=int, default=5, help="idle time between requests")
+        sp.add_argument("--max-connections", type=int, default=256, help="open connections (503 past it)")
+        sp.add_argument("--max-in-flight", type=int, default=32, help="requests handled at once (503)")
+        sp.add_argument("--max-body-bytes", type=int, default=1 << 20, help="413 past it, before reading")
+        sp.add_argument("--ssl-certfile", default=None, help="terminate TLS here (PEM; else a proxy does)")
+        sp.add_argument("--ssl-keyfile", default=None, help="the certificate's key (PEM)")
 
     for name, extra in (
         ("bluesky", bluesky),
