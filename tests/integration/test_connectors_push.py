@@ -4,6 +4,7 @@ webhook-id dedup in the real local Redis."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import socket
@@ -177,3 +178,67 @@ def test_hostile_requests_get_an_answer_and_the_server_keeps_serving(redis_url, 
     assert sent == [b"push:d", b"push:1"]
     assert "Traceback" not in caplog.text and "\u00b2" not in caplog.text and "1111111111" not in caplog.text
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_slow_and_flooding_clients_do_not_stop_signed_posts(redis_url, unique):
+    """F5 on the push server itself: a client trickling its headers is cut (408), connections
+    past the cap are refused (503 + Retry-After, or closed unread), and signed posts from the
+    real sender are taken throughout and after."""
+    from monitor.asgi import ServerLimits
+
+    sent: list[bytes] = []
+
+    class Sink:
+        def send(self, key, value, *, topic=None, headers=None):
+            sent.append(key)
+
+        def flush(self, timeout_s=30.0):
+            pass
+
+        def close(self, timeout_s=10.0):
+            pass
+
+    state = RedisConnectorState(redis_url, "push", prefix=f"t-{unique}:conn:")
+    limits = ServerLimits(header_timeout_s=1.0, max_connections=6)
+    conn = PushConnector(Sink(), state, secret=Secret(SECRET), port=0, limits=limits)
+    t = threading.Thread(target=conn.run, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{conn.port}/ingest"
+
+    def post(i: int) -> httpx.Response:
+        body = orjson.dumps({"id": f"p{i}", "text": "fine"})
+        return httpx.post(url, content=body, headers=_headers(f"msg_p{i}", body), timeout=10)
+
+    try:
+        slow = socket.create_connection(("127.0.0.1", conn.port), timeout=15)
+        slow.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nwebhook-id: ")
+        assert post(0).status_code == 202  # served while the slow one trickles
+        for _ in range(200):  # 10 s of trickling if it were never cut
+            try:
+                slow.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.05)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := slow.recv(65536):
+                answer += chunk
+        slow.close()
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
+        flood = [socket.create_connection(("127.0.0.1", conn.port), timeout=15) for _ in range(8)]
+        time.sleep(0.2)
+        over = post(1)  # the 9th connection, past the cap of 6: answered 503
+        assert over.status_code == 503 and over.headers["retry-after"] == "1"
+        flood += [socket.create_connection(("127.0.0.1", conn.port), timeout=15) for _ in range(8)]
+        time.sleep(0.2)
+        with pytest.raises(httpx.TransportError):
+            post(1)  # past twice the cap: closed unread
+        for s in flood:
+            s.close()
+        time.sleep(0.2)
+        assert post(2).status_code == 202
+    finally:
+        conn.stop()
+        t.join(10)
+    assert sent == [b"push:p0", b"push:p2"]
+    assert conn.rejected >= 2  # the 408 and the 503 at least, each counted
