@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from monitor.alerts.alerter import Alerter
     from monitor.catalog import TopicCatalog
     from monitor.model.base import LabelFn, Scorer
+    from monitor.prevalence import Corrector
     from monitor.store.buckets import RedisAggregateStore
     from monitor.worker import Worker
-    from monitor.prevalence import Corrector
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,6 @@ def build_store(s: Settings, prefix: str | None = None) -> RedisAggregateStore:
     )
 
 
-def ensure_topics(s: Settings) -> None:
-    from monitor.kafka import ensure_topics as _ensure
 def build_corrector(s: Settings) -> Corrector:
     """The read side's corrected shares: ``model.share_method`` over the configured model's
     calibration (quantify.json; none for a hub model without one: raw counts, said so). Loads
@@ -58,6 +56,8 @@ def build_corrector(s: Settings) -> Corrector:
     return Corrector(s.model.share_method, calibration_for(s.model), s.model.share_level)
 
 
+def ensure_topics(s: Settings) -> None:
+    from monitor.kafka import ensure_topics as _ensure
 
     k = s.kafka
     _ensure(
@@ -180,6 +180,7 @@ def build_alerter(s: Settings, *, config_path: str | None = None) -> Alerter:
 def build_dashboard(s: Settings) -> tuple[Any, Any, str, int]:
     """`mood-monitor serve`: the dashboard app over the store (the read token resolved and the
     loopback rule checked first), with its host and port. Loads no model."""
+    from monitor.store.connectors import read_statuses
     from monitor.web.app import WebConfig, create_app
     from monitor.web.live import Hub
     from monitor.web.readmodel import RedisReadModel
@@ -188,15 +189,14 @@ def build_dashboard(s: Settings) -> tuple[Any, Any, str, int]:
     d = s.dashboard
     token = read_token(d)
     check_bind(d.host, token)
-    from monitor.store.connectors import read_statuses
-
     store = build_store(s)
     conn_prefix = f"{store.prefix}:conn:"
     model = RedisReadModel(
         store,
         s.alerts,
         # as `mood-monitor connectors status` reads them
-        connector_statuses=lambda: read_statuses(s.redis.url.get_secret_value(), prefix=conn_prefix),
+        connector_statuses=lambda: read_statuses(s.redis, prefix=conn_prefix),
+        corrector=build_corrector(s),  # the window answer is `mood --json`'s, corrected shares too
     )
     hub = Hub(model, interval_s=d.push_interval_s, max_clients=d.max_clients, max_topics=d.max_topics)
     hub.process_name = process_name("dashboard")
@@ -215,6 +215,15 @@ def _metrics_app(s: Settings) -> Any:
     return None
 
 
+def _corrected_cell(r: dict[str, Any]) -> str:
+    """The corrected negative share and its interval, e.g. ``64% [55-72] pacc``."""
+    c = r.get("corrected")
+    if not c or not c.get("n"):
+        return "-"
+    neg = c["negative"]
+    return f"{neg['share'] * 100:.0f}% [{neg['low'] * 100:.0f}-{neg['high'] * 100:.0f}] {c['method']}"
+
+
 def render_table(rows: list[dict[str, Any]]) -> str:
     """Raw counted shares, and the corrected negative share with its interval when present."""
     head = (
@@ -229,12 +238,3 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             f"{_corrected_cell(r):<24}{r['top_emotion']}"
         )
     return "\n".join(lines)
-def _corrected_cell(r: dict[str, Any]) -> str:
-    """The corrected negative share and its interval, e.g. ``64% [55-72] pacc``."""
-    c = r.get("corrected")
-    if not c or not c.get("n"):
-        return "-"
-    neg = c["negative"]
-    return f"{neg['share'] * 100:.0f}% [{neg['low'] * 100:.0f}-{neg['high'] * 100:.0f}] {c['method']}"
-
-

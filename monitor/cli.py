@@ -35,8 +35,8 @@ from monitor.alerts.backtest import Transition, contiguous, read_jsonl, simulate
 from monitor.alerts.settings import AlertSettings
 from monitor.app import (
     build_alerter,
-    build_store,
     build_corrector,
+    build_store,
     build_worker,
     ensure_topics,
     mood_rows,
@@ -121,6 +121,7 @@ def cmd_mood(args: argparse.Namespace) -> int:
     s = load_settings(args.config)
     store = build_store(s)
     parse_window(args.window)  # a bad window is a config error before Redis is read
+    corrector = build_corrector(s)  # a bad calibration file is a config error before Redis is read
     rows = mood_rows(
         store, [args.topic] if args.topic else store.topics(), args.window, int(time.time() * 1000), corrector
     )
@@ -130,7 +131,6 @@ def cmd_mood(args: argparse.Namespace) -> int:
         print(render_table(rows))
     return 0
 
-    corrector = build_corrector(s)  # a bad calibration file is a config error before Redis is read
 
 def _heartbeats(s: Settings) -> dict[str, dict[str, Any]] | None:
     """Fresh heartbeats by process, or None (said on stdout) when Redis cannot be read."""
@@ -201,21 +201,21 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """The dashboard: the page, the read API and the live stream, on Redis only (no model)."""
     from monitor.app import build_dashboard
-    from monitor.web.server import bind, run
+    from monitor.web.server import build_server, serve
 
     s = load_settings(args.config)
     over = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if over:
         s = s.model_copy(update={"dashboard": s.dashboard.model_copy(update=over)})
-    app, _hub, host, port = build_dashboard(s)
-    try:
-        sock = bind(host, port)
-    except OSError as exc:
-        raise ConfigError(
-            "settings", "dashboard.port", f"cannot listen on {host}:{port}: {exc.strerror}"
-        ) from exc
+    app, hub, host, port = build_dashboard(s)
+    server = build_server(app, host, port, max_clients=s.dashboard.max_clients)
     auth = "read token required" if s.dashboard.token or s.dashboard.token_file else "no token (loopback)"
-    return run(app, sock, on_ready=lambda url: print(f"serve: dashboard at {url} ({auth})", flush=True))
+    return serve(
+        server,
+        install_signals=True,
+        on_ready=lambda url: print(f"serve: dashboard at {url} ({auth})", flush=True),
+        on_stop=hub.shutdown,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

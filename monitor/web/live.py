@@ -11,6 +11,7 @@ current snapshot; nothing is buffered for it beyond that queue.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -83,11 +84,13 @@ class Hub:
     polls: int = 0
     redis_up: bool = True
     _wake: anyio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    closing: bool = False
 
     # ---- subscribers --------------------------------------------------------------------
     def subscribe(self, topics: Sequence[str] | None = None) -> Subscriber | None:
         """A new subscriber, or None when ``max_clients`` are connected already."""
-        if len(self.subscribers) >= self.max_clients:
+        if self.closing or len(self.subscribers) >= self.max_clients:
             return None
         send, receive = anyio.create_memory_object_stream[Event](self.queue_size)
         sub = Subscriber(send, receive, frozenset(topics) if topics else None)
@@ -100,6 +103,19 @@ class Hub:
         self.subscribers.discard(sub)
         sub.send.close()
         sub.receive.close()
+
+    def shutdown(self) -> None:
+        """End every live stream now (any thread, a signal handler included): the server is
+        stopping, and an open stream would otherwise hold its drain until the grace time."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._close_all)
+
+    def _close_all(self) -> None:
+        self.closing = True
+        for sub in list(self.subscribers):
+            self.subscribers.discard(sub)
+            sub.send.close()
 
     def current(self) -> list[Event]:
         return [self.parts[p] for p in PARTS if p in self.parts]
@@ -157,6 +173,7 @@ class Hub:
 
     async def run(self) -> None:
         """Poll while anyone watches; heartbeat always. Runs until cancelled."""
+        self._loop = asyncio.get_running_loop()
         last_beat = -math.inf
         while True:
             if self.subscribers:

@@ -143,6 +143,7 @@ class RedisReadModel:
         alerts: AlertSettings,
         *,
         connector_statuses: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
+        corrector: Corrector | None = None,
     ) -> None:
         from monitor.store.alerts import RedisAlertLedger
 
@@ -150,6 +151,7 @@ class RedisReadModel:
         self.ledger = RedisAlertLedger(store)
         self.alert_settings = alerts
         self._connector_statuses = connector_statuses or dict
+        self.corrector = corrector  # the window answer's corrected shares, as `mood --json`
 
     @classmethod
     def from_url(cls, store: RedisAggregateStore, alerts: AlertSettings, redis_url: str) -> RedisReadModel:
@@ -178,7 +180,7 @@ class RedisReadModel:
         return out
 
     def window(self, topic: str, window: str, now_ms: int) -> dict[str, Any]:
-        return mood_rows(self.store, [topic], window, now_ms)[0]
+        return mood_rows(self.store, [topic], window, now_ms, self.corrector)[0]
 
     def series(self, topic: str, start_ms: int, end_ms: int, step: str) -> list[dict[str, Any]]:
         if step == "1h":

@@ -1,48 +1,60 @@
-"""Running the dashboard: one uvicorn server, one process, on a socket bound here (so that a
-``--port 0`` bind can say which port it got). uvicorn handles SIGINT/SIGTERM: it stops
-accepting, gives open streams `GRACEFUL_S` to end, then the poller stops.
+"""Running the dashboard on the project's one HTTP server runner (`monitor.asgi.AsgiServer`:
+uvicorn with header and connection limits), one process, one poller.
+
+The socket is bound before anything is served, so a ``--port 0`` bind can say which port it
+got and a busy port is a `ConfigError`. Live streams count as requests in flight for as long as
+they are open, so the in-flight cap leaves room for ``max_clients`` of them. SIGTERM/SIGINT
+(installed here only when asked, by the entry point) stop accepting; open streams get
+`GRACEFUL_S` to end, then the poller stops.
 """
 
 from __future__ import annotations
 
-import socket
+import signal
 from collections.abc import Callable
+from types import FrameType
 
-import uvicorn
-from starlette.types import ASGIApp
+from monitor.asgi import ASGIApp, AsgiServer, ServerLimits
 
 GRACEFUL_S = 2
+API_IN_FLIGHT = 32  # plain API requests at once, besides the live streams
 
 
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host.strip("[]"), port))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
-def address(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
+def address(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
 
 
-def run(app: ASGIApp, sock: socket.socket, *, on_ready: Callable[[str], None] | None = None) -> int:
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        lifespan="on",
-        timeout_graceful_shutdown=GRACEFUL_S,
-        limit_concurrency=200,
+def build_server(app: ASGIApp, host: str, port: int, *, max_clients: int) -> AsgiServer:
+    limits = ServerLimits(
+        host=host.strip("[]"),
+        port=port,
+        max_in_flight=max_clients + API_IN_FLIGHT,
+        max_connections=max_clients + 2 * API_IN_FLIGHT,
+        graceful_stop_s=GRACEFUL_S,
     )
-    server = uvicorn.Server(config)
+    return AsgiServer(app, limits)
+
+
+def serve(
+    server: AsgiServer,
+    *,
+    install_signals: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> int:
+    """Serve until SIGTERM/SIGINT (with ``install_signals``; ``on_stop`` first, e.g. to end the
+    live streams) or ``server.stop()``."""
+    if install_signals:
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            if on_stop is not None:
+                on_stop()
+            server.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
     if on_ready is not None:
-        on_ready(address(sock))
-    server.run(sockets=[sock])
+        on_ready(address(str(server.host), int(server.port)))
+    server.serve()
     return 0

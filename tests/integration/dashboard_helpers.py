@@ -16,7 +16,7 @@ from monitor.aggregates import bucket_deltas
 from monitor.messages import Post, ScoredPost
 from monitor.store.buckets import PartitionWrite, RecentPost, RedisAggregateStore
 
-_offsets = itertools.count()
+_offsets = itertools.count(int(time.time() * 1000) * 1000)  # above any earlier run's watermark
 EMOTION = {"negative": "anger", "neutral": "neutral", "positive": "joy"}
 SCORE = {"negative": -0.8, "neutral": 0.0, "positive": 0.7}
 
@@ -68,6 +68,7 @@ class Served:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.output = ""  # what it printed (stdout and stderr), complete once stopped
 
     def start(self, timeout_s: float = 30.0) -> Served:
         self.proc = subprocess.Popen(
@@ -90,6 +91,7 @@ class Served:
         assert self.proc.stdout is not None
         while time.time() < deadline:
             line = self.proc.stdout.readline()
+            self.output += line
             if not line:
                 raise AssertionError(f"serve exited with {self.proc.wait()}")
             if line.startswith("serve: dashboard at "):
@@ -117,6 +119,7 @@ class Served:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc.stdout:
+            self.output += self.proc.stdout.read()
             self.proc.stdout.close()
         return int(self.proc.returncode)
 

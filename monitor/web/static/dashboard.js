@@ -431,7 +431,7 @@
     }
     const s = span();
     const step = stepFor(s.to - s.from);
-    const q = "from=" + Math.floor(s.from) + "&to=" + Math.floor(s.to + (s.live ? 60e3 : 0)) + "&step=" + step;
+    const q = "from=" + Math.floor(s.from) + "&to=" + Math.floor(s.to) + "&step=" + step;
     series = await api("api/v1/topics/" + encodeURIComponent(state.topic) + "/series?" + q);
     lastSeriesFetch = Date.now();
     renderCharts();

@@ -1,0 +1,152 @@
+"""`mood-monitor serve` on the real local Redis, as a real subprocess: the API's figures are the
+ones `mood-monitor mood --json` prints, a live-stream client sees a write through the worker's
+aggregate path within seconds, the read token and the loopback rule hold on a real socket."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import orjson
+import pytest
+
+from monitor.store.buckets import RedisAggregateStore
+
+from .dashboard_helpers import Served, write_config, write_posts
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(redis_url, unique):
+    s = RedisAggregateStore(redis_url, unique)
+    yield s
+    s.close()
+
+
+def _mood_json(cfg, topic: str, window: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "mood", topic, "--json", "--window", window, "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return orjson.loads(out.stdout)
+
+
+def test_api_window_equals_mood_json(store, redis_url, unique, tmp_path):
+    write_posts(store, "acme", ["negative", "negative", "positive", "neutral"])
+    write_posts(store, "acme", ["negative"], ts_ms=int(time.time() * 1000) - 10 * 60_000)
+    write_posts(store, "globex", ["positive"])
+    cfg = write_config(tmp_path, redis_url, unique)
+    with Served(cfg) as srv:
+        for window in ("15m", "5m", "1h"):
+            api = httpx.get(f"{srv.url}api/v1/topics/acme/window", params={"window": window}).json()
+            assert api == _mood_json(cfg, "acme", window)
+        assert api["posts"] == 5 and api["negative"] == 0.6
+        topics = httpx.get(f"{srv.url}api/v1/topics", params={"window": "15m"}).json()["topics"]
+        assert [t["topic"] for t in topics] == ["acme", "globex"]
+        # a tile: the same raw figures (plus net sentiment, without the correction)
+        row = topics[0]["current"]
+        want = {k: v for k, v in _mood_json(cfg, "acme", "15m").items() if k != "corrected"}
+        assert {k: v for k, v in row.items() if k != "net_sentiment"} == want
+        series = httpx.get(f"{srv.url}api/v1/topics/acme/series", params={"step": "1m"}).json()
+        assert sum(p["n"] for p in series["points"]) == 5
+        posts = httpx.get(f"{srv.url}api/v1/topics/acme/posts").json()["posts"]
+        assert len(posts) == 5 and posts[0]["ts_ms"] >= posts[-1]["ts_ms"]
+        status = httpx.get(f"{srv.url}api/v1/status").json()
+        assert any(p["role"] == "dashboard" for p in status["processes"])
+
+
+def test_a_live_client_sees_a_write_within_seconds(store, redis_url, unique, tmp_path):
+    write_posts(store, "acme", ["neutral"])
+    cfg = write_config(tmp_path, redis_url, unique, "dashboard:\n  push_interval_s: 0.5\n")
+    with Served(cfg) as srv, httpx.stream("GET", f"{srv.url}api/v1/stream", timeout=20) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = r.iter_lines()
+        seen: list[int] = []
+        written = False
+        deadline = time.monotonic() + 15
+        event = ""
+        for line in lines:
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "topics":
+                body = orjson.loads(line[6:])
+                posts = {t["topic"]: t["current"]["posts"] for t in body["topics"]}
+                seen.append(posts.get("acme", 0))
+                if not written:
+                    written = True
+                    write_posts(store, "acme", ["negative", "negative"])
+                elif posts.get("acme") == 3:
+                    minutes = body["topics"][0]["minutes"]
+                    assert sum(m["n"] for m in minutes) == 3
+                    break
+            assert time.monotonic() < deadline, f"no update after the write; saw {seen}"
+    assert seen[0] == 1 and seen[-1] == 3
+
+
+def test_two_viewers_share_one_poller(store, redis_url, unique, tmp_path):
+    write_posts(store, "acme", ["neutral"])
+    cfg = write_config(tmp_path, redis_url, unique, "dashboard:\n  push_interval_s: 0.5\n  max_clients: 2\n")
+    with (
+        Served(cfg) as srv,
+        httpx.stream("GET", f"{srv.url}api/v1/stream", timeout=20) as a,
+        httpx.stream("GET", f"{srv.url}api/v1/stream", timeout=20) as b,
+    ):
+        viewers = [r.iter_lines() for r in (a, b)]  # kept: a dropped iterator closes its stream
+        for lines in viewers:
+            assert next(lines) == "retry: 5000"
+            assert [next(lines), next(lines)] == ["", "event: topics"]
+        third = httpx.get(f"{srv.url}api/v1/stream", timeout=5)
+        assert third.status_code == 503 and third.headers["retry-after"] == "10"
+
+
+def test_a_non_loopback_bind_needs_a_token(redis_url, unique, tmp_path):
+    cfg = write_config(tmp_path, redis_url, unique)
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "serve", "--config", str(cfg), "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "dashboard.token" in out.stderr and "not loopback" in out.stderr
+
+
+def test_the_token_from_a_file_guards_a_real_socket_and_is_never_printed(store, redis_url, unique, tmp_path):
+    token = "file-token-" + unique
+    (tmp_path / "token").write_text(token + "\n")
+    write_posts(store, "acme", ["neutral"])
+    cfg = write_config(tmp_path, redis_url, unique, f"dashboard:\n  token_file: {tmp_path / 'token'}\n")
+    srv = Served(cfg, env={"MOOD_LOG_LEVEL": "DEBUG"}).start()
+    try:
+        url = f"{srv.url}api/v1/topics"
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert httpx.get(url, auth=("viewer", token)).status_code == 200
+        assert httpx.get(f"{srv.url}healthz").status_code == 200
+        assert (
+            httpx.get(
+                url, headers={"Host": "rebound.evil.test", "Authorization": f"Bearer {token}"}
+            ).status_code
+            == 403
+        )
+    finally:
+        srv.stop()
+    assert srv.proc is not None and srv.proc.returncode == 0
+    assert "serve: dashboard at" in srv.output and token not in srv.output
+
+
+def test_serve_loads_no_model(redis_url, unique, tmp_path):
+    cfg = write_config(tmp_path, redis_url, unique)
+    code = (
+        "import sys; from monitor.app import build_dashboard; from monitor.settings import load_settings; "
+        f"build_dashboard(load_settings({str(cfg)!r})); "
+        "print(sorted(m for m in ('torch', 'transformers', 'kafka', 'monitor.worker') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

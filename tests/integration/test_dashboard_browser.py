@@ -1,0 +1,109 @@
+"""The dashboard in a real browser: Debian's chromium, driven by Playwright (no browser download),
+against `mood-monitor serve` on the real Redis. Posts written through the worker's aggregate
+path show up in the tiles and the chart without a reload; a server restart shows
+"reconnecting", then the page recovers on its own; the console has no error and the page no
+Content-Security-Policy violation. `make setup` installs chromium (devstack.stack install)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from monitor.store.buckets import RedisAggregateStore
+
+from .dashboard_helpers import Served, write_config, write_posts
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = os.environ.get("MOOD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("MOOD_TEST_RESULTS", "test-results"))
+# what the browser logs while the server is down between the stop and the restart (the live
+# stream's reconnection attempts), and nothing else, is allowed on the console
+RESTART_NOISE = ("ERR_CONNECTION_REFUSED", "ERR_EMPTY_RESPONSE", "ERR_INCOMPLETE_CHUNKED_ENCODING")
+CSP_PROBE = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__csp.push(e.violatedDirective + ' ' + e.blockedURI);
+});
+"""
+
+
+@pytest.fixture
+def store(redis_url, unique):
+    s = RedisAggregateStore(redis_url, unique)
+    yield s
+    s.close()
+
+
+def test_the_page_updates_live_and_survives_a_server_restart(store, redis_url, unique, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"no chromium at {CHROMIUM}: run `make setup` (apt-get install chromium)"
+    topic = "acme"
+    write_posts(store, topic, ["negative", "positive", "neutral"])
+    write_posts(store, "globex", ["positive"])
+    token = "browser-" + unique
+    env = {"MOOD_DASHBOARD__TOKEN": token}
+    cfg = write_config(tmp_path, redis_url, unique, "dashboard:\n  push_interval_s: 0.5\n")
+    srv = Served(cfg, env=env).start()
+    console: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            ctx = browser.new_context(
+                http_credentials={"username": "viewer", "password": token},
+                viewport={"width": 1400, "height": 1100},
+            )
+            ctx.add_init_script(CSP_PROBE)
+            page = ctx.new_page()
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            page.goto(f"{srv.url}?topic={topic}&range=1h")
+
+            tile = page.locator(f'[data-testid="tile-posts"][data-topic="{topic}"]')
+            chart = page.locator('[data-testid="chart-sentiment"]')
+            live = page.locator('[data-testid="live-status"]')
+            expect(tile).to_have_attribute("data-value", "3", timeout=15_000)
+            expect(chart).to_have_attribute("data-total", "3", timeout=15_000)
+            expect(live).to_have_attribute("data-state", "live", timeout=15_000)
+            expect(page.locator('[data-testid="post"]')).to_have_count(3, timeout=15_000)
+            # a post's markup is text, not HTML
+            expect(page.locator('[data-testid="posts"] b')).to_have_count(0)
+            expect(page.locator('[data-testid="posts"]')).to_contain_text("<b>negative</b>")
+            expect(page.locator('[data-testid="compare-row"]')).to_have_count(2)
+            assert chart.locator("canvas").count() == 1
+
+            write_posts(store, topic, ["negative", "negative"])
+            expect(tile).to_have_attribute("data-value", "5", timeout=15_000)
+            expect(chart).to_have_attribute("data-total", "5", timeout=15_000)
+            expect(page.locator(f'[data-testid="tile-negative"][data-topic="{topic}"]')).to_have_attribute(
+                "data-value", "0.6"
+            )
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+            assert page.evaluate("location.search") == f"?topic={topic}&range=1h"
+
+            before_restart = list(console)
+            port = srv.port
+            srv.stop()
+            expect(live).to_have_attribute("data-state", "reconnecting", timeout=15_000)
+            write_posts(store, topic, ["positive"])  # while the server is down
+            srv = Served(cfg, port=port, env=env).start()
+            expect(live).to_have_attribute("data-state", "live", timeout=30_000)
+            expect(tile).to_have_attribute("data-value", "6", timeout=15_000)
+            expect(chart).to_have_attribute("data-total", "6", timeout=15_000)
+            assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+            violations = page.evaluate("window.__csp")
+            browser.close()
+    finally:
+        srv.stop()
+    assert violations == []
+    assert [m for m in before_restart if m.startswith(("error", "pageerror"))] == []
+    after = [m for m in console[len(before_restart) :] if m.startswith(("error", "pageerror"))]
+    assert [m for m in after if not any(n in m for n in RESTART_NOISE)] == []
+    assert not any("Content Security Policy" in m or "Refused to" in m for m in console)
