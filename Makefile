@@ -4,13 +4,20 @@ SOAK_S ?= 3600
 SOAK_RATE ?= 350
 PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
-.PHONY: help format setup stack-up stack-down stack-status demo test test-unit faults fuzz reliability lint bench bench-hostile soak train-default evaluate-default
+.PHONY: help format setup stack-up stack-down stack-status demo test test-unit faults fuzz reliability lint bench bench-hostile soak train-default evaluate-default lock audit
 
 help: ## list the commands
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
 
-setup: ## create .venv, install mood-monitor, fetch Kafka jars, install redis-server (cached)
+setup: ## create .venv, install the locked dependencies + mood-monitor, fetch Kafka jars, install redis-server (cached)
 	@bash scripts/setup.sh
+
+lock: ## re-resolve pyproject.toml into requirements-dev.lock + requirements.lock (hash-pinned; UPGRADE=1 for newest)
+	@test -x .venv/bin/uv || .venv/bin/python -m pip install -q "$$(grep -o 'uv==[0-9.]*' pyproject.toml)"
+	@bash scripts/lock.sh
+
+audit: setup ## known advisories (pip-audit) against the locked versions; exit 2 when the database is unreachable
+	@bash scripts/audit.sh
 
 stack-up: setup ## start the local Kafka + Redis stack
 	@.venv/bin/mood-monitor stack up
