@@ -4,7 +4,10 @@
 translated here, once: a transport failure (refused, reset, timed out, cut mid-body) and a
 429/5xx answer become `RetryLater` (carrying ``Retry-After`` when the server sent it); every
 other status is handed back for the connector to judge (304 Not Modified, 401 for a token
-refresh). Request headers are never logged, so tokens stay out of the logs.
+refresh). Request headers are never logged, so tokens stay out of the logs; URLs are logged and
+named in errors only through `redact_url` (no user:password@, no query: a private feed's URL is
+a credential), httpx's own "HTTP Request: ..." line included. httpx drops the Authorization
+header on a redirect to another origin (host, port or scheme), so a token does not follow one.
 
 Sizes are bounded, since a feed or an API answer is written by someone else: a body over
 ``max_body_bytes`` (8 MiB by default, after decompression) raises `BodyTooLarge` (a
@@ -15,9 +18,11 @@ over-long line is dropped while reading; the extra character tells the caller it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,6 +32,32 @@ from monitor.errors import DecodeError
 
 USER_AGENT = "mood-monitor/0.1 (+self-hosted mood monitor)"
 MAX_BODY_BYTES = 8 << 20
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of a URL: no userinfo, no query (``?...`` says there was
+    one), no fragment. For logs, errors and Redis keys: a feed URL may carry a token."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:  # e.g. an unclosed IPv6 bracket or a port out of range
+        return "(unparsable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}" + ("?..." if parts.query else "")
+
+
+class _RedactURLs(logging.Filter):
+    """httpx logs every request at INFO with its full URL (query and password included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactURLs())
 
 
 class BodyTooLarge(DecodeError):
@@ -93,7 +124,7 @@ class HttpSource:
         auth: tuple[str, str] | None = None,
     ) -> Reply:
         """One request, its body read whole up to ``max_body_bytes`` (else `BodyTooLarge`)."""
-        what = f"{method} {url.split('?', 1)[0]}"
+        what = f"{method} {redact_url(url)}"
         try:
             with self._client.stream(
                 method, url, params=params, headers=headers, data=data, auth=auth
@@ -120,7 +151,7 @@ class HttpSource:
     ) -> Iterator[tuple[int, Iterator[str]]]:
         """A streamed GET: (status, an iterator of body lines, each cut at ``max_line_chars + 1``
         characters); a cut stream raises RetryLater."""
-        what = f"GET {url.split('?', 1)[0]} (stream)"
+        what = f"GET {redact_url(url)} (stream)"
         try:
             with self._client.stream("GET", url, params=params, headers=headers) as resp:
                 _check(resp, what)

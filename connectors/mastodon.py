@@ -18,19 +18,21 @@ bounded (`SSEParser.max_line_chars`), and so are REST bodies (`HttpSource`).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from connectors.backoff import Backoff, RetryLater
 from connectors.base import PostSink, Skip, guarded
 from connectors.credentials import Secret
-from connectors.http import BodyTooLarge, HttpSource
+from connectors.http import BodyTooLarge, HttpSource, redact_url
 from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
 from connectors.sse import SSEParser
@@ -208,13 +210,51 @@ def streaming_base(instance: Any) -> str | None:
     return {"ws": "http", "wss": "https"}.get(scheme, scheme) + "://" + rest.rstrip("/")
 
 
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower().rstrip(".")
+    except ValueError:
+        return ""
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token_safe(url: str) -> bool:
+    """May a bearer token go to ``url`` at all: https, or plain http to a loopback address."""
+    scheme = url.split("://", 1)[0].lower()
+    return scheme == "https" or (scheme == "http" and _loopback(_host(url)))
+
+
+def own_streaming_host(found: str, base_url: str) -> bool:
+    """Is a discovered streaming URL the instance's own (F16): the instance's host or a
+    subdomain of it (``streaming.mastodon.social`` for ``mastodon.social``), over https (or
+    plain http on loopback), never a downgrade from an https instance."""
+    host, base = _host(found), _host(base_url)
+    if not host or not base or not token_safe(found):
+        return False
+    if base_url.lower().startswith("https://") and not found.lower().startswith("https://"):
+        return False
+    return host == base or host.endswith("." + base)
+
+
 class MastodonConnector(LiveConnector):
     """One stream of one instance: ``public``, ``public:local`` or ``hashtag:<tag>``.
 
     Each session first backfills over REST from the newest status id produced (``min_id``,
     page after page until empty), then follows the SSE stream; a dropped stream ends the
     session, and the next one backfills the gap. Dedup on the status id absorbs the overlap.
-    The access token (``MASTODON_TOKEN``) goes only into the Authorization header.
+    The access token (``MASTODON_TOKEN``) goes only into the Authorization header, only over
+    https (or plain http to loopback: a ConfigError otherwise), and to a discovered streaming
+    server only when it is the instance's own host or a subdomain (`own_streaming_host`);
+    another one is refused with a warning, and the instance's own host streams instead. An
+    explicit ``streaming_url`` (``--streaming-url``) may name any https host.
     """
 
     name = SOURCE
@@ -244,6 +284,13 @@ class MastodonConnector(LiveConnector):
         self.stream = stream
         self.token = token
         self.streaming_url = streaming_url.rstrip("/") if streaming_url else None
+        for name, url in (("base_url", self.base_url), ("streaming_url", self.streaming_url)):
+            if token is not None and url is not None and not token_safe(url):
+                raise ConfigError(
+                    "connectors.mastodon",
+                    name,
+                    "MASTODON_TOKEN is sent only over https:// (or plain http to a loopback address)",
+                )
         self.trust_language = trust_language
         self.backfill_pages = backfill_pages
         self.http = http or HttpSource(read_timeout_s=90.0)  # heartbeats come every ~15 s
@@ -318,8 +365,18 @@ class MastodonConnector(LiveConnector):
                 found = streaming_base(orjson.loads(r.body)) if r.status == 200 else None
             except (orjson.JSONDecodeError, BodyTooLarge):
                 found = None
+            if found and self.token is not None and not own_streaming_host(found, self.base_url):
+                log.warning(
+                    "%s: the instance names %s as its streaming server, not https on its own host "
+                    "or a subdomain: the token is not sent there; streaming from %s "
+                    "(give --streaming-url to choose another)",
+                    self.name,
+                    redact_url(found),
+                    redact_url(self.base_url),
+                )
+                found = None
             self.streaming_url = found or self.base_url
-            log.info("%s: streaming from %s", self.name, self.streaming_url)
+            log.info("%s: streaming from %s", self.name, redact_url(self.streaming_url))
         self.backfill()
         _, path, params = self._paths()
         parser = SSEParser()

@@ -15,7 +15,9 @@ no expansion, no external fetch), HTML goes through `html_to_text` (itself cappe
 Reddit boilerplate is cut with `monitor.patterns.REDDIT_TAIL` (RE2: linear time). `to_post`
 and `parse_feed` are `guarded`: any other exception from one entry is ``DecodeError("entry",
 "internal_error:<type>")``, counted by `FeedConnector.poll`, which goes on with the rest.
-Feed URLs are logged without their query string (private feeds carry tokens there).
+Feed URLs are logged, and name their conditional-GET state in Redis, only redacted (F16: no
+user:password@, no query; private feeds carry tokens there): the state's field is
+``etag:<redacted URL>#<sha256 of the whole URL, 12 hex>``, unique per feed without holding it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import feedparser
 
 from connectors.backoff import Backoff, RetryLater, wait
 from connectors.base import PostSink, Skip, guarded
-from connectors.http import MAX_BODY_BYTES, BodyTooLarge, HttpSource
+from connectors.http import MAX_BODY_BYTES, BodyTooLarge, HttpSource, redact_url
 from connectors.live import Item, LiveConnector
 from connectors.markup import html_to_text
 from monitor.errors import ConfigError, DecodeError
@@ -135,6 +137,12 @@ def parse_feed(document: bytes) -> tuple[list[Any], str]:
     return entries, lang.split("-")[0].lower() if isinstance(lang, str) else ""
 
 
+def feed_ref(url: str) -> str:
+    """How a feed is named in Redis: redacted, plus a digest of the whole URL (two feeds that
+    differ only in their token keep apart)."""
+    return f"{redact_url(url)}#{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+
 class FeedConnector(LiveConnector):
     """Polls each feed URL with ``If-None-Match``/``If-Modified-Since`` from the last 200 answer
     (kept in Redis), so an unchanged feed costs a 304 and no parsing; new entries are found by the
@@ -162,12 +170,13 @@ class FeedConnector(LiveConnector):
 
     def poll(self, url: str) -> None:
         headers = {}
-        etag, modified = self.state.meta(f"etag:{url}"), self.state.meta(f"modified:{url}")
+        ref = feed_ref(url)
+        etag, modified = self.state.meta(f"etag:{ref}"), self.state.meta(f"modified:{ref}")
         if etag:
             headers["If-None-Match"] = etag
         if modified:
             headers["If-Modified-Since"] = modified
-        where = url.split("?", 1)[0]
+        where = redact_url(url)
         try:
             r = self.http.get(url, headers=headers)
         except BodyTooLarge as exc:
@@ -183,8 +192,8 @@ class FeedConnector(LiveConnector):
         if r.status != 200:
             raise RetryLater(f"feed {where}: HTTP {r.status}")
         meta = {
-            f"etag:{url}": r.headers.get("etag", ""),
-            f"modified:{url}": r.headers.get("last-modified", ""),
+            f"etag:{ref}": r.headers.get("etag", ""),
+            f"modified:{ref}": r.headers.get("last-modified", ""),
         }
         try:
             entries, lang = parse_feed(r.body)

@@ -158,3 +158,37 @@ def test_hostile_statuses_on_the_stream_are_counted_and_the_stream_goes_on(
     assert conn.stats.by_reason == {"bad_status.id": 2, "sse_event_too_long": 1}
     assert state.cursor() == "9000000000000000004"
     assert "secret" not in caplog.text and "xxxxxxxx" not in caplog.text
+
+
+def test_the_token_does_not_follow_a_streaming_server_on_another_host(
+    kafka_bootstrap, redis_url, unique, caplog
+):
+    """F16: the instance answer names a streaming server elsewhere (here wss://, on another
+    host): the token is not sent there; the instance's own host streams, with the token."""
+    ensure_topics(kafka_bootstrap, {f"{unique}.raw": 1})
+    elsewhere = INSTANCE.replace("ws://localhost:4000", "wss://streaming.attacker.example")
+    seen: list[tuple[str, str | None]] = []
+
+    def route(req: Request) -> Answer:
+        seen.append((req.path, req.headers.get("authorization")))
+        if req.path == "/api/v2/instance":
+            return Answer(200, {}, elsewhere.encode())
+        if req.path == "/api/v1/streaming/public":
+            return Answer(200, {"Content-Type": "text/event-stream"}, chunks=_sse(EVENTS[:6]))
+        return Answer(404, {}, b"{}")
+
+    with FakeHTTP(route) as fake:
+        conn = MastodonConnector(
+            KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"),
+            RedisConnectorState(redis_url, "mastodon", prefix=f"t-{unique}:conn:"),
+            base_url=fake.url,
+            stream="public",
+            token=Secret("s3cret-token"),
+            backoff=Backoff(0.05, 0.3),
+        )
+        conn.run(idle_timeout_s=1.5)
+    assert conn.streaming_url == fake.url
+    assert ("/api/v1/streaming/public", "Bearer s3cret-token") in seen
+    assert conn.stats.produced >= 1
+    assert "streaming.attacker.example" in caplog.text and "not sent there" in caplog.text
+    assert "s3cret-token" not in caplog.text

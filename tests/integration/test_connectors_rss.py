@@ -77,3 +77,50 @@ def test_conditional_get_dedup_and_faults(kafka_bootstrap, redis_url, unique):
     assert conn.stats.by_reason.get("not_a_feed", 0) >= 1
     st = read_statuses(redis_url, prefix=f"t-{unique}:conn:")["rss"]
     assert st["produced"] == "73" and int(st["not_modified"]) >= 2
+
+
+def test_a_private_feed_url_is_neither_logged_nor_stored(kafka_bootstrap, redis_url, unique, caplog):
+    """F16: a feed URL carrying user:password@ and ?token= works (conditional GET included),
+    but neither secret reaches a log line (httpx's request line included) or Redis."""
+    import logging
+
+    import redis
+
+    caplog.set_level(logging.INFO)
+    ensure_topics(kafka_bootstrap, {f"{unique}.raw": 1})
+
+    def route(req: Request) -> Answer:
+        if req.headers.get("if-none-match") == '"p1"':
+            return Answer(304, {"ETag": '"p1"'})
+        return Answer(200, {"ETag": '"p1"'}, RSS)
+
+    with FakeHTTP(route) as fake:
+        url = fake.url.replace("://", "://reader:feedpass@") + "/private.rss?token=feedtoken&x=1"
+        state = RedisConnectorState(redis_url, "rss", prefix=f"t-{unique}:conn:")
+        conn = FeedConnector(
+            KafkaPostProducer(kafka_bootstrap, f"{unique}.raw"),
+            state,
+            feeds=[url],
+            poll_interval_s=0.2,
+            backoff=Backoff(0.05, 0.3),
+        )
+        conn.run(idle_timeout_s=1.5)
+    assert conn.stats.produced == 48 and conn.not_modified >= 1
+    assert fake.requests[-1].headers.get("if-none-match") == '"p1"'
+    r = redis.Redis.from_url(redis_url)
+    stored = b""
+    for key in r.scan_iter(match=f"t-{unique}:*".encode()):
+        kind = r.type(key)
+        if kind == b"hash":
+            stored += b"".join(k + v for k, v in r.hgetall(key).items())
+        elif kind == b"string":
+            stored += r.get(key) or b""
+        elif kind == b"zset":
+            stored += b"".join(m for m, _ in r.zrange(key, 0, -1, withscores=True))
+        elif kind == b"set":
+            stored += b"".join(r.smembers(key))
+        stored += key
+    assert b"/private.rss" in stored  # the feed's state is there, redacted
+    assert b"feedtoken" not in stored and b"feedpass" not in stored
+    assert "HTTP Request" in caplog.text and "/private.rss" in caplog.text
+    assert "feedtoken" not in caplog.text and "feedpass" not in caplog.text
