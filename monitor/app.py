@@ -207,12 +207,14 @@ def build_dashboard(s: Settings) -> tuple[Any, Any, str, int]:
         metrics_auth=d.metrics_auth,
         max_topics=d.max_topics,
     )
-    return create_app(model, hub, cfg, metrics=_metrics_app(s)), hub, d.host, d.port
+    return create_app(model, hub, cfg, metrics=_metrics_app(s, store)), hub, d.host, d.port
 
 
-def _metrics_app(s: Settings) -> Any:
-    """The Prometheus exposition of `monitor.metrics` (issue 16 item 5), when it is there."""
-    return None
+def _metrics_app(s: Settings, store: RedisAggregateStore) -> Any:
+    """serve's /metrics: its own HTTP and process metrics plus the Redis state, at scrape time."""
+    from monitor import metrics
+
+    return metrics.asgi_app(metrics.serve_registry(store, max_topics=s.dashboard.max_topics))
 
 
 def _corrected_cell(r: dict[str, Any]) -> str:

@@ -5,6 +5,8 @@ both on 127.0.0.1. No Docker engine needed.
     python -m devstack.stack up|status|down|install|logs     (also: mood-monitor stack ...)
     ... [--secure]   the secured stack instead (TLS, SCRAM, Redis ACL users: devstack.stack.secure)
 
+``install`` also installs Debian's chromium, which the dashboard's browser test drives.
+
 Downloads are cached outside the clone, keyed by version:
 ``${XDG_CACHE_HOME:-~/.cache}/mood-monitor/kafka-<version>/lib`` (Maven's own ~/.m2 too).
 Runtime state (data, logs, pid files) lives in ``$MOOD_STACK_DIR`` (default ``<repo>/.stack``).
@@ -126,6 +128,30 @@ def ensure_redis(quiet: bool = False) -> str:
     found = shutil.which("redis-server")
     if not found:
         raise StackError("redis-server still not found after apt-get install")
+    return found
+
+
+def ensure_chromium(quiet: bool = False) -> str:
+    """Path of Debian's chromium (the dashboard's browser test drives it through Playwright,
+    which downloads no browser of its own), installed from Debian packages when missing."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    apt = shutil.which("apt-get")
+    if not apt:
+        raise StackError("chromium not found and apt-get is not available: install chromium")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if not quiet:
+        print("stack: installing chromium from Debian packages (the dashboard's browser test)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*sudo, apt, "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    for cmd in ([*sudo, apt, "update", "-q"], install):
+        res = _run(cmd, env=env)
+        if res.returncode != 0:
+            raise StackError(f"{' '.join(cmd)} failed:\n{(res.stdout + res.stderr)[-1500:]}")
+    found = shutil.which("chromium")
+    if not found:
+        raise StackError("chromium still not found after apt-get install")
     return found
 
 
@@ -404,9 +430,10 @@ def cli(argv: list[str]) -> int:
         if cmd == "install":
             ensure_jars()
             ensure_redis()
+            ensure_chromium()
             print(
                 f"stack: Kafka {KAFKA_VERSION} jars in {cache_dir() / f'kafka-{KAFKA_VERSION}' / 'lib'}; "
-                f"redis-server at {shutil.which('redis-server')}"
+                f"redis-server at {shutil.which('redis-server')}; chromium at {shutil.which('chromium')}"
             )
             return 0
         if cmd == "up":

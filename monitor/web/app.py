@@ -21,6 +21,7 @@ A bad parameter is a 400 naming it; Redis down is a 503 that carries no address.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from monitor import metrics
 from monitor.aggregates import HOUR_MS, MINUTE_MS
 from monitor.errors import ConfigError, StoreUnavailable
 from monitor.web.guard import Guard
@@ -182,6 +184,7 @@ class Api:
         sub = self.hub.subscribe(wanted)
         if sub is None:
             return JSONResponse({"error": "too many live clients"}, 503, headers={"retry-after": "10"})
+        metrics.SSE_CLIENTS.inc()
         return StreamingResponse(
             self._events(sub), media_type="text/event-stream", headers={"x-accel-buffering": "no"}
         )
@@ -201,6 +204,7 @@ class Api:
                 yield frame(ev, sub.topics) if ev is not None else b": ping\n\n"
         finally:
             self.hub.unsubscribe(sub)
+            metrics.SSE_CLIENTS.dec()
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
@@ -241,11 +245,75 @@ def create_app(model: ReadModel, hub: Hub, cfg: WebConfig, *, metrics: ASGIApp |
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     if metrics is not None:
-        routes.append(Mount("/metrics", metrics))
+        routes.append(Route("/metrics", _Asgi(metrics)))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={BadRequest: _bad_request, NotFound: _not_found, StoreUnavailable: _unavailable},
     )
-    open_paths = ("/healthz",) if cfg.metrics_auth else ("/healthz", "/metrics", "/metrics/")
-    return Guard(app, token=cfg.token, allowed_hosts=cfg.allowed_hosts, open_paths=open_paths)
+    open_paths = ("/healthz",) if cfg.metrics_auth else ("/healthz", "/metrics")
+    guarded = Guard(app, token=cfg.token, allowed_hosts=cfg.allowed_hosts, open_paths=open_paths)
+    return Instrumented(guarded)
+
+
+class _Asgi:
+    """An ASGI app as a route's endpoint (Starlette calls a plain function a request handler)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def route_label(path: str) -> str:
+    """The route template of a path, for bounded metric labels (never the raw path)."""
+    if path.startswith(f"{API}/topics/"):
+        parts = path.split("/")
+        return (
+            f"{API}/topics/{{topic}}/{parts[5]}" if len(parts) == 6 and parts[5] in _TOPIC_ROUTES else "other"
+        )
+    if path.startswith("/static/"):
+        return "/static"
+    return path if path in _PLAIN_ROUTES else "other"
+
+
+_TOPIC_ROUTES = ("window", "series", "posts")
+_PLAIN_ROUTES = frozenset(
+    [
+        "/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        *(f"{API}/{r}" for r in ("topics", "alerts", "status", "stream")),
+    ]
+)
+
+
+class Instrumented:
+    """Counts every answer (refusals too) by route template, method and status, and times it
+    (`monitor.metrics`: mood_monitor_http_requests_total, ..._http_request_duration_seconds)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = route_label(scope["path"])
+        method = scope["method"] if scope["method"] in ("GET", "HEAD") else "other"
+        status = [500]
+        t0 = time.perf_counter()
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            metrics.HTTP_REQUESTS.labels(route=route, method=method, code=str(status[0])).inc()
+            if route != f"{API}/stream":  # a stream lasts as long as its viewer
+                metrics.HTTP_SECONDS.labels(route=route).observe(time.perf_counter() - t0)

@@ -131,6 +131,16 @@ def summary_row(topic: str, window: str, cur: Bucket, prev: Bucket) -> dict[str,
     }
 
 
+LOG_ENTRIES = 200  # the newest alert-log entries the timeline shows
+_LOG_FIELDS = ("kind", "topic", "rule", "rule_kind", "metric", "severity", "ts_ms", "episode")
+_LOG_FIGURES = ("episode_started_ms", "notice", "value", "baseline", "z", "posts", "window_min", "text")
+
+
+def log_entry(e: Mapping[str, Any]) -> dict[str, Any]:
+    """An alert-log entry as the API shows it: the episode transition and its figures."""
+    return {k: e.get(k) for k in ("id", "recorded_ms", *_LOG_FIELDS, *_LOG_FIGURES)}
+
+
 _HEARTBEAT_FIELDS = ("records", "model", "trained", "evaluations", "delivered", "retries", "given_up")
 
 
@@ -145,10 +155,11 @@ class RedisReadModel:
         connector_statuses: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
         corrector: Corrector | None = None,
     ) -> None:
-        from monitor.store.alerts import RedisAlertLedger
+        from monitor.store.alerts import RedisAlertLedger, RedisAlertLog
 
         self.store = store
         self.ledger = RedisAlertLedger(store)
+        self.log = RedisAlertLog(store)
         self.alert_settings = alerts
         self._connector_statuses = connector_statuses or dict
         self.corrector = corrector  # the window answer's corrected shares, as `mood --json`
@@ -225,7 +236,9 @@ class RedisReadModel:
                     past.append({**base, "status": "resolved", "ended_ms": ended})
         open_.sort(key=lambda e: -e["started_ms"])
         past.sort(key=lambda e: -e["ended_ms"])
-        return {"open": open_, "past": past}
+        wanted = set(topics)
+        log = [log_entry(e) for e in self.log.last(LOG_ENTRIES) if e.get("topic") in wanted]
+        return {"open": open_, "past": past, "log": log}
 
     def status(self, now_ms: int) -> dict[str, Any]:
         health = self.store.health()

@@ -150,3 +150,35 @@ def test_serve_loads_no_model(redis_url, unique, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_alerts_show_open_episodes_and_the_alert_log(store, redis_url, unique, tmp_path):
+    from monitor.alerts.episodes import FIRING, Episode
+    from monitor.alerts.settings import AlertSettings
+    from monitor.store.alerts import RedisAlertLedger
+
+    write_posts(store, "acme", ["negative"])
+    rule = AlertSettings().rules_for("acme")[0].name
+    ledger = RedisAlertLedger(store)
+    assert ledger.hold_lease("test-owner", 60)
+    started = int(time.time() * 1000) - 120_000
+    episode = Episode(status=FIRING, started_ms=started, notices=1, notified_severity="warning")
+    log = ["kind", "open", "topic", "acme", "rule", rule, "severity", "warning", "ts_ms", str(started)]
+    log += ["episode", "ep1", "episode_started_ms", str(started), "text", "acme: negative share up"]
+    assert ledger.commit("test-owner", "acme", rule, episode.to_json(), "fp-" + unique, [], log) == 1
+    cfg = write_config(tmp_path, redis_url, unique)
+    with Served(cfg) as srv:
+        body = httpx.get(f"{srv.url}api/v1/alerts").json()
+        metrics = httpx.get(f"{srv.url}metrics").text
+    assert [(e["topic"], e["rule"], e["status"], e["started_ms"]) for e in body["open"]] == [
+        ("acme", rule, "firing", started)
+    ]
+    assert [(e["kind"], e["episode"], e["ts_ms"], e["text"]) for e in body["log"]] == [
+        ("open", "ep1", started, "acme: negative share up")
+    ]
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(metrics)}
+    assert families["mood_monitor_redis_up"].samples[0].value == 1
+    routes = {s.labels["route"] for s in families["mood_monitor_http_requests"].samples}
+    assert "/api/v1/alerts" in routes

@@ -239,10 +239,19 @@
   }
 
   function episodesOf(topic) {
+    // [start, end] of every episode of the topic: the alert log's open..resolve pairs, the
+    // open episodes (until now) and the last resolved one of each rule
     const now = Date.now();
-    const open = alertsData.open.filter((e) => e.topic === topic).map((e) => [e.started_ms, now, true]);
-    const past = alertsData.past.filter((e) => e.topic === topic).map((e) => [e.started_ms, e.ended_ms, false]);
-    return open.concat(past);
+    const spans = new Map();
+    for (const e of (alertsData.log || []).slice().reverse()) {
+      if (e.topic !== topic) continue;
+      const span = spans.get(e.episode) || [e.episode_started_ms, now];
+      if (e.kind === "resolve") span[1] = e.ts_ms;
+      spans.set(e.episode, span);
+    }
+    const open = alertsData.open.filter((e) => e.topic === topic).map((e) => [e.started_ms, now]);
+    const past = alertsData.past.filter((e) => e.topic === topic).map((e) => [e.started_ms, e.ended_ms]);
+    return Array.from(spans.values()).concat(open, past);
   }
 
   function drawEpisodes(u) {
@@ -368,16 +377,28 @@
   }
 
   function renderAlerts() {
+    // open episodes first, then the alert log (newest first), else the last resolved episodes
     const list = $("alerts");
     list.replaceChildren();
-    const items = alertsData.open.map((e) => [e, true]).concat(alertsData.past.slice(0, 20).map((e) => [e, false]));
-    for (const [e, open] of items) {
-      const li = testid(el("li", open ? "open" : ""), "alert-item", e.status, e.topic);
-      const until = open ? " (open)" : " until " + fmtTime(e.ended_ms, true);
-      li.textContent = e.topic + " · " + e.rule + " · " + e.status + " · " + e.severity + " · since " + fmtTime(e.started_ms, true) + until;
+    for (const e of alertsData.open) {
+      const li = testid(el("li", "open"), "alert-item", e.status, e.topic);
+      li.textContent = e.topic + " · " + e.rule + " · " + e.status + " · " + e.severity + " · since " + fmtTime(e.started_ms, true);
       list.append(li);
     }
-    if (!items.length) list.append(el("li", "muted", "No alert episodes."));
+    const log = alertsData.log || [];
+    for (const e of log.slice(0, 50)) {
+      const li = testid(el("li", e.kind === "resolve" ? "" : "open"), "alert-log", e.kind, e.topic);
+      li.textContent = fmtTime(e.ts_ms, true) + " · " + e.kind + " · " + e.topic + " · " + e.rule + " · " + e.severity + (e.text ? " · " + e.text : "");
+      list.append(li);
+    }
+    if (!log.length) {
+      for (const e of alertsData.past.slice(0, 20)) {
+        const li = testid(el("li"), "alert-item", e.status, e.topic);
+        li.textContent = e.topic + " · " + e.rule + " · resolved · " + e.severity + " · " + fmtTime(e.started_ms, true) + " until " + fmtTime(e.ended_ms, true);
+        list.append(li);
+      }
+    }
+    if (!list.children.length) list.append(el("li", "muted", "No alert episodes."));
   }
 
   function chip(text, ok, id, value) {

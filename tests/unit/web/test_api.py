@@ -321,6 +321,39 @@ def test_metrics_mount_follows_metrics_auth():
     assert c.get("/api/v1/topics").status_code == 401
 
 
+def test_answers_are_counted_by_route_template():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from monitor import metrics
+    from monitor.web.app import route_label
+
+    assert route_label("/api/v1/topics/acme/window") == "/api/v1/topics/{topic}/window"
+    assert route_label("/api/v1/topics/acme/nope") == "other"
+    assert route_label("/static/vendor/uPlot.min.css") == "/static"
+    assert route_label("/wp-admin/x") == "other"
+    c, _ = client(token=TOKEN, metrics=metrics.asgi_app(metrics.REGISTRY))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def count(route, code):
+        text = c.get("/metrics", headers=auth).text
+        for fam in text_string_to_metric_families(text):
+            if fam.name == "mood_monitor_http_requests":
+                return sum(
+                    s.value
+                    for s in fam.samples
+                    if s.name.endswith("_total") and s.labels["route"] == route and s.labels["code"] == code
+                )
+        return 0
+
+    before_ok = count("/api/v1/topics/{topic}/window", "200")
+    before_401 = count("/api/v1/topics/{topic}/window", "401")
+    c.get("/api/v1/topics/acme/window", headers=auth)
+    c.get("/api/v1/topics/globex/window", headers=auth)
+    c.get("/api/v1/topics/acme/window")
+    assert count("/api/v1/topics/{topic}/window", "200") == before_ok + 2
+    assert count("/api/v1/topics/{topic}/window", "401") == before_401 + 1
+
+
 def test_the_hub_heartbeats_while_the_app_runs():
     m = FakeReadModel()
     c, _ = client(m)
