@@ -214,7 +214,11 @@ def add_parsers(sub: Any) -> None:
     def mastodon(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--base-url", required=True, help="https://mastodon.social")
         sp.add_argument("--stream", required=True, help="hashtag:TAG, public or public:local")
-        sp.add_argument("--streaming-url", default=None, help="default: discovered from the instance")
+        sp.add_argument(
+            "--streaming-url",
+            default=None,
+            help="default: discovered (with a token: its own https host only)",
+        )
         sp.add_argument("--trust-language", action="store_true", help="use the client-set language")
 
     def reddit(sp: argparse.ArgumentParser) -> None:
