@@ -20,9 +20,9 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from monitor.alerts.settings import AlertSettings
 from monitor.errors import ConfigError
 from monitor.model.settings import ModelSettings
-from monitor.web.settings import DashboardSettings
 from monitor.privacy.settings import PrivacySettings
 from monitor.transport import KafkaSettings, RedisSettings, SettingError
+from monitor.web.settings import DashboardSettings
 
 # the Kafka and Redis sections live in monitor.transport (monitor.kafka and monitor.store use them)
 __all__ = ["KafkaSettings", "RedisSettings", "Settings", "TopicSettings", "WorkerSettings", "load_settings"]
