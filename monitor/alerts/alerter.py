@@ -21,7 +21,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Protocol
@@ -247,6 +247,10 @@ class Alerter:
 
     def _entries(self, alert: AlertEvent) -> list[dict[str, Any]]:
         now_s = self.clock_ms() / 1000
+        # the ids of the posts it quotes and the same message without them: a deletion at the
+        # source swaps in the bare body while the message waits (RedisAggregateStore.forget_text)
+        quotes = [str(e["id"]) for e in list(alert.examples)[:3] if e.get("id")]
+        bare = replace(alert, examples=())
         return [
             {
                 "destination": d.name,
@@ -255,6 +259,11 @@ class Alerter:
                 "attempts": 0,
                 "next_s": 0,
                 "body": block_kit(alert) if d.kind == "slack" else generic_json(alert),
+                **(
+                    {"quotes": quotes, "bare": block_kit(bare) if d.kind == "slack" else generic_json(bare)}
+                    if quotes
+                    else {}
+                ),
             }
             for d in self.settings.destinations
             if d.wants(alert.topic, alert.severity)

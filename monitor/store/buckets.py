@@ -65,6 +65,15 @@ def _hash(reply: Mapping[Any, Any]) -> dict[str, str]:
     return {_str(k): _str(v) for k, v in reply.items()}
 
 
+# replace one list element, found by its exact value, in place (0 when it is not there any more)
+_SWAP = """
+local i = redis.call('LPOS', KEYS[1], ARGV[1])
+if not i then return 0 end
+redis.call('LSET', KEYS[1], i, ARGV[2])
+return 1
+"""
+
+
 def id_digest(post_id: str) -> bytes:
     """The 8 bytes the duplicate-id guard keeps of a post id (a collision among the ids of one
     guard window is about 1 in 10^8 at 10^5 posts a slice)."""
@@ -145,6 +154,7 @@ class RedisAggregateStore:
         self._remember = self.client.register_script(scripts.joinpath("remember.lua").read_text())
         self._claim = self.client.register_script(scripts.joinpath("claim_ids.lua").read_text())
         self._advance = self.client.register_script(scripts.joinpath("advance_partitions.lua").read_text())
+        self._swap = self.client.register_script(_SWAP)
 
     # ---- writes -------------------------------------------------------------------------
     @translated
@@ -277,7 +287,13 @@ class RedisAggregateStore:
 
     @translated
     def forget_text(self, post_ids: Sequence[str]) -> int:
-        """A source deleted these posts: drop them from every topic's sample."""
+        """A source deleted these posts: drop every trace of them this store keeps: their text,
+        url and id in every topic's sample and its index, their digest in the duplicate-id
+        guard, and their quotes in alert messages still waiting in the outbox (such a message
+        goes out without its quoted posts). Returns how many sampled texts were dropped.
+
+        Without its digest a re-sent copy of a deleted post would be counted again; a
+        redelivered record is not (the watermarks skip what was applied)."""
         if not post_ids:
             return 0
         topics = self.topics()
@@ -290,7 +306,30 @@ class RedisAggregateStore:
                 if ts is not None:
                     pipe.hdel(keys.sample(self.prefix, t, minute_start(int(ts))), pid)
                     pipe.zrem(keys.recent(self.prefix, t), pid)
-        return sum(int(r) for r in pipe.execute()[::2])
+        dropped = sum(int(r) for r in pipe.execute()[::2])
+        slice_no = int(time.time()) // self.dedup_slice_s
+        digests = [id_digest(pid) for pid in post_ids]
+        for s in (slice_no, slice_no - 1):
+            pipe.hdel(keys.seen_slice(self.prefix, s), *digests)
+        pipe.execute()
+        self._forget_quotes(set(post_ids))
+        return dropped
+
+    def _forget_quotes(self, post_ids: set[str]) -> None:
+        """Outbox entries that quote one of ``post_ids`` (``quotes``, by the alerter) get their
+        ``bare`` body, swapped in place only if the entry is still the one read (a dispatcher
+        that updated it meanwhile wins, and the next pass tries again)."""
+        key = keys.alert_outbox(self.prefix)
+        for _ in range(3):
+            stale = []
+            for raw in self.client.lrange(key, 0, -1):
+                entry = orjson.loads(raw)
+                if isinstance(entry, dict) and post_ids & set(entry.get("quotes") or ()):
+                    bare = {k: v for k, v in entry.items() if k not in ("quotes", "bare")}
+                    bare["body"] = entry.get("bare") or {"text": "(a quoted post was deleted)"}
+                    stale.append((raw, orjson.dumps(bare).decode()))
+            if not stale or all(self._swap(keys=[key], args=[old, new]) for old, new in stale):
+                return
 
     @translated
     def recent_posts(self, topic: str, start_ms: int, end_ms: int, limit: int = 50) -> list[dict[str, Any]]:
