@@ -28,6 +28,8 @@ TOOL_SRC = ROOT / "scripts" / "composecheck"
 RAW = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 APP_SERVICES = {"connector", "bluesky", "mastodon", "reddit", "rss", "push", "worker", "alerter"}
 DEFAULT_SERVICES = {"kafka", "redis", "worker", "alerter"}
+# profile observability (engineer D2): Prometheus and Grafana, each published on loopback only
+OBSERVABILITY = {"prometheus": 9090, "grafana": 3000}
 # the secrets each service is given, and no other (docs/security.md "Deployment")
 EXPECTED_SECRETS = {
     "kafka": {"kafka_jaas.conf"},
@@ -40,6 +42,8 @@ EXPECTED_SECRETS = {
     "push": {"kafka_password", "redis_connector", "push_webhook_secret"},
     "worker": {"kafka_password", "redis_worker", "redis_reader"},
     "alerter": {"kafka_password", "redis_alerter", "redis_reader", "slack_webhook"},
+    "prometheus": {"dashboard_token"},  # deploy/prometheus/prometheus.yml reads it (credentials_file)
+    "grafana": {"grafana_admin_password"},
 }
 
 
@@ -84,7 +88,8 @@ def composecheck() -> Path:
 def project(tmp_path: Path) -> Path:
     """A copy of the compose project (the files a `docker compose up` reads) with its secrets
     made by scripts/compose_secrets.py, and no .env unless a test writes one."""
-    for name in ("docker-compose.yml", "docker-compose.gpu.yml", "config/monitor.yaml"):
+    deploy = [str(p.relative_to(ROOT)) for p in (ROOT / "deploy").rglob("*") if p.is_file()]
+    for name in ("docker-compose.yml", "docker-compose.gpu.yml", "config/monitor.yaml", *deploy):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
     compose_secrets.make(tmp_path / "secrets", "mm")
@@ -114,7 +119,7 @@ def test_the_files_validate_with_the_compose_loader(composecheck, project):
     default = resolve(composecheck, project, "docker-compose.yml")
     assert set(default["services"]) == DEFAULT_SERVICES, "a plain `up` starts no source"
     everything = resolve(composecheck, project, "docker-compose.yml", profiles=("*",))
-    assert set(everything["services"]) == DEFAULT_SERVICES | APP_SERVICES
+    assert set(everything["services"]) == DEFAULT_SERVICES | APP_SERVICES | set(OBSERVABILITY)
     resolve(composecheck, project, "docker-compose.yml", "docker-compose.gpu.yml")
 
 
@@ -134,7 +139,9 @@ def test_the_loader_refuses_what_the_specification_does_not_allow(composecheck, 
 
 def test_only_the_push_endpoint_is_published_and_only_on_loopback(model):
     published = {name: svc["ports"] for name, svc in model["services"].items() if svc.get("ports")}
-    assert set(published) == {"push"}
+    assert set(published) == {"push", *OBSERVABILITY}
+    for name, target in OBSERVABILITY.items():
+        assert [(p["host_ip"], p["target"]) for p in published[name]] == [("127.0.0.1", target)], name
     for port in published["push"]:
         assert port["host_ip"] == "127.0.0.1", port
         assert port["target"] == 8088
@@ -197,7 +204,10 @@ def test_each_service_gets_only_the_secrets_it_uses(model):
         uses = json.dumps([svc.get("environment"), svc.get("command"), svc.get("healthcheck")])
         for secret in given:
             path = f"/run/secrets/{secret}"
-            assert path in uses or (name == "alerter" and path in monitor_yaml), (
+            prometheus_yml = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
+            assert path in uses or (name == "alerter" and path in monitor_yaml) or (
+                name == "prometheus" and path in prometheus_yml
+            ), (
                 f"{name} never reads {secret}"
             )
     used = set().union(*EXPECTED_SECRETS.values())
@@ -237,7 +247,7 @@ def test_env_file_values_are_never_silently_overridden(composecheck, project):
     env = {
         n: f"from-dotenv-{n.lower()}"
         for n in names
-        if n not in ("MOOD_SECRETS_DIR", "PUSH_BIND", "PUSH_PORT")
+        if n not in ("MOOD_SECRETS_DIR", "PUSH_BIND", "PUSH_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")
     }
     env["MOOD_KAFKA__PARTITIONS"] = "3"
     (project / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
