@@ -12,7 +12,9 @@ What one client can hold, and what it gets past a limit (`ServerLimits`):
     headers     the request line and headers must arrive within ``header_timeout_s`` of the
                 connection opening (or of the previous answer): else ``408`` and the
                 connection is closed (slowloris). uvicorn itself times out only idle
-                keep-alive connections (``keep_alive_s``), not slow headers.
+                keep-alive connections (``keep_alive_s``), not slow headers. At most
+                ``max_header_bytes`` of them (h11: its own ``400``; httptools, which has no
+                cap of its own: ``431``).
     body        a declared Content-Length over ``max_body_bytes`` is ``413`` before one byte of
                 the body is read; a chunked body is counted as it streams and cut at the cap
                 (``413``); the whole body must arrive within ``body_timeout_s`` (``408``).
@@ -101,7 +103,12 @@ class ServerLimits:
 def _raw_answer(status: int, reason: str, *, retry_after_s: int | None = None) -> bytes:
     """A whole HTTP/1.1 answer as bytes, for the protocol layer (before any app runs)."""
     body = orjson.dumps({"error": reason})
-    phrase = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}[status]
+    phrase = {
+        400: b"Bad Request",
+        408: b"Request Timeout",
+        431: b"Request Header Fields Too Large",
+        503: b"Service Unavailable",
+    }[status]
     head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
         status,
         phrase,
@@ -120,8 +127,10 @@ class _Limited:
     on_refusal: OnRefusal
     slow: bytes
     short: bytes
+    large: bytes
     busy: Any
     _header_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
     _peer_done = False
     # set by the uvicorn protocol this is mixed into
     connections: set[Any]
@@ -147,6 +156,13 @@ class _Limited:
         current: object = self.transport.get_protocol()
         if current is not self or (self.cycle is not before and self.cycle is not None):
             self._disarm()  # a request's headers were read (or the connection was upgraded)
+        elif self._header_timer is not None:  # still waiting for the end of the headers
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
+                # h11 stops at its own cap (a 400); httptools has none
+                self.on_refusal(431, "request headers too large")
+                self.transport.write(self.large)
+                self.transport.close()
 
     def _idle(self) -> bool:
         return self.cycle is None or bool(self.cycle.response_complete)
@@ -179,6 +195,7 @@ class _Limited:
 
     def _arm(self) -> None:
         self._disarm()
+        self._head_bytes = 0
         self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._headers_too_slow)
 
     def _disarm(self) -> None:
@@ -202,6 +219,7 @@ def _protocol(limits: ServerLimits, on_refusal: OnRefusal) -> type[asyncio.Proto
         "on_refusal": staticmethod(on_refusal),
         "slow": _raw_answer(408, "request headers too slow"),
         "short": _raw_answer(400, "body shorter than Content-Length"),
+        "large": _raw_answer(431, "request headers too large"),
         "busy": _Refusal(503, "too many connections", limits.retry_after_s),
     }
     return type(f"Limited{base.__name__}", (_Limited, base), attrs)
