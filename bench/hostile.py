@@ -71,6 +71,7 @@ CLASSES: dict[str, str] = {
     "re_blank_lines": '"\\n" + spaces, "\\n \\n"*n (BLANK_LINES)',
     "re_slack_digits": '"1 "*n, "1("*n, "+1 ("*n (PHONE_CANDIDATE)',
     "re_slack_email": '"a.+"*n + "@", "a@a."*n, "a@a-"*n (EMAIL)',
+    "re_card_chains": '"4 "*n, "1-"*n, "4111 1111 "*n, cards back to back (DIGIT_CHAIN, Luhn windows)',
     "re_term": '"#a\'-"*n, "aaa-"*n, "a\'"*n (TERM, TERM_NOISE)',
     "re_reddit_tail": 'spaces + "submitted by /u/x [link]" with no [comments] (REDDIT_TAIL)',
     "re_topic_phrase": '"new "*n, "phone"*n: keyword phrases and word boundaries',
@@ -278,6 +279,7 @@ def _text_classes(m: _Maker) -> dict[str, Callable[[int], str]]:
         "re_slack_email": lambda i: [_fit("a.+", MAX_TEXT - 1) + "@", _fit("a@a.", big), _fit("a@a-", big)][
             i % 3
         ],
+        "re_card_chains": cycle("4 ", "1-", "4111 1111 ", "4111111111111111 ", "phone 4111 1111 1111 1111 "),
         "re_term": cycle("#a'-", "aaa-", "a'", "@aa_"),
         "re_reddit_tail": lambda i: [
             " " * 19_000 + "submitted by /u/x [link]",
