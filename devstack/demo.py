@@ -2,8 +2,9 @@
 
 It starts (or reuses) the local Kafka + Redis stack, writes a synthetic stream in which one
 topic turns sharply negative halfway through, and runs the real processes as subprocesses:
-the JSONL replay connector, an inference worker and the alerter, with a local HTTP sink
-standing in for Slack. While it runs it shows a live per-topic table; at the end it stops the
+the JSONL replay connector, an inference worker, the alerter and the dashboard
+(`mood-monitor serve`, its address printed at the start), with a local HTTP sink standing in
+for Slack. While it runs it shows a live per-topic table; at the end it stops the
 processes gracefully (SIGTERM), prints the Slack message the alerter sent, and, as its last
 line, one JSON object with the figures, each counted from a different place:
 
@@ -17,10 +18,13 @@ line, one JSON object with the figures, each counted from a different place:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +119,69 @@ def _distinct_origins(kafka: KafkaSettings, topic: str, field: str) -> int:
     return len(seen)
 
 
-def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config: str | None = None) -> int:
+def _free_port(preferred: int) -> int:
+    """``preferred`` when it is free on loopback, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - our own loopback URL
+                if r.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def _start_dashboard(cfg_path: Path, port: int, env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    """`mood-monitor serve` on the demo's Redis prefix; says where once it answers."""
+    proc = subprocess.Popen(
+        _cli("serve", "--config", str(cfg_path), "--port", str(port)),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    if _wait_http(url + "healthz", proc, timeout_s=30):
+        print(f"demo: dashboard at {url}?topic=phonex&range=15m (it updates live while the demo runs)")
+    else:
+        print(f"demo: the dashboard did not start; see {cfg_path.parent}/dashboard.log")
+    return proc
+
+
+def screenshot(url: str, path: Path) -> None:
+    """A full-page PNG of the dashboard at ``url`` from Debian's chromium (Playwright, no browser
+    download), once its live stream is connected."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        page.wait_for_selector('[data-testid="live-status"][data-state="live"]', timeout=20_000)
+        page.wait_for_timeout(2_000)  # the first live tick and the charts' redraw
+        page.screenshot(path=str(path), full_page=True)
+        browser.close()
+
+
+def run_demo(
+    duration_s: float = 120.0,
+    rate_per_s: float | None = None,
+    config: str | None = None,
+    screenshot_to: str | None = None,
+) -> int:
     from devstack import stack
     from monitor.app import build_store, render_table
     from monitor.settings import load_settings
@@ -128,6 +194,10 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
     workdir.mkdir(parents=True, exist_ok=True)
     model = base.model.model_dump()
     cfg = _config(base, run, model, lateness_s=10)
+    dash_port = _free_port(base.dashboard.port)
+    dash_url = f"http://127.0.0.1:{dash_port}/"
+    # the Slack message's link opens the dashboard on the topic and the episode
+    cfg["alerts"]["dashboard_url"] = dash_url + "?topic={topic}&from={from_ms}&to={to_ms}"
     cfg_path = workdir / "monitor.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     settings = load_settings(cfg_path)
@@ -146,7 +216,9 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
     env = {**os.environ, "MOOD_LOG_LEVEL": "INFO"}
     with WebhookSink() as sink:
         env["MOOD_DEMO_WEBHOOK_URL"] = sink.url("/services/demo")
-        logs = {name: (workdir / f"{name}.log").open("wb") for name in ("worker", "alerter", "connector")}
+        names = ("worker", "alerter", "connector", "dashboard")
+        logs = {name: (workdir / f"{name}.log").open("wb") for name in names}
+        dashboard = _start_dashboard(cfg_path, dash_port, env, logs["dashboard"])
         worker = subprocess.Popen(
             _cli("worker", "--config", str(cfg_path)),
             env=env,
@@ -168,6 +240,7 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
             print(f"demo: the worker did not join its group; see {workdir}/worker.log")
             _stop(worker, "worker")
             _stop(alerter, "alerter")
+            _stop(dashboard, "dashboard")
             for fh in logs.values():
                 fh.close()
             return 1
@@ -190,6 +263,10 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
                 if time.time() - last_table >= 5:
                     last_table = time.time()
                     _print_table(store, started_ms, time.time() - t0, render_table, sink)
+                if screenshot_to and time.time() - t0 >= duration_s * 0.8 and dashboard.poll() is None:
+                    screenshot(f"{dash_url}?topic=phonex&range=15m", Path(screenshot_to))
+                    print(f"demo: screenshot of the dashboard in {screenshot_to}")
+                    screenshot_to = None
                 for name, proc in (("worker", worker), ("alerter", alerter)):
                     if proc.poll() is not None:
                         print(f"demo: {name} exited early with {proc.returncode}; see {workdir}/{name}.log")
@@ -203,6 +280,7 @@ def run_demo(duration_s: float = 120.0, rate_per_s: float | None = None, config:
             _drain(store, settings, produced, timeout_s=60)
             rc_worker = _stop(worker, "worker")
             rc_alerter = _stop(alerter, "alerter")
+            _stop(dashboard, "dashboard")
             for fh in logs.values():
                 fh.close()
         _print_table(store, started_ms, time.time() - t0, render_table, sink)

@@ -220,7 +220,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     demo = _devstack("demo")
-    return int(demo.run_demo(duration_s=args.duration, rate_per_s=args.rate, config=args.config))
+    return int(
+        demo.run_demo(
+            duration_s=args.duration, rate_per_s=args.rate, config=args.config, screenshot_to=args.screenshot
+        )
+    )
 
 
 def _backtest_range(args: argparse.Namespace, default_end_ms: int) -> tuple[int, int]:
@@ -361,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_config(sub.add_parser("demo", help="run the whole pipeline locally for a while"))
     sp.add_argument("--duration", type=float, default=120.0)
+    sp.add_argument("--screenshot", default=None, help="save a PNG of the dashboard here (chromium)")
     sp.add_argument(
         "--rate", type=float, default=None, help="posts per second (default: from the model speed)"
     )

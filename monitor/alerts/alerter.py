@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from monitor import metrics
 from monitor.aggregates import HOUR_MS, MINUTE_MS, Bucket, minute_start
@@ -56,6 +57,20 @@ class TrackedTopics(Protocol):
 
 class LeaseLost(Exception):
     """Another alerter took over between our lease check and a commit."""
+
+
+def dashboard_link(template: str | None, topic: str, started_ms: int, end_ms: int) -> str | None:
+    """``alerts.dashboard_url`` filled in: ``{topic}`` (URL-encoded), ``{from_ms}`` and ``{to_ms}``
+    (an hour before the episode began to half an hour after the window evaluated), so that the
+    link opens the dashboard on that topic and on the episode, also when followed days later
+    (``http://127.0.0.1:8089/?topic={topic}&from={from_ms}&to={to_ms}``)."""
+    if not template:
+        return None
+    return (
+        template.replace("{topic}", quote(topic, safe=""))
+        .replace("{from_ms}", str(started_ms - HOUR_MS))
+        .replace("{to_ms}", str(end_ms + HOUR_MS // 2))
+    )
 
 
 @dataclass
@@ -220,7 +235,7 @@ class Alerter:
             terms = detectors.moved_terms(
                 [str(p.get("text", "")) for p in posts], [str(p.get("text", "")) for p in before]
             )
-        dash = self.settings.dashboard_url.replace("{topic}", topic) if self.settings.dashboard_url else None
+        dash = dashboard_link(self.settings.dashboard_url, topic, ep.started_ms or ev.end_ms, ev.end_ms)
         return AlertEvent(
             topic=topic,
             rule=rule.name,

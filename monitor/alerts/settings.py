@@ -189,7 +189,8 @@ class AlertSettings(_M):
     backoff_base_s: float = Field(default=1.0, gt=0)  # 5xx / network: base * 2^attempt, capped
     backoff_max_s: float = Field(default=300.0, gt=0)
     give_up_after_s: int = Field(default=24 * 3600, ge=60)  # a message still undelivered then is dropped
-    dashboard_url: str | None = None  # "{topic}" is replaced; linked from the message
+    # linked from the message; {topic}, {from_ms}, {to_ms} are filled in (alerter.dashboard_link)
+    dashboard_url: str | None = None
     log_max_len: int = Field(default=10_000, ge=100)  # the alert log (a Redis stream) keeps about this many
     rules: list[RuleSettings] = Field(default_factory=default_rules)
     destinations: list[DestinationSettings] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,37 @@ def test_the_page_updates_live_and_survives_a_server_restart(store, redis_url, u
     after = [m for m in console[len(before_restart) :] if m.startswith(("error", "pageerror"))]
     assert [m for m in after if not any(n in m for n in RESTART_NOISE)] == []
     assert not any("Content Security Policy" in m or "Refused to" in m for m in console)
+
+
+def test_an_alert_link_opens_its_topic_and_episode(store, redis_url, unique, tmp_path):
+    """The Slack message's link (alerts.dashboard_url through the alerter's dashboard_link)
+    opens the dashboard on the alert's topic, even one whose name needs URL-encoding, and on the
+    episode's time range."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from monitor.alerts.alerter import dashboard_link
+
+    topic = "r&d"
+    now = int(time.time() * 1000)
+    write_posts(store, topic, ["negative", "negative"], ts_ms=now - 30 * 60_000)
+    write_posts(store, "acme", ["positive"])
+    cfg = write_config(tmp_path, redis_url, unique)
+    with Served(cfg) as srv, sync_playwright() as p:
+        template = srv.url + "?topic={topic}&from={from_ms}&to={to_ms}"
+        link = dashboard_link(template, topic, now - 40 * 60_000, now - 20 * 60_000)
+        assert "topic=r%26d&" in link
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.goto(link)
+        expect(page.locator('[data-testid="topic-select"]')).to_have_value(topic, timeout=15_000)
+        chart = page.locator('[data-testid="chart-sentiment"]')
+        # an hour before the episode to half an hour after (the minutes starting in it), the two posts
+        start, end = now - 40 * 60_000 - 3_600_000, now - 20 * 60_000 + 1_800_000
+        minutes = len(range(start - start % 60_000, end, 60_000))
+        expect(chart).to_have_attribute("data-points", str(minutes), timeout=15_000)
+        expect(chart).to_have_attribute("data-total", "2")
+        expect(page.locator("#ranges button.on")).to_have_count(0)
+        browser.close()
+    assert [m for m in console if m.startswith("error")] == []
