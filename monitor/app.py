@@ -211,10 +211,14 @@ def build_dashboard(s: Settings) -> tuple[Any, Any, str, int]:
 
 
 def _metrics_app(s: Settings, store: RedisAggregateStore) -> Any:
-    """serve's /metrics: its own HTTP and process metrics plus the Redis state, at scrape time."""
+    """serve's /metrics: its own HTTP and process metrics plus the Redis state, at scrape time;
+    per-topic series for the tracked topics only (file + registry, `monitor.catalog`), at most
+    ``metrics.max_topics`` of them (bounded labels)."""
     from monitor import metrics
 
-    return metrics.asgi_app(metrics.serve_registry(store, max_topics=s.dashboard.max_topics))
+    catalog = build_catalog(s, store)
+    registry = metrics.serve_registry(store, topics=catalog.current_names, max_topics=s.metrics.max_topics)
+    return metrics.asgi_app(registry)
 
 
 def _corrected_cell(r: dict[str, Any]) -> str:

@@ -125,6 +125,14 @@ class TopicCatalog:
     def matcher(self) -> TopicMatcher:
         return TopicMatcher([to_rule(t.topic) for t in self._tracked])
 
+    def current_names(self) -> list[str]:
+        """The tracked names after a poll (at most every ``poll_s``); Redis down: those in use."""
+        try:
+            self.refresh()
+        except TransientError as exc:
+            log.warning("topic registry unreadable (%s): keeping the topics in use", exc)
+        return self.names()
+
     # ---- refresh -------------------------------------------------------------------------------
     def request_reload(self) -> None:
         """Re-read the config file at the next poll (the SIGHUP handler calls this)."""
