@@ -30,8 +30,9 @@ and then a corrected share can be further off than the raw count.
 
 Intervals (`Estimate.low` / ``high``, 90 % by default): cc and pcc get the binomial normal
 interval of the counted share (an interval for what the model counts, not for the true share);
-acc and pacc a delta-method interval with both the sample's noise (a multinomial bound) and the
-calibration's (the validation set's size per class); hdy and hem a parametric bootstrap of the
+acc and pacc a delta-method interval with both the sample's noise and the calibration's (the
+validation set's size per class; for pacc the posteriors' covariance within each class, shipped
+in the calibration); hdy and hem a parametric bootstrap of the
 histograms (deterministic seed). All are clipped to [0, 1].
 """
 
@@ -132,6 +133,8 @@ class Calibration:
     hist_pos: Matrix
     source: str = ""
     bins: int = BINS
+    # covariance of the posterior vector within each class (pacc's intervals; None: a bound)
+    post_cov: tuple[Matrix, ...] | None = None
 
     @classmethod
     def from_validation(
@@ -152,6 +155,7 @@ class Calibration:
             tuple(_normalised(e.hist_neg) for e in evs),
             tuple(_normalised(e.hist_pos) for e in evs),
             source,
+            post_cov=tuple(_covariance(g) for g in groups),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -164,6 +168,11 @@ class Calibration:
             "posterior_given_class": [list(r) for r in self.post],
             "hist_negative_given_class": [list(r) for r in self.hist_neg],
             "hist_positive_given_class": [list(r) for r in self.hist_pos],
+            **(
+                {"posterior_cov_given_class": [[list(r) for r in m] for m in self.post_cov]}
+                if self.post_cov is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -204,7 +213,38 @@ class Calibration:
             matrix("hist_negative_given_class", BINS),
             matrix("hist_positive_given_class", BINS),
             str(obj.get("source", "")),
+            post_cov=_covariances(obj.get("posterior_cov_given_class")),
         )
+
+
+def _covariance(rows: Sequence[Sequence[float]]) -> Matrix:
+    n = len(rows)
+    mean = [sum(r[k] for r in rows) / n for k in range(K)]
+    return tuple(
+        tuple(sum((r[i] - mean[i]) * (r[j] - mean[j]) for r in rows) / max(1, n - 1) for j in range(K))
+        for i in range(K)
+    )
+
+
+def _covariances(obj: object) -> tuple[Matrix, ...] | None:
+    """The optional ``posterior_cov_given_class``: K symmetric K x K matrices of finite numbers
+    with a non-negative diagonal (ValueError otherwise)."""
+    if obj is None:
+        return None
+    name = "posterior_cov_given_class"
+    if not isinstance(obj, list) or len(obj) != K:
+        raise ValueError(f"{name}: expected {K} matrices")
+    out = []
+    for m in obj:
+        if not isinstance(m, list) or len(m) != K or not all(isinstance(r, list) and len(r) == K for r in m):
+            raise ValueError(f"{name}: expected {K} x {K} matrices")
+        vals = tuple(tuple(float(x) for x in r) for r in m)
+        if not all(math.isfinite(x) and abs(x) <= 1 for r in vals for x in r):
+            raise ValueError(f"{name}: values must be finite, in [-1, 1]")
+        if any(vals[i][i] < 0 or abs(vals[i][j] - vals[j][i]) > 1e-9 for i in range(K) for j in range(K)):
+            raise ValueError(f"{name}: a matrix must be symmetric with a non-negative diagonal")
+        out.append(vals)
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,24 +352,35 @@ def _adjusted(method: str, ev: Evidence, cal: Calibration, level: float) -> Esti
     c = cal.top if method == "acc" else cal.post
     q = _normalised(ev.top if method == "acc" else ev.post)
     pi = simplex_least_squares(c, q)
-    # delta method around the unconstrained solution pi = A q, A = (C^T)^-1:
-    #   Cov = A S_q A^T / n  +  sum_y pi_y^2 A S_y A^T / n_y,  S_v = diag(v) - v v^T
-    # (S_q and S_y are exact for top-label counts and an upper bound for mean posteriors)
+    # delta method around the unconstrained solution pi = A q, A = (C^T)^-1, for the share of
+    # the posts in the bucket (their classes given; the error comes from what the model does
+    # to each post and from the calibration's own sampling):
+    #   Cov = A S_q A^T / n  +  sum_y pi_y^2 A S_y A^T / n_y,   S_q = sum_y pi_y S_y
+    # with S_y the covariance of one post's observation given class y: for acc the multinomial
+    # diag(c_y) - c_y c_y^T (exact), for pacc the validation posteriors' covariance within class
+    # y (shipped in the calibration; without it the multinomial form, an upper bound)
     a = _inverse([[c[y][f] for y in range(K)] for f in range(K)])
     if a is None:
         return Estimate(method, pi, (0.0,) * K, (1.0,) * K, ev.n, level)
     n = max(ev.n, 1)
 
-    def sandwich(v: Sequence[float], w: float) -> list[list[float]]:
-        s = [[(v[i] if i == j else 0.0) - v[i] * v[j] for j in range(K)] for i in range(K)]
+    def multinomial(v: Sequence[float]) -> list[list[float]]:
+        return [[(v[i] if i == j else 0.0) - v[i] * v[j] for j in range(K)] for i in range(K)]
+
+    def sandwich(s: Sequence[Sequence[float]], w: float) -> list[list[float]]:
         return [
             [w * sum(a[i][f] * s[f][g] * a[j][g] for f in range(K) for g in range(K)) for j in range(K)]
             for i in range(K)
         ]
 
-    cov = sandwich(q, 1.0 / n)
+    within = cal.post_cov if method == "pacc" else None
+    s_y: Sequence[Sequence[Sequence[float]]] = (
+        within if within is not None else [multinomial(c[y]) for y in range(K)]
+    )
+    s_q = [[sum(pi[y] * s_y[y][i][j] for y in range(K)) for j in range(K)] for i in range(K)]
+    cov = sandwich(s_q, 1.0 / n)
     for y in range(K):
-        extra = sandwich(c[y], pi[y] ** 2 / cal.support[y])
+        extra = sandwich(s_y[y], pi[y] ** 2 / cal.support[y])
         cov = [[cov[i][j] + extra[i][j] for j in range(K)] for i in range(K)]
     sd = [math.sqrt(max(0.0, cov[i][i])) for i in range(K)]
     low, high = _clip_interval(pi, sd, _z(level))

@@ -144,3 +144,30 @@ def test_corrector_row_keeps_raw_counts_and_falls_back_without_calibration(cal: 
     assert Corrector("pacc", cal).row(Evidence.of([]))["n"] == 0
     with pytest.raises(ValueError, match="method"):
         Corrector("nope", cal)
+
+
+def test_adjusted_intervals_cover_the_truth_about_90_percent_under_label_shift(cal: Calibration) -> None:
+    rng = random.Random(11)
+    hits = {"acc": 0, "pacc": 0}
+    rounds = 200
+    for _ in range(rounds):
+        neg = rng.uniform(0.05, 0.95)
+        counts = (round(400 * neg), round(400 * (1 - neg) / 2), 0)
+        counts = (counts[0], counts[1], 400 - counts[0] - counts[1])
+        ev = Evidence.of(sample(rng, counts))
+        truth = counts[0] / 400
+        for m in hits:
+            e = estimate(m, ev, cal)
+            hits[m] += e.low[0] <= truth <= e.high[0]
+    for m, h in hits.items():
+        assert 0.85 <= h / rounds <= 0.99, (m, h / rounds)
+
+
+def test_a_calibration_with_a_broken_covariance_is_refused(cal: Calibration) -> None:
+    assert cal.post_cov is not None
+    obj = cal.as_json()
+    obj["posterior_cov_given_class"][0][0][1] = 0.5  # no longer symmetric
+    with pytest.raises(ValueError, match="symmetric"):
+        Calibration.from_json(obj)
+    del obj["posterior_cov_given_class"]  # optional: the bound is used instead
+    assert Calibration.from_json(obj).post_cov is None
