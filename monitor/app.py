@@ -56,6 +56,10 @@ def build_corrector(s: Settings) -> Corrector:
     return Corrector(s.model.share_method, calibration_for(s.model), s.model.share_level)
 
 
+def _retention(ms: int) -> dict[str, str]:
+    return {"retention.ms": str(ms), "segment.ms": str(max(60_000, ms // 4))}
+
+
 def ensure_topics(s: Settings) -> None:
     from monitor.kafka import ensure_topics as _ensure
 
@@ -63,10 +67,12 @@ def ensure_topics(s: Settings) -> None:
     _ensure(
         k,
         {k.raw_topic: k.partitions, k.scored_topic: k.partitions, k.dlq_topic: 1},
+        # Kafka deletes whole segments: a segment of a quarter of the retention keeps whole
+        # posts at most 1.25 times as long as configured (the broker's default segment is 7 days)
         configs={
-            k.raw_topic: {"retention.ms": str(s.privacy.raw_retention_ms)},
+            k.raw_topic: _retention(s.privacy.raw_retention_ms),
             k.scored_topic: {"retention.ms": str(k.scored_retention_ms)},
-            k.dlq_topic: {"retention.ms": str(s.privacy.dlq_retention_ms)},
+            k.dlq_topic: _retention(s.privacy.dlq_retention_ms),
         },
     )
 

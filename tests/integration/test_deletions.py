@@ -193,3 +193,5 @@ def test_a_deletion_leaves_no_trace_of_the_post_in_redis(tmp_path, kafka_bootstr
         f"{unique}.dlq": str(s.privacy.dlq_retention_ms),
         f"{unique}.scored": str(s.kafka.scored_retention_ms),
     }
+    # segments of a quarter of the retention: whole posts never outlive it by a broker default
+    assert got["topic"][f"{unique}.raw"]["segment.ms"]["value"] == str(s.privacy.raw_retention_ms // 4)
