@@ -79,6 +79,7 @@ MAX_ITEMS = 1000
 MAX_ID_CHARS = 256  # webhook-id: it becomes a Redis key
 MIN_KEY_BYTES = 24  # Standard Webhooks secrets are 24-64 random bytes
 MAX_SIGNATURES = 16  # v1 entries compared per request (key rotation needs two or three)
+REJECT_LOG_EVERY_S = 1.0  # refused requests: at most one WARNING line a second
 
 
 class Refused(Exception):  # noqa: N818 - an answer to give, not a fault of ours
@@ -220,6 +221,8 @@ class PushConnector(Connector):
         self.id_ttl_s = id_ttl_s
         self.rejected = 0
         self.duplicates = 0
+        self._last_reject_log = -REJECT_LOG_EVERY_S
+        self._quiet = 0
         self._lock = threading.Lock()
         self.limits = dataclasses.replace(
             limits or ServerLimits(), host=host, port=port, max_body_bytes=max_body_bytes, require_length=True
@@ -233,9 +236,21 @@ class PushConnector(Connector):
         self._reject(status, reason)
 
     def _reject(self, status: int, reason: str) -> tuple[int, dict[str, Any]]:
+        """Count a refused request; log it in one line, at most one a second (anyone can send
+        them: the rest go to DEBUG and the next line says how many there were)."""
+        now = time.monotonic()
         with self._lock:
             self.rejected += 1
-        log.warning("push: rejected a request: status=%d reason=%s", status, reason)
+            loud = now - self._last_reject_log >= REJECT_LOG_EVERY_S
+            if loud:
+                self._last_reject_log, quiet, self._quiet = now, self._quiet, 0
+            else:
+                self._quiet += 1
+        if loud:
+            more = f" (+{quiet} more since the last line)" if quiet else ""
+            log.warning("push: rejected a request: status=%d reason=%s%s", status, reason, more)
+        else:
+            log.debug("push: rejected a request: status=%d reason=%s", status, reason)
         return status, {"error": reason}
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:

@@ -122,3 +122,12 @@ def test_signature_entries_are_capped():
         push.verify(RAW, good | {"webhook-signature": many}, body, now_s=time.time())
     few = " ".join(["v1,AAAA"] * 2 + [good["webhook-signature"]])
     assert push.verify(RAW, good | {"webhook-signature": few}, body, now_s=time.time()) == "m"
+
+
+def test_a_flood_of_refusals_is_counted_but_not_a_log_line_each(client, caplog):
+    c, conn, _ = client
+    caplog.set_level("INFO", logger="connectors.push")
+    for _ in range(50):
+        assert c.post("/ingest", content=b"{}").status_code == 400
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert conn.rejected == 50 and 1 <= len(warnings) < 50
