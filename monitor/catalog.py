@@ -203,7 +203,10 @@ class TopicCatalog:
         (logged); the worker goes on with the topics it has."""
         try:
             changed = self.refresh()
+            return self.matcher() if changed else None
         except TransientError as exc:
             log.warning("topic registry unreadable (%s): keeping the topics in use", exc)
-            return None
-        return self.matcher() if changed else None
+        except Exception as exc:  # noqa: BLE001 - a topic change must never stop a worker
+            log.error("topic change not applied (%s), keeping the topics in use", type(exc).__name__)
+            metrics.TOPICS_RELOADS.labels("failed").inc()
+        return None

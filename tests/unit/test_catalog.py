@@ -149,3 +149,15 @@ def test_a_file_change_is_not_lost_when_redis_fails_in_the_same_poll():
     reg.down = False
     clock.t += 2
     assert cat.poll() is not None and cat.names() == ["tea"]
+
+
+def test_an_unexpected_failure_while_changing_topics_keeps_the_topics_in_use():
+    class Broken(FakeRegistry):
+        def snapshot(self) -> tuple[int, dict[str, dict[str, Any]]]:
+            raise RuntimeError("a bug")
+
+    reg, clock = Broken(), Clock()
+    cat = TopicCatalog(FILE_TOPICS, reg, poll_s=1, clock_s=clock)
+    reg.v = 3
+    assert cat.poll() is None  # logged and counted, not raised into the worker's loop
+    assert cat.names() == ["coffee", "metro"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 import urllib.request
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -241,4 +242,49 @@ def test_the_asgi_app_serves_the_serve_registry():
     fams = _parse(resp.text)
     assert (
         _value(fams, "mood_monitor_topic_posts", "mood_monitor_topic_posts", topic="coffee", window="5m") == 4
+    )
+
+
+def test_the_alerter_and_connector_collectors_report_their_running_totals():
+    from prometheus_client import CollectorRegistry
+
+    alerter = SimpleNamespace(
+        stats={"evaluations": 7, "fired": 2, "renotified": 1, "resolved": 1, "duplicates_suppressed": 3},
+        dispatcher=SimpleNamespace(stats={"delivered": 4, "retries": 2}),
+    )
+    conn = SimpleNamespace(
+        stats=SimpleNamespace(produced=10, deletions=1, bad=2, errors=3),
+        connected=True,
+        lag_ms=2500,
+        reconnects=1,
+    )
+    reg = CollectorRegistry()
+    reg.register(metrics.AlerterCollector(alerter))
+    reg.register(metrics.ConnectorCollector(conn, "rss-news"))
+    fams = _parse(metrics.render(reg)[0].decode())
+    assert (
+        _value(fams, "mood_monitor_alerter_notices", "mood_monitor_alerter_notices_total", action="fire") == 2
+    )
+    assert (
+        _value(
+            fams,
+            "mood_monitor_alerter_deliveries",
+            "mood_monitor_alerter_deliveries_total",
+            outcome="retries",
+        )
+        == 2
+    )
+    assert _value(fams, "mood_monitor_alerter_evaluations", "mood_monitor_alerter_evaluations_total") == 7
+    assert (
+        _value(
+            fams, "mood_monitor_connector_posts", "mood_monitor_connector_posts_total", connector="rss-news"
+        )
+        == 10
+    )
+    assert _value(fams, "mood_monitor_connector_lag_seconds", "mood_monitor_connector_lag_seconds") == 2.5
+    assert _value(fams, "mood_monitor_connector_connected", "mood_monitor_connector_connected") == 1
+    alerter.stats["fired"] = 3  # read at scrape time
+    fams = _parse(metrics.render(reg)[0].decode())
+    assert (
+        _value(fams, "mood_monitor_alerter_notices", "mood_monitor_alerter_notices_total", action="fire") == 3
     )
