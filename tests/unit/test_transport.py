@@ -142,7 +142,9 @@ def test_mtls_files_are_loaded_at_start_up_with_the_key_password(pki, tmp_path, 
     assert kw["ssl_password"] == "s3cr3t-key-pw" and kw["ssl_certfile"].endswith("client.crt")
     assert kw["ssl_check_hostname"] is True
     with pytest.raises(ConfigError) as e:
-        _load(tmp_path, monkeypatch, kafka={**good, "ssl_password_file": None, "ssl_password": "s3cr3t-not-it"})
+        _load(
+            tmp_path, monkeypatch, kafka={**good, "ssl_password_file": None, "ssl_password": "s3cr3t-not-it"}
+        )
     assert e.value.field == "kafka.ssl_keyfile" and "key password" in e.value.reason
     assert "s3cr3t" not in str(e.value)
     with pytest.raises(ConfigError, match=r"kafka\.ssl_certfile: ssl_keyfile is set without"):
@@ -224,3 +226,9 @@ def test_the_acl_file_holds_hashes_not_passwords():
     assert text.splitlines()[0] == "user default off"
     assert f"user worker on {password_hash('s3cr3t-w')} " in text
     assert len(text.splitlines()) == 3
+
+
+def test_docs_show_the_acl_as_the_code_renders_it():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    for role, body in rules("mm").items():
+        assert f"user {role} on #<sha256 of its password> {body}" in doc, role
