@@ -5,6 +5,7 @@
 Generated once (kept when present, so re-running never changes a password):
     redis_<role>      the password of each Redis ACL user (worker, alerter, connector, reader, operator)
     kafka_password    the password of the Kafka user `mood` (SASL/PLAIN on the compose network)
+    author_key        the worker's key of author pseudonyms (HMAC-SHA256; a new one changes them all)
 Derived from them on every run (so editing a password file and re-running is how to rotate one):
     redis_users.acl   redis-server's ACL file: the default user off, one user per role with the
                       rules of monitor/store/acl.py and its password as a SHA-256 hash, and a
@@ -95,6 +96,8 @@ def make(directory: Path, prefix: str) -> list[str]:
         report.append(f"{'made' if made else 'kept'} redis_{role}")
     kafka, made = _password(directory / "kafka_password")
     report.append(f"{'made' if made else 'kept'} kafka_password")
+    _, made = _password(directory / "author_key")
+    report.append(f"{'made' if made else 'kept'} author_key")
     health = "user health on nopass resetkeys resetchannels -@all +ping\n"
     _write(directory / "redis_users.acl", acl.acl_file(prefix, redis) + health)
     _write(directory / "kafka_jaas.conf", jaas({KAFKA_USER: kafka}))

@@ -40,7 +40,7 @@ EXPECTED_SECRETS = {
     "mastodon": {"kafka_password", "redis_connector", "mastodon_token"},
     "reddit": {"kafka_password", "redis_connector", "reddit_client_id", "reddit_client_secret"},
     "push": {"kafka_password", "redis_connector", "push_webhook_secret"},
-    "worker": {"kafka_password", "redis_worker", "redis_reader"},
+    "worker": {"kafka_password", "redis_worker", "redis_reader", "author_key"},
     "alerter": {"kafka_password", "redis_alerter", "redis_reader", "slack_webhook"},
     "prometheus": {"dashboard_token"},  # deploy/prometheus/prometheus.yml reads it (credentials_file)
     "grafana": {"grafana_admin_password"},
@@ -289,6 +289,9 @@ def test_the_settings_load_from_each_services_environment(model, project, monkey
         role = s.redis.username
         assert role == {"worker": "worker", "alerter": "alerter"}.get(name, "connector")
         assert s.redis.secret().get_secret_value() == (secrets_dir / f"redis_{role}").read_text()
+        if name == "worker":  # the compose network's Kafka is not on loopback: the key must be given
+            key = s.privacy.author_key_bytes(s.kafka.bootstrap_servers)
+            assert key == (secrets_dir / "author_key").read_bytes().strip()
 
 
 # ---- services ----------------------------------------------------------------------------------
