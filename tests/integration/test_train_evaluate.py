@@ -10,6 +10,7 @@ import pytest
 
 from devstack.synthetic import stream
 from monitor.model.base import to_labels
+from monitor.model.calibration import calibration_for
 from monitor.model.scorers import load_scorer
 from monitor.model.settings import ModelSettings
 
@@ -89,6 +90,30 @@ def test_train_then_evaluate_then_load_in_the_worker(tmp_path):
         ]
     )
     assert [to_labels(o, 0.0)[0] for o in outs] == ["negative", "positive"]
+
+    # the share corrections' statistics: train wrote them from its validation split, next to the
+    # model, where the read side finds them; evaluate --calibration-out writes them for any model
+    cal = calibration_for(ModelSettings(sentiment=str(out)))
+    assert cal is not None and sum(cal.support) == 40 and cal.post_cov is not None
+    target = tmp_path / "quantify.json"
+    cli(
+        "evaluate",
+        "--task",
+        "sentiment",
+        "--data",
+        str(test),
+        "--label-column",
+        "sentiment",
+        "--model",
+        str(out),
+        "--quiet",
+        "--calibration-out",
+        str(target),
+        timeout=300,
+    )
+    again = calibration_for(ModelSettings(sentiment="cardiffnlp/some-hub-model", calibration=str(target)))
+    assert again is not None and sum(again.support) == 200
+    assert calibration_for(ModelSettings(sentiment="cardiffnlp/some-hub-model")) is None
 
 
 def test_evaluate_rejects_unknown_labels_naming_file_and_line(tmp_path):
