@@ -205,7 +205,6 @@ def build_dashboard(s: Settings) -> tuple[Any, Any, str, int]:
         corrector=build_corrector(s),  # the window answer is `mood --json`'s, corrected shares too
     )
     hub = Hub(model, interval_s=d.push_interval_s, max_clients=d.max_clients, max_topics=d.max_topics)
-    hub.process_name = process_name("dashboard")
     cfg = WebConfig(
         token=token,
         allowed_hosts=tuple(d.allowed_hosts),
@@ -240,7 +239,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     """Raw counted shares, and the corrected negative share with its interval when present."""
     head = (
         f"{'topic':<14}{'posts':>7}{'neg%':>7}{'neu%':>7}{'pos%':>7}{'score':>8}  "
-        f"{'neg% corrected [90%]':<24}top emotion"
+        f"{'neg% corrected [int.]':<24}top emotion"
     )
     lines = [head, "-" * len(head)]
     for r in rows:

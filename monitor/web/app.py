@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor import metrics
 from monitor.aggregates import HOUR_MS, MINUTE_MS
-from monitor.errors import ConfigError, StoreUnavailable
+from monitor.errors import ConfigError, MoodMonitorError
 from monitor.web.guard import Guard
 from monitor.web.live import Event, Hub, Subscriber, frame
 from monitor.web.readmodel import MAX_POINTS, STEPS_MS, ReadModel, parse_window
@@ -249,7 +249,8 @@ def create_app(model: ReadModel, hub: Hub, cfg: WebConfig, *, metrics: ASGIApp |
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={BadRequest: _bad_request, NotFound: _not_found, StoreUnavailable: _unavailable},
+        # Redis down (StoreUnavailable) or refusing the user (ConfigError from the store): 503
+        exception_handlers={BadRequest: _bad_request, NotFound: _not_found, MoodMonitorError: _unavailable},
     )
     open_paths = ("/healthz",) if cfg.metrics_auth else ("/healthz", "/metrics")
     guarded = Guard(app, token=cfg.token, allowed_hosts=cfg.allowed_hosts, open_paths=open_paths)

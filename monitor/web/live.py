@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from monitor.aggregates import MINUTE_MS, minute_start
-from monitor.errors import TransientError
+from monitor.errors import MoodMonitorError
 from monitor.web.readmodel import LIVE_MINUTES, SUMMARY_WINDOW, ReadModel, now_ms
 
 log = logging.getLogger(__name__)
@@ -74,8 +73,6 @@ class Hub:
     max_clients: int = 32
     max_topics: int = 50
     queue_size: int = 8
-    process_name: str = "dashboard"
-    heartbeat_ttl_s: int = 30
     clock_ms: Callable[[], int] = now_ms
     subscribers: set[Subscriber] = field(default_factory=set)
     parts: dict[str, Event] = field(default_factory=dict)
@@ -155,7 +152,7 @@ class Hub:
         self.polls += 1
         try:
             snap = await anyio.to_thread.run_sync(snapshot, self.model, self.max_topics, self.clock_ms)
-        except TransientError as exc:
+        except MoodMonitorError as exc:  # down, or refusing this user (an ACL error is a ConfigError)
             if self.redis_up:
                 log.warning("live stream: redis read failed: %s", exc)
             self.redis_up = False
@@ -165,22 +162,12 @@ class Hub:
         snap["status"]["redis"] = "up"
         self.update(snap)
 
-    async def beat(self) -> None:
-        try:
-            await anyio.to_thread.run_sync(self.model.heartbeat, self.process_name, self.heartbeat_ttl_s)
-        except TransientError as exc:
-            log.warning("dashboard heartbeat failed: %s", exc)
-
     async def run(self) -> None:
-        """Poll while anyone watches; heartbeat always. Runs until cancelled."""
+        """Poll while anyone watches (nothing is read while no one does). Runs until cancelled."""
         self._loop = asyncio.get_running_loop()
-        last_beat = -math.inf
         while True:
             if self.subscribers:
                 await self.poll_once()
-            if anyio.current_time() - last_beat >= self.heartbeat_ttl_s / 3:
-                last_beat = anyio.current_time()
-                await self.beat()
             self._wake = anyio.Event()
             with anyio.move_on_after(self.interval_s):
                 await self._wake.wait()

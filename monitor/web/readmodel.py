@@ -113,7 +113,6 @@ class ReadModel(Protocol):
     def alerts(self, topics: Sequence[str], now_ms: int) -> dict[str, Any]: ...
     def status(self, now_ms: int) -> dict[str, Any]: ...
     def ping(self) -> bool: ...
-    def heartbeat(self, process: str, ttl_s: int) -> None: ...
 
 
 def summary_row(topic: str, window: str, cur: Bucket, prev: Bucket) -> dict[str, Any]:
@@ -177,9 +176,6 @@ class RedisReadModel:
     def ping(self) -> bool:
         return self.store.ping()
 
-    def heartbeat(self, process: str, ttl_s: int) -> None:
-        self.store.heartbeat(process, ttl_s, {"role": "dashboard"})
-
     def summary(self, topics: Sequence[str], window: str, now_ms: int) -> list[dict[str, Any]]:
         w = parse_window(window)
         end = now_ms + MINUTE_MS
@@ -227,6 +223,7 @@ class RedisReadModel:
                     "started_ms": ep.started_ms,
                     "notices": ep.notices,
                     "severity": ep.notified_severity or rules[name].severity,
+                    "window_min": rules[name].window_min,  # started_ms is the first breaching window's end
                     "peak_level": round(ep.peak_level, 4),
                 }
                 if ep.status in (PENDING, FIRING):

@@ -118,7 +118,7 @@ class Served:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc.stdout:
+        if self.proc.stdout and not self.proc.stdout.closed:
             self.output += self.proc.stdout.read()
             self.proc.stdout.close()
         return int(self.proc.returncode)

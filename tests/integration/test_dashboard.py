@@ -57,7 +57,7 @@ def test_api_window_equals_mood_json(store, redis_url, unique, tmp_path):
         posts = httpx.get(f"{srv.url}api/v1/topics/acme/posts").json()["posts"]
         assert len(posts) == 5 and posts[0]["ts_ms"] >= posts[-1]["ts_ms"]
         status = httpx.get(f"{srv.url}api/v1/status").json()
-        assert any(p["role"] == "dashboard" for p in status["processes"])
+        assert status["redis"] == "up" and status["dlq"] == {"total": 0, "by_reason": {}}
 
 
 def test_a_live_client_sees_a_write_within_seconds(store, redis_url, unique, tmp_path):
@@ -182,3 +182,51 @@ def test_alerts_show_open_episodes_and_the_alert_log(store, redis_url, unique, t
     assert families["mood_monitor_redis_up"].samples[0].value == 1
     routes = {s.labels["route"] for s in families["mood_monitor_http_requests"].samples}
     assert "/api/v1/alerts" in routes
+
+
+def test_serve_needs_only_the_read_only_redis_user(store, redis_url, unique, tmp_path):
+    """Every route and the live stream work as the ACL's `reader` (read commands only): serve
+    writes nothing to Redis."""
+    from monitor.store.acl import rules
+
+    write_posts(store, "acme", ["negative", "positive"])
+    user, password = f"reader-{unique}", f"pw-{unique}"
+    store.client.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", *rules(unique)["reader"].split()
+    )
+    try:
+        extra = f"  username: {user}\n  password: {password}\n"
+        cfg = tmp_path / "monitor.yaml"
+        cfg.write_text(
+            f"redis:\n  url: {redis_url}\n  prefix: {unique}\n{extra}dashboard:\n  push_interval_s: 0.5\n"
+        )
+        with Served(cfg) as srv:
+            for path in ROUTES_READ:
+                r = httpx.get(srv.url + path)
+                assert r.status_code == 200, (path, r.text)
+            assert httpx.get(srv.url + "api/v1/topics").json()["topics"][0]["current"]["posts"] == 2
+            with httpx.stream("GET", f"{srv.url}api/v1/stream", timeout=20) as r:
+                events: list[str] = []
+                lines = r.iter_lines()
+                while len(events) < 3:
+                    line = next(lines)
+                    if line.startswith("event: "):
+                        events.append(line)
+                    assert '"redis":"down"' not in line
+            assert sorted(events) == ["event: alerts", "event: status", "event: topics"]
+            srv.stop()
+            assert "NOPERM" not in srv.output and "ERROR" not in srv.output, srv.output
+    finally:
+        store.client.execute_command("ACL", "DELUSER", user)
+
+
+ROUTES_READ = [
+    "api/v1/topics?spark=10",
+    "api/v1/topics/acme/window",
+    "api/v1/topics/acme/series",
+    "api/v1/topics/acme/posts",
+    "api/v1/alerts",
+    "api/v1/status",
+    "readyz",
+    "metrics",
+]

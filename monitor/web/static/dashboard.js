@@ -240,17 +240,19 @@
 
   function episodesOf(topic) {
     // [start, end] of every episode of the topic: the alert log's open..resolve pairs, the
-    // open episodes (until now) and the last resolved one of each rule
+    // open episodes (until now) and the last resolved one of each rule; an episode starts with
+    // its first breaching window (started_ms is that window's end)
     const now = Date.now();
+    const begin = (e) => e.started_ms - (e.window_min || 0) * 60e3;
     const spans = new Map();
     for (const e of (alertsData.log || []).slice().reverse()) {
       if (e.topic !== topic) continue;
-      const span = spans.get(e.episode) || [e.episode_started_ms, now];
+      const span = spans.get(e.episode) || [e.episode_started_ms - (e.window_min || 0) * 60e3, now];
       if (e.kind === "resolve") span[1] = e.ts_ms;
       spans.set(e.episode, span);
     }
-    const open = alertsData.open.filter((e) => e.topic === topic).map((e) => [e.started_ms, now]);
-    const past = alertsData.past.filter((e) => e.topic === topic).map((e) => [e.started_ms, e.ended_ms]);
+    const open = alertsData.open.filter((e) => e.topic === topic).map((e) => [begin(e), now]);
+    const past = alertsData.past.filter((e) => e.topic === topic).map((e) => [begin(e), e.ended_ms]);
     return Array.from(spans.values()).concat(open, past);
   }
 

@@ -26,7 +26,6 @@ class FakeReadModel:
 
     def __init__(self) -> None:
         self.fail = False
-        self.beats: list[str] = []
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self.bucket = Bucket(NOW, 5, {"negative": 3, "positive": 2}, 0.4, {"anger": 3, "joy": 2})
 
@@ -74,9 +73,6 @@ class FakeReadModel:
     def ping(self) -> bool:
         self._check("ping")
         return True
-
-    def heartbeat(self, process, ttl_s):
-        self.beats.append(process)
 
 
 def client(
@@ -354,9 +350,10 @@ def test_answers_are_counted_by_route_template():
     assert count("/api/v1/topics/{topic}/window", "401") == before_401 + 1
 
 
-def test_the_hub_heartbeats_while_the_app_runs():
+def test_the_app_reads_nothing_while_no_one_watches():
     m = FakeReadModel()
     c, _ = client(m)
     with c:
         c.get("/healthz")
-    assert m.beats == ["dashboard"]
+        c.get("/static/dashboard.js")
+    assert m.calls == []  # no poll without a live viewer, no write ever (the model has none)
