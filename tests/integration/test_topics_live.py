@@ -40,11 +40,10 @@ def _scrape(port: int) -> dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
-def _gauge(port: int, family: str) -> float:
-    fams = _scrape(port)
-    if family not in fams:
-        return -1.0
-    return sum(s.value for s in fams[family].samples if s.name == family)
+def _gauge(port: int, name: str) -> float:
+    """The sum of the samples called ``name`` (a gauge, or a counter's ``_total``); -1 if none."""
+    found = [s.value for f in _scrape(port).values() for s in f.samples if s.name == name]
+    return sum(found) if found else -1.0
 
 
 class Run:
@@ -189,3 +188,35 @@ def test_the_alerter_evaluates_only_tracked_topics_and_picks_up_a_change(redis_u
     time.sleep(0.05)
     assert [a.topic for a in alerter.evaluate(now + 60_000)] == ["other"]
     assert {e["topic"] for e in RedisAlertLog(store).last(10)} == {"acme", "other"}
+
+
+def test_the_alerter_process_serves_its_metrics_and_reloads_its_file_on_sighup(
+    tmp_path, kafka_bootstrap, redis_url, unique
+):
+    port = _free_port()
+    cfg = write_config(
+        tmp_path, kafka_bootstrap, redis_url, unique, topics=[{"name": "alpha", "keywords": ["a"]}]
+    )
+    doc = yaml.safe_load(cfg.read_text())
+    doc["alerts"] = {"interval_s": 0.5, "destinations": []}
+    doc["topic_registry"] = {"poll_s": 0.5}
+    cfg.write_text(yaml.safe_dump(doc))
+    alerter = popen("alerts", "--config", str(cfg), "--metrics-port", str(port), log=tmp_path / "alerter.log")
+    try:
+        assert wait_for(lambda: _gauge(port, "mood_monitor_alerter_evaluations_total") >= 2, 60), (
+            tmp_path / "alerter.log"
+        ).read_text()[-3000:]
+        assert _gauge(port, "mood_monitor_alerter_lease_held") == 1
+        assert _gauge(port, "mood_monitor_topics_tracked") == 1
+        fams = _scrape(port)
+        assert fams["mood_monitor_alerter_evaluation_seconds"].type == "histogram"
+        assert "process_cpu_seconds" in fams
+        doc["topics"].append({"name": "beta", "keywords": ["b"]})
+        cfg.write_text(yaml.safe_dump(doc))
+        alerter.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: _gauge(port, "mood_monitor_topics_tracked") == 2, 30)
+        assert alerter.poll() is None  # SIGHUP reloads, it does not stop the process
+    finally:
+        alerter.send_signal(signal.SIGTERM)
+        alerter.wait(timeout=60)
+    assert alerter.returncode == 0
