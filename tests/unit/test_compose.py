@@ -30,6 +30,8 @@ APP_SERVICES = {"connector", "bluesky", "mastodon", "reddit", "rss", "push", "wo
 DEFAULT_SERVICES = {"kafka", "redis", "worker", "alerter"}
 # profile observability (engineer D2): Prometheus and Grafana, each published on loopback only
 OBSERVABILITY = {"prometheus": 9090, "grafana": 3000}
+# profile dashboard (and observability): mood-monitor serve, published on loopback only
+DASHBOARD = {"dashboard": 8089}
 # the secrets each service is given, and no other (docs/security.md "Deployment")
 EXPECTED_SECRETS = {
     "kafka": {"kafka_jaas.conf"},
@@ -42,6 +44,7 @@ EXPECTED_SECRETS = {
     "push": {"kafka_password", "redis_connector", "push_webhook_secret"},
     "worker": {"kafka_password", "redis_worker", "redis_reader", "author_key"},
     "alerter": {"kafka_password", "redis_alerter", "redis_reader", "slack_webhook"},
+    "dashboard": {"redis_reader", "dashboard_token"},
     "prometheus": {"dashboard_token"},  # deploy/prometheus/prometheus.yml reads it (credentials_file)
     "grafana": {"grafana_admin_password"},
 }
@@ -119,7 +122,8 @@ def test_the_files_validate_with_the_compose_loader(composecheck, project):
     default = resolve(composecheck, project, "docker-compose.yml")
     assert set(default["services"]) == DEFAULT_SERVICES, "a plain `up` starts no source"
     everything = resolve(composecheck, project, "docker-compose.yml", profiles=("*",))
-    assert set(everything["services"]) == DEFAULT_SERVICES | APP_SERVICES | set(OBSERVABILITY)
+    every = DEFAULT_SERVICES | APP_SERVICES | set(OBSERVABILITY) | set(DASHBOARD)
+    assert set(everything["services"]) == every
     resolve(composecheck, project, "docker-compose.yml", "docker-compose.gpu.yml")
 
 
@@ -139,8 +143,8 @@ def test_the_loader_refuses_what_the_specification_does_not_allow(composecheck, 
 
 def test_only_the_push_endpoint_is_published_and_only_on_loopback(model):
     published = {name: svc["ports"] for name, svc in model["services"].items() if svc.get("ports")}
-    assert set(published) == {"push", *OBSERVABILITY}
-    for name, target in OBSERVABILITY.items():
+    assert set(published) == {"push", *OBSERVABILITY, *DASHBOARD}
+    for name, target in {**OBSERVABILITY, **DASHBOARD}.items():
         assert [(p["host_ip"], p["target"]) for p in published[name]] == [("127.0.0.1", target)], name
     for port in published["push"]:
         assert port["host_ip"] == "127.0.0.1", port
@@ -205,11 +209,11 @@ def test_each_service_gets_only_the_secrets_it_uses(model):
         for secret in given:
             path = f"/run/secrets/{secret}"
             prometheus_yml = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
-            assert path in uses or (name == "alerter" and path in monitor_yaml) or (
-                name == "prometheus" and path in prometheus_yml
-            ), (
-                f"{name} never reads {secret}"
-            )
+            assert (
+                path in uses
+                or (name == "alerter" and path in monitor_yaml)
+                or (name == "prometheus" and path in prometheus_yml)
+            ), f"{name} never reads {secret}"
     used = set().union(*EXPECTED_SECRETS.values())
     assert set(model["secrets"]) - used == {"redis_operator"}, "a secret no service uses (but the operator's)"
     for secret in model["secrets"].values():
@@ -244,11 +248,15 @@ def test_env_file_values_are_never_silently_overridden(composecheck, project):
     # every variable the app services interpolate, set in .env to a value of its own
     names = sorted(set(re.findall(r"\$\{([A-Z0-9_]+)", (ROOT / "docker-compose.yml").read_text())))
     assert "MOOD_REDIS__URL" in names and "MOOD_KAFKA__BOOTSTRAP_SERVERS" in names
-    env = {
-        n: f"from-dotenv-{n.lower()}"
-        for n in names
-        if n not in ("MOOD_SECRETS_DIR", "PUSH_BIND", "PUSH_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")
-    }
+    ports = (
+        "MOOD_SECRETS_DIR",
+        "PUSH_BIND",
+        "PUSH_PORT",
+        "PROMETHEUS_PORT",
+        "GRAFANA_PORT",
+        "DASHBOARD_PORT",
+    )
+    env = {n: f"from-dotenv-{n.lower()}" for n in names if n not in ports}
     env["MOOD_KAFKA__PARTITIONS"] = "3"
     (project / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     model = resolve(composecheck, project, "docker-compose.yml", profiles=("*",))
