@@ -11,17 +11,25 @@ import orjson
 from monitor.batcher import BatchLimits
 from monitor.kafka import Record
 from monitor.messages import SCHEMA_VERSION
+from monitor.model.base import ModelOutput
 from monitor.privacy import author_pseudonym
 from monitor.topics import TopicMatcher, TopicRule
 from monitor.worker import Worker, WorkerConfig
 
-from .test_worker_pipeline import FakeConsumer, FakeProducer, FakeStore, GatedScorer, labels
+from .test_worker_pipeline import FakeConsumer, FakeProducer, FakeStore, labels
 
 KEY = b"s" * 32
 NOW = 1_767_276_000_000
 TEXT = (
     "kw0 refund please: jane.doe@example.com, card 4111 1111 1111 1111, +44 20 7946 0958 https://x.example/a"
 )
+
+
+class FixedScorer:
+    name = "fixed"
+
+    def score(self, texts, langs=None):
+        return [ModelOutput((0.7, 0.2, 0.1), None)] * len(texts)
 
 
 class SampleStore(FakeStore):
@@ -57,7 +65,7 @@ def _run(records: list[Record], key: bytes = KEY) -> tuple[Worker, SampleStore]:
         WorkerConfig(lateness_ms=10**13, backoff_max_s=0.01, author_key=key),
         FakeConsumer([records], log),
         FakeProducer(),
-        GatedScorer(),
+        FixedScorer(),
         labels,
         store,
         TopicMatcher([TopicRule("t0", ("kw0",), ())]),
