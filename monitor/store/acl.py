@@ -7,7 +7,8 @@ shows it for the default prefix. Keys: `monitor.store.keys`; commands: the calls
 and in its Lua scripts (Redis checks the commands a script runs against the caller's ACL too).
 
     worker     the aggregate writes: buckets, watermarks, the duplicate-id guard, the text
-               sample, counters, the seal, its heartbeat (EVALSHA of the four scripts)
+               sample, counters, the seal, its heartbeat (EVALSHA of the scripts); on a source
+               deletion, the quotes of the post in the alert outbox
     alerter    reads buckets, the sample and the seal; owns the alert keys (lease, episodes,
                fingerprints, outbox, delivered, disabled); its heartbeat
     connector  the connectors' state only (cursor, seen, meta, status, claims, the index)
@@ -54,6 +55,7 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "stat:*",
                 "sealed",
                 "health:*",
+                "alert:outbox",  # a deletion strips the post's quotes from alerts not yet sent
             )
             + _keys(prefix, "%R", "topics:*"),
             (
@@ -73,7 +75,9 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "smembers",
                 "zmscore",
                 "zrem",
-                # inside apply_deltas / remember / claim_ids / advance_partitions
+                "lrange",
+                # inside apply_deltas / remember / claim_ids / advance_partitions, and the
+                # outbox swap of a deletion
                 "time",
                 "hset",
                 "hsetnx",
@@ -83,6 +87,8 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "expireat",
                 "zadd",
                 "zremrangebyscore",
+                "lpos",
+                "lset",
             ),
         ),
         "alerter": (
@@ -107,6 +113,7 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "hset",
                 "smembers",
                 "zrevrangebyscore",
+                "zmscore",  # are the posts an outbox entry quotes still in the sample?
                 "lrange",
                 "lpush",
                 "ltrim",

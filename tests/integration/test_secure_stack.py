@@ -12,6 +12,7 @@ import pytest
 
 from devstack.synthetic import demo_topics_config, stream
 from devstack.webhook_sink import WebhookSink
+from monitor.app import build_store
 from monitor.errors import ConfigError
 from monitor.kafka import KafkaPostProducer, ensure_topics, read_topic
 from monitor.settings import load_settings
@@ -63,15 +64,22 @@ def test_pipeline_end_to_end_through_tls_scram_and_acl_users(tmp_path, secure_st
         role: secure_config(tmp_path, st, unique, role, topics=topics, alerts=alerts)
         for role in ("connector", "worker", "alerter", "reader")
     }
+    # the source deletes five posts: the worker drops their texts (and reaches into the alert
+    # outbox), which its ACL user must allow
+    gone = [p["id"] for p in posts[:5]]
+    deletions = [
+        {"kind": "delete", "id": pid, "source": p.get("source", "replay"), "deleted_ms": 1}
+        for pid, p in zip(gone, posts, strict=False)
+    ]
     with WebhookSink() as sink:
         out = cli(
             "replay",
-            str(write_jsonl(tmp_path / "in.jsonl", posts, [b"{bad json"])),
+            str(write_jsonl(tmp_path / "in.jsonl", posts + deletions, [b"{bad json"])),
             "--config",
             str(cfg["connector"]),
         )
         # the bad line travels too: the worker parks it in the DLQ
-        assert orjson.loads(out.stdout.splitlines()[-1])["produced"] == len(posts) + 1
+        assert orjson.loads(out.stdout.splitlines()[-1])["produced"] == len(posts) + len(deletions) + 1
         cli("worker", "--config", str(cfg["worker"]), "--idle-timeout-s", "5")
         cli(
             "alerts",
@@ -84,6 +92,9 @@ def test_pipeline_end_to_end_through_tls_scram_and_acl_users(tmp_path, secure_st
         assert len(sink.received) == 1
         body = sink.received[0].json()
     assert "phonex" in body["text"] and f"{truth['phonex']}" in body["text"]
+    reader = build_store(load_settings(cfg["reader"]))
+    sampled = {r["id"] for t in reader.topics() for r in reader.recent_posts(t, 0, 2**62, limit=1000)}
+    assert sampled and not sampled & set(gone)
     # the read side as its own read-only user: figures and heartbeats
     mood = cli("mood", "phonex", "--json", "--config", str(cfg["reader"]))
     assert f'"posts":{truth["phonex"]}' in mood.stdout
@@ -112,7 +123,7 @@ def test_connector_state_as_the_connector_user_and_read_by_the_reader(secure_sta
 @pytest.mark.parametrize(
     ("role", "command", "args"),
     [
-        ("worker", "get", ("{p}:alert:outbox",)),  # the worker cannot read the alerter's outbox
+        ("worker", "get", ("{p}:alert:lease",)),  # the alerter's keys but the outbox are not the worker's
         ("worker", "flushall", ()),
         ("alerter", "hset", ("{p}:{{t:x}}:m:0", "n", "1")),  # the alerter only reads buckets
         ("connector", "hgetall", ("{p}:{{t:x}}:m:0",)),  # a connector sees only its own state
