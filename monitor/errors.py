@@ -1,7 +1,8 @@
 """The exception tree of mood-monitor.
 
     MoodMonitorError
-     +-- ConfigError            bad config file or value (names the file and field); fatal
+     +-- ConfigError            bad config file or value (names the file and field), or a server
+     |                          refusing the configured login or certificate (names the setting); fatal
      +-- DecodeError            a record that is not a valid message (names the field); poison -> DLQ
      +-- ModelError             a model that will not load or whose labels cannot be mapped; fatal
      +-- TransientError         an outside service is down (Kafka, Redis, HTTP); back off and retry
