@@ -16,6 +16,7 @@ from monitor.batcher import BatchLimits
 from monitor.errors import StoreUnavailable
 from monitor.kafka import Record
 from monitor.messages import SCHEMA_VERSION
+from monitor.model.base import ModelOutput
 from monitor.topics import TopicMatcher, TopicRule
 from monitor.worker import Worker, WorkerConfig
 
@@ -160,7 +161,7 @@ class GatedScorer:
         self.started.set()
         if self.gates:
             assert self.gates.pop(0).wait(WAIT_S), "test gate never opened"
-        return [object()] * len(texts)
+        return [ModelOutput((0.1, 0.2, 0.7), None)] * len(texts)
 
 
 def labels(_out, _floor):
@@ -345,7 +346,7 @@ def test_the_next_batch_reaches_the_model_before_the_one_running_is_written_only
                 assert second.wait(WAIT_S), "the next batch never reached the model"
             second.set()
             order.append(("end", n))
-            return [object()] * len(texts)
+            return [ModelOutput((0.1, 0.2, 0.7), None)] * len(texts)
 
     chunks = [[rec(0, i) for i in range(4)], [rec(0, i) for i in range(4, 8)]]
     w, consumer, store, log = make(chunks, Scorer(), in_model)
