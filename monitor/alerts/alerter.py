@@ -262,8 +262,8 @@ class Alerter:
 
     def _entries(self, alert: AlertEvent) -> list[dict[str, Any]]:
         now_s = self.clock_ms() / 1000
-        # the ids of the posts it quotes and the same message without them: a deletion at the
-        # source swaps in the bare body while the message waits (RedisAggregateStore.forget_text)
+        # the posts it quotes (topic, ids) and the same message without them: when one is gone
+        # from the sample (deleted at the source) the bare body goes instead (drop_gone_quotes)
         quotes = [str(e["id"]) for e in list(alert.examples)[:3] if e.get("id")]
         bare = replace(alert, examples=())
         return [
@@ -275,7 +275,11 @@ class Alerter:
                 "next_s": 0,
                 "body": block_kit(alert) if d.kind == "slack" else generic_json(alert),
                 **(
-                    {"quotes": quotes, "bare": block_kit(bare) if d.kind == "slack" else generic_json(bare)}
+                    {
+                        "topic": alert.topic,
+                        "quotes": quotes,
+                        "bare": block_kit(bare) if d.kind == "slack" else generic_json(bare),
+                    }
                     if quotes
                     else {}
                 ),

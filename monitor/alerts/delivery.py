@@ -125,7 +125,8 @@ class Dispatcher:
         delivered = 0
         disabled = self.store.disabled()
         blocked: set[str] = set()
-        for entry in self.store.outbox():
+        # a message quoting a post deleted since it was queued goes out without its quotes
+        for entry in self.store.drop_gone_quotes(self.store.outbox()):
             name = str(entry.get("destination"))
             if name in blocked:
                 continue

@@ -54,6 +54,7 @@ class OutboxStore(Protocol):
     """The outbox the dispatcher delivers from (`monitor.alerts.delivery.Dispatcher`)."""
 
     def outbox(self) -> list[dict[str, Any]]: ...
+    def drop_gone_quotes(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
     def replace(self, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> None: ...
     def mark_delivered(self, fingerprint: str, destination: str) -> None: ...
     def was_delivered(self, fingerprint: str, destination: str) -> bool: ...
@@ -93,6 +94,31 @@ class RedisAlertLedger(RedisAlertState):
         new_json = orjson.dumps(dict(new)).decode() if new else ""
         old_json = orjson.dumps(dict(old)).decode()
         self._replace(keys=[keys.alert_outbox(self.prefix)], args=[old_json, new_json])
+
+    @translated
+    def drop_gone_quotes(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``entries`` (the outbox as read), with every entry whose quoted posts are not all in
+        their topic's sample any more (a source deleted one, or its text expired) replaced,
+        in place in Redis too, by the same message without quotes (its ``bare`` body): a
+        deleted post is never sent, and leaves no text in the outbox."""
+        quoting = [e for e in entries if e.get("quotes") and e.get("topic")]
+        if not quoting:
+            return entries
+        pipe = self.client.pipeline(transaction=False)
+        for e in quoting:
+            pipe.zmscore(keys.recent(self.prefix, str(e["topic"])), [str(q) for q in e["quotes"]])
+        gone = {
+            id(e): e for e, scores in zip(quoting, pipe.execute(), strict=True) if None in (scores or [None])
+        }
+        out = []
+        for e in entries:
+            if id(e) in gone:
+                bare = {k: v for k, v in e.items() if k not in ("quotes", "bare")}
+                bare["body"] = e.get("bare") or {"text": "(the quoted posts were deleted)"}
+                self.replace(e, bare)
+                e = bare
+            out.append(e)
+        return out
 
     @translated
     def episodes(self, topic: str, rules: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -287,10 +287,11 @@ class RedisAggregateStore:
 
     @translated
     def forget_text(self, post_ids: Sequence[str]) -> int:
-        """A source deleted these posts: drop every trace of them this store keeps: their text,
-        url and id in every topic's sample and its index, their digest in the duplicate-id
-        guard, and their quotes in alert messages still waiting in the outbox (such a message
-        goes out without its quoted posts). Returns how many sampled texts were dropped.
+        """A source deleted these posts: drop every trace of them the worker keeps: their text,
+        url and id in every topic's sample and its index, and their digest in the duplicate-id
+        guard. Returns how many sampled texts were dropped. (Alert messages still waiting that
+        quote one of them are the alerter's: it sends them without their quotes once a quoted
+        post is gone from the sample, `RedisAlertLedger.drop_gone_quotes`.)
 
         Without its digest a re-sent copy of a deleted post would be counted again; a
         redelivered record is not (the watermarks skip what was applied)."""
@@ -312,24 +313,7 @@ class RedisAggregateStore:
         for s in (slice_no, slice_no - 1):
             pipe.hdel(keys.seen_slice(self.prefix, s), *digests)
         pipe.execute()
-        self._forget_quotes(set(post_ids))
         return dropped
-
-    def _forget_quotes(self, post_ids: set[str]) -> None:
-        """Outbox entries that quote one of ``post_ids`` (``quotes``, by the alerter) get their
-        ``bare`` body, swapped in place only if the entry is still the one read (a dispatcher
-        that updated it meanwhile wins, and the next pass tries again)."""
-        key = keys.alert_outbox(self.prefix)
-        for _ in range(3):
-            stale = []
-            for raw in self.client.lrange(key, 0, -1):
-                entry = orjson.loads(raw)
-                if isinstance(entry, dict) and post_ids & set(entry.get("quotes") or ()):
-                    bare = {k: v for k, v in entry.items() if k not in ("quotes", "bare")}
-                    bare["body"] = entry.get("bare") or {"text": "(a quoted post was deleted)"}
-                    stale.append((raw, orjson.dumps(bare).decode()))
-            if not stale or all(self._swap(keys=[key], args=[old, new]) for old, new in stale):
-                return
 
     @translated
     def recent_posts(self, topic: str, start_ms: int, end_ms: int, limit: int = 50) -> list[dict[str, Any]]:
