@@ -117,11 +117,19 @@ def test_an_alert_link_opens_its_topic_and_episode(store, redis_url, unique, tmp
     from playwright.sync_api import expect, sync_playwright
 
     from monitor.alerts.alerter import dashboard_link
+    from monitor.alerts.episodes import FIRING, Episode
+    from monitor.store.alerts import RedisAlertLedger
 
     topic = "r&d"
     now = int(time.time() * 1000)
     write_posts(store, topic, ["negative", "negative"], ts_ms=now - 30 * 60_000)
     write_posts(store, "acme", ["positive"])
+    ledger = RedisAlertLedger(store)  # an open episode of the topic, in the alert log too
+    assert ledger.hold_lease("test", 60)
+    episode = Episode(status=FIRING, started_ms=now - 25 * 60_000, notices=1).to_json()
+    log = ["kind", "open", "topic", topic, "rule", "negative-shift", "severity", "warning", "ts_ms", str(now)]
+    log += ["episode", "e1", "episode_started_ms", str(now - 25 * 60_000), "window_min", "15"]
+    assert ledger.commit("test", topic, "negative-shift", episode, "fp-" + unique, [], log) == 1
     cfg = write_config(tmp_path, redis_url, unique)
     with Served(cfg) as srv, sync_playwright() as p:
         template = srv.url + "?topic={topic}&from={from_ms}&to={to_ms}"
@@ -140,5 +148,8 @@ def test_an_alert_link_opens_its_topic_and_episode(store, redis_url, unique, tmp
         expect(chart).to_have_attribute("data-points", str(minutes), timeout=15_000)
         expect(chart).to_have_attribute("data-total", "2")
         expect(page.locator("#ranges button.on")).to_have_count(0)
+        # the episode marked on the volume chart (once: the log's entry and the open episode agree)
+        expect(page.locator('[data-testid="chart-volume"]')).to_have_attribute("data-episodes", "1")
+        expect(page.locator('[data-testid="alert-log"]')).to_have_count(1)
         browser.close()
     assert [m for m in console if m.startswith("error")] == []

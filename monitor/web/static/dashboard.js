@@ -251,21 +251,35 @@
       if (e.kind === "resolve") span[1] = e.ts_ms;
       spans.set(e.episode, span);
     }
-    const open = alertsData.open.filter((e) => e.topic === topic).map((e) => [begin(e), now]);
-    const past = alertsData.past.filter((e) => e.topic === topic).map((e) => [begin(e), e.ended_ms]);
-    return Array.from(spans.values()).concat(open, past);
+    const byStart = new Map(Array.from(spans.values()).map((sp) => [sp[0], sp]));
+    for (const e of alertsData.open) if (e.topic === topic && !byStart.has(begin(e))) byStart.set(begin(e), [begin(e), now]);
+    for (const e of alertsData.past) if (e.topic === topic && !byStart.has(begin(e))) byStart.set(begin(e), [begin(e), e.ended_ms]);
+    return Array.from(byStart.values());
   }
 
   function drawEpisodes(u) {
+    // a point is its bucket's start: an episode covers the buckets from the one it began in to
+    // the one it ended in (the current one while open), at least a few pixels wide
+    if (!series) return;
+    const step = stepMs(series.step);
     const ctx = u.ctx;
+    const left = u.bbox.left;
+    const right = u.bbox.left + u.bbox.width;
+    let drawn = 0;
     ctx.save();
-    ctx.fillStyle = "rgba(214, 69, 69, 0.14)";
+    ctx.fillStyle = "rgba(214, 69, 69, 0.13)";
     for (const [start, end] of episodesOf(state.topic)) {
-      const x0 = Math.max(u.bbox.left, u.valToPos(start / 1000, "x", true));
-      const x1 = Math.min(u.bbox.left + u.bbox.width, u.valToPos(end / 1000, "x", true));
-      if (x1 > x0) ctx.fillRect(x0, u.bbox.top, Math.max(2, x1 - x0), u.bbox.height);
+      let x0 = u.valToPos(Math.floor(start / step) * step / 1000, "x", true);
+      let x1 = u.valToPos(Math.floor(end / step) * step / 1000, "x", true);
+      if (x1 < left || x0 > right) continue;
+      const pad = Math.max(0, 8 - (x1 - x0)) / 2;
+      x0 = Math.max(left, x0 - pad);
+      x1 = Math.min(right, x1 + pad);
+      ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
+      drawn++;
     }
     ctx.restore();
+    u.root.parentElement.setAttribute("data-episodes", String(drawn));
   }
 
   function makeCharts() {
