@@ -7,8 +7,8 @@ shows it for the default prefix. Keys: `monitor.store.keys`; commands: the calls
 and in its Lua scripts (Redis checks the commands a script runs against the caller's ACL too).
 
     worker     the aggregate writes: buckets, watermarks, the duplicate-id guard, the text
-               sample, counters, the seal, its heartbeat (EVALSHA of the scripts); on a source
-               deletion, the quotes of the post in the alert outbox
+               sample, counters, the seal, its heartbeat (EVALSHA of the scripts); nothing of
+               the alerter's (a deletion's quotes leave the outbox through the alerter)
     alerter    reads buckets, the sample and the seal; owns the alert keys (lease, episodes,
                fingerprints, outbox, delivered, disabled); its heartbeat
     connector  the connectors' state only (cursor, seen, meta, status, claims, the index)
@@ -55,7 +55,6 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "stat:*",
                 "sealed",
                 "health:*",
-                "alert:outbox",  # a deletion strips the post's quotes from alerts not yet sent
             )
             + _keys(prefix, "%R", "topics:*"),
             (
@@ -75,9 +74,7 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "smembers",
                 "zmscore",
                 "zrem",
-                "lrange",
-                # inside apply_deltas / remember / claim_ids / advance_partitions, and the
-                # outbox swap of a deletion
+                # inside apply_deltas / remember / claim_ids / advance_partitions
                 "time",
                 "hset",
                 "hsetnx",
@@ -87,8 +84,6 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "expireat",
                 "zadd",
                 "zremrangebyscore",
-                "lpos",
-                "lset",
             ),
         ),
         "alerter": (

@@ -64,8 +64,8 @@ def test_pipeline_end_to_end_through_tls_scram_and_acl_users(tmp_path, secure_st
         role: secure_config(tmp_path, st, unique, role, topics=topics, alerts=alerts)
         for role in ("connector", "worker", "alerter", "reader")
     }
-    # the source deletes five posts: the worker drops their texts (and reaches into the alert
-    # outbox), which its ACL user must allow
+    # the source deletes five posts: the worker drops their texts and guard digests, which its
+    # ACL user must allow
     gone = [p["id"] for p in posts[:5]]
     deletions = [
         {"kind": "delete", "id": pid, "source": p.get("source", "replay"), "deleted_ms": 1}
@@ -123,7 +123,7 @@ def test_connector_state_as_the_connector_user_and_read_by_the_reader(secure_sta
 @pytest.mark.parametrize(
     ("role", "command", "args"),
     [
-        ("worker", "get", ("{p}:alert:lease",)),  # the alerter's keys but the outbox are not the worker's
+        ("worker", "get", ("{p}:alert:outbox",)),  # the worker cannot read the alerter's outbox
         ("worker", "flushall", ()),
         ("alerter", "hset", ("{p}:{{t:x}}:m:0", "n", "1")),  # the alerter only reads buckets
         ("connector", "hgetall", ("{p}:{{t:x}}:m:0",)),  # a connector sees only its own state
