@@ -65,15 +65,6 @@ def _hash(reply: Mapping[Any, Any]) -> dict[str, str]:
     return {_str(k): _str(v) for k, v in reply.items()}
 
 
-# replace one list element, found by its exact value, in place (0 when it is not there any more)
-_SWAP = """
-local i = redis.call('LPOS', KEYS[1], ARGV[1])
-if not i then return 0 end
-redis.call('LSET', KEYS[1], i, ARGV[2])
-return 1
-"""
-
-
 def id_digest(post_id: str) -> bytes:
     """The 8 bytes the duplicate-id guard keeps of a post id (a collision among the ids of one
     guard window is about 1 in 10^8 at 10^5 posts a slice)."""
@@ -154,7 +145,6 @@ class RedisAggregateStore:
         self._remember = self.client.register_script(scripts.joinpath("remember.lua").read_text())
         self._claim = self.client.register_script(scripts.joinpath("claim_ids.lua").read_text())
         self._advance = self.client.register_script(scripts.joinpath("advance_partitions.lua").read_text())
-        self._swap = self.client.register_script(_SWAP)
 
     # ---- writes -------------------------------------------------------------------------
     @translated
