@@ -52,6 +52,7 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "topics",
                 "wm",
                 "{seen}:*",
+                "{vol}:*",  # the stream's volume per minute (`monitor.store.volume`)
                 "stat:*",
                 "sealed",
                 "health:*",
