@@ -112,6 +112,7 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
     from monitor.batcher import BatchLimits
     from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
     from monitor.model.runtime import pretokenizer, scorer_lanes
+    from monitor.store.volume import RedisVolumeStore
     from monitor.worker import Worker, WorkerConfig
 
     ensure_topics(s)
@@ -130,6 +131,8 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
         author_key=s.privacy.author_key_bytes(s.kafka.bootstrap_servers),
         process_name=name or process_name("worker"),
         batches_in_model=2 if scorer_lanes(scorer) > 1 else 1,
+        baseline_rate=w.baseline_rate,
+        baseline_topic=w.baseline_topic,
     )
     producer = KafkaPostProducer(s.kafka, s.kafka.scored_topic)
     worker: Worker | None = None
@@ -165,6 +168,7 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
         encode=pretokenizer(scorer),
         limits=BatchLimits(max_posts=w.max_batch, max_tokens=w.batch_tokens, max_wait_ms=w.max_wait_ms),
         topics=catalog,
+        volume=RedisVolumeStore(store),
     )
     return worker
 

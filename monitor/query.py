@@ -427,6 +427,12 @@ class QuerySet:
             else:
                 self._prefix.append((aid, a.value))
 
+    @property
+    def uses_language(self) -> bool:
+        """Whether a query looks at a post's language (a ``lang:`` atom): a post whose source
+        gave no language tag must then have it detected before it is matched."""
+        return bool(self._lang)
+
     def true_atoms(self, f: PostFeatures) -> set[int]:
         s: set[int] = set()
         for w in f.words:

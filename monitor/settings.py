@@ -48,6 +48,11 @@ class WorkerSettings(_Section):
     backoff_max_s: float = Field(30.0, gt=0)
     health_ttl_s: int = Field(30, ge=2)
     keep_texts: bool = True
+    # topics are matched before the model: a post no topic wants is only counted (per minute,
+    # source and language). This share of all posts (chosen by a hash of the post id) is
+    # scored anyway into the series baseline_topic, the general mood; 0: off
+    baseline_rate: float = Field(0.0, ge=0.0, le=1.0)
+    baseline_topic: str = Field("all-posts", min_length=1, max_length=100, pattern=r"^[^{}\s:]+$")
 
 
 class MetricsSettings(_Section):

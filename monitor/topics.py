@@ -69,6 +69,11 @@ class TopicMatcher:
             ]
         )
 
+    @property
+    def uses_language(self) -> bool:
+        """Whether a topic's query has a ``lang:`` atom (see `QuerySet.uses_language`)."""
+        return self._queries.uses_language
+
     def match(self, post: Post) -> tuple[str, ...]:
         found = set(self._queries.match_features(PostFeatures.of_post(post)))
         for hint in post.topic_hints:

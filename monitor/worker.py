@@ -1,6 +1,17 @@
-"""The inference worker: gather (poll -> decode, poison -> DLQ -> language -> tokenize) -> score
--> dedup ids -> aggregate -> write (one Lua call per topic, watermark-guarded) -> produce scored +
-DLQ -> commit.
+"""The inference worker: gather (poll -> decode, poison -> DLQ -> match topics -> language ->
+tokenize) -> score -> dedup ids -> aggregate -> write (one Lua call per topic, watermark-guarded;
+the stream's volume) -> produce scored + DLQ -> commit.
+
+Topics are matched first, right after decoding, once per post for all topics: only a post that
+matches a topic (or falls in the sampled baseline, ``baseline_rate``, off by default) has its
+language detected, is tokenized, scored, claimed against duplicates, written to
+``posts.scored`` and remembered. A post no topic wants costs its decoding and its match, and is
+counted in the per-minute volume hashes (`monitor.store.volume`: per source and language, one
+hash a minute written once a batch, no Redis key of its own), so the whole stream's volume and
+the matched share stay visible. A topic added later can be backfilled from ``posts.raw``
+(`monitor.backfill`). The baseline is a deterministic sample (a hash of the post id: a
+redelivered post makes the same choice) of all posts, scored into the series
+``baseline_topic``, to compare a topic's mood with the general one.
 
 It is a two-stage pipeline. The model runs in its own thread (torch releases the GIL); meanwhile
 the main thread gathers, decodes and tokenizes the next batch (`monitor.batcher`) and writes and
@@ -53,12 +64,13 @@ from monitor.batcher import Batch, BatchLimits, ModelState, gather
 from monitor.catalog import TopicSource
 from monitor.errors import DecodeError, TransientError
 from monitor.kafka import RecordProducer
-from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored
+from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored, lang_tag
 from monitor.model.base import EncodeFn, LabelFn, Scorer, estimate_tokens
-from monitor.model.language import post_language
+from monitor.model.language import UNDETERMINED, post_language
 from monitor.model.memory import trim
 from monitor.privacy import author_pseudonym, sample_text
 from monitor.store.buckets import AggregateStore, PartitionWrite, RecentPost
+from monitor.store.volume import MATCHED, POSTS, VolumeStore, volume_field
 from monitor.taxonomy import UNSUPPORTED
 from monitor.topics import TopicMatcher
 
@@ -92,7 +104,14 @@ class _Item:
     msg: Post | Deletion | None = None
     text: str = ""  # what the scorer gets (pre-tokenized when the tokenizer is known)
     dlq: tuple[str, str] | None = None  # (reason, detail) when it cannot be used
-    topics: tuple[str, ...] = ()  # the topics the post matches
+    topics: tuple[str, ...] = ()  # the topics the post matches (the baseline's included)
+    matched: bool = False  # it matched a topic (not only the baseline)
+    declared_lang: str = UNDETERMINED  # the language the source gave, for the volume counts
+
+    @property
+    def to_score(self) -> bool:
+        """A post that goes on to the model: it matched a topic or the baseline sample."""
+        return bool(self.topics) and isinstance(self.msg, Post)
 
     def park(self, stage: str, exc: Exception) -> None:
         """Send this record to the DLQ for an unexpected failure in ``stage``."""
@@ -164,6 +183,10 @@ class WorkerConfig:
     # running, so that parallel CPU lanes never wait for a batch to be written and committed
     # (see `run`); 1: one batch at a time (a GPU, or a single lane)
     batches_in_model: int = 1
+    # the share of all posts (matched or not, chosen by a hash of the post id) also scored into
+    # the series ``baseline_topic``: the general mood to compare a topic with; 0: off
+    baseline_rate: float = 0.0
+    baseline_topic: str = "all-posts"
 
 
 class Worker:
@@ -181,8 +204,12 @@ class Worker:
         encode: EncodeFn = estimate_tokens,
         limits: BatchLimits | None = None,
         topics: TopicSource | None = None,
+        volume: VolumeStore | None = None,
     ) -> None:
         self.cfg = config
+        # per-minute counts of all posts, matched or not (None: not kept, e.g. in unit tests)
+        self.volume = volume
+        self._baseline_below = int(config.baseline_rate * 2**64)
         self.consumer = consumer
         self.producer = producer
         self.scorer = scorer
@@ -344,16 +371,17 @@ class Worker:
         )
 
     def _prepare(self, polled: Sequence[tuple[Any, int]]) -> list[tuple[_Item, int]]:
-        """Decode a chunk of records (poison -> DLQ later), settle each post's language (the
-        source's tag, else detected: stored, counted and used to route the post to a
-        per-language model), match it to the topics and tokenize the texts."""
+        """Decode a chunk of records (poison -> DLQ later), match each post to the topics, and
+        for the posts that matched: settle the language (the source's tag, else detected:
+        stored, counted and used to route the post to a per-language model) and tokenize the
+        texts. A post no topic wants stops after its match."""
         items = [self._read(r, gen) for r, gen in polled]
-        posts = [it for it in items if isinstance(it.msg, Post)]
+        posts = [it for it in items if it.to_score]
         counts = self._tokenize(posts)
         return [(it, counts.get(id(it), 0)) for it in items]
 
     def _read(self, record: Any, gen: int) -> _Item:
-        """One record, decoded, with its language and topics; parked on any failure."""
+        """One record, decoded, matched and (matched) with its language; parked on any failure."""
         item = _Item(record, gen)
         stage = "decode"
         try:
@@ -361,21 +389,34 @@ class Worker:
                 record.value if record.value is not None else b"", max_text_chars=self.cfg.max_text_chars
             )
             if isinstance(msg, Post):
+                item.declared_lang = lang_tag(msg.lang) or UNDETERMINED
                 stage = "language"
-                lang = post_language(msg.lang, msg.text)
-                if msg.lang != lang or msg.author_id:
-                    # past posts.raw an author is only ever its keyed pseudonym
-                    msg = replace(
-                        msg, lang=lang, author_id=author_pseudonym(self.cfg.author_key, msg.author_id)
-                    )
+                if self.matcher.uses_language and not lang_tag(msg.lang):
+                    msg = replace(msg, lang=post_language(msg.lang, msg.text))  # a lang: query looks
                 stage = "match"
-                item.topics = self.matcher.match(msg)
+                topics = self.matcher.match(msg)
+                item.matched = bool(topics)
+                if self._baseline_below and self._in_baseline(msg.id):
+                    topics = (*topics, self.cfg.baseline_topic)
+                item.topics = topics
+                if topics:
+                    stage = "language"
+                    lang = post_language(msg.lang, msg.text)
+                    if msg.lang != lang or msg.author_id:
+                        # past posts.raw an author is only ever its keyed pseudonym
+                        msg = replace(
+                            msg, lang=lang, author_id=author_pseudonym(self.cfg.author_key, msg.author_id)
+                        )
             item.msg = msg
         except DecodeError as exc:
             item.dlq = (f"decode:{exc.field}", str(exc))
         except Exception as exc:  # noqa: BLE001 - one record's failure stays with that record
             item.park(stage, exc)
         return item
+
+    def _in_baseline(self, post_id: str) -> bool:
+        digest = hashlib.blake2b(post_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") < self._baseline_below
 
     def _tokenize(self, posts: list[_Item]) -> dict[int, int]:
         """Tokenize the batch's texts at once; if that fails, one by one, parking the ones
@@ -399,10 +440,10 @@ class Worker:
         return counts
 
     def _submit(self, model: ThreadPoolExecutor, batch: Batch[_Item]) -> _InFlight:
-        posts = [it.msg for it in batch.items if isinstance(it.msg, Post)]
+        posts = [it.msg for it in batch.items if it.to_score and isinstance(it.msg, Post)]
         scores = None
         if posts:
-            texts = [it.text for it in batch.items if isinstance(it.msg, Post)]
+            texts = [it.text for it in batch.items if it.to_score]
             flight = _InFlight(batch.items, None, batch.tokens, batch.reason)
 
             def score() -> list[Any]:
@@ -430,7 +471,7 @@ class Worker:
 
     def _complete_with_retry(self, batch: _InFlight, outs: list[Any]) -> bool:
         """Write a scored batch and commit it; retry transient failures with backoff."""
-        posts = [it for it in batch.items if isinstance(it.msg, Post)]
+        posts = [it for it in batch.items if it.to_score]
         scores = dict(zip(map(id, posts), outs, strict=True))
         items = [it for it in batch.items if not self._stale(it)]
         if len(items) < len(batch.items):
@@ -634,7 +675,7 @@ class Worker:
         res.scored = len(scored)
         writes, counted, late, recent = self._plan_writes(scored, now)
         res.too_late = late
-        res.unmatched = sum(1 for s in scored if not s.post.topics)
+        res.unmatched = sum(1 for it in items if isinstance(it.msg, Post) and not it.topics)
         t_apply = time.monotonic()
         applied, skipped = self.store.apply(writes)
         if skipped:
@@ -642,9 +683,11 @@ class Worker:
             # (a rebalance race): plan again against the fresh watermarks
             writes, counted, late, recent = self._plan_writes(scored, now)
             self.store.apply(writes)
+        if self.volume is not None:
+            self._count_volume(items)
         metrics.WORKER_REDIS_APPLY_SECONDS.observe(time.monotonic() - t_apply)
         res.aggregated = counted
-        res.replayed = len(scored) - counted - late - res.unmatched
+        res.replayed = len(scored) - counted - late
 
         for s in scored:
             # posts.scored keeps what a rebuild needs, not the text: a deletion at the source
@@ -672,13 +715,47 @@ class Worker:
         self.store.advance_partitions(last)
         return res
 
+    def _count_volume(self, items: Sequence[_Item]) -> None:
+        """Every post of the batch, matched or not, into its minute's volume hash (per source
+        and the language its source gave), once: a record at or below its partition's volume
+        watermark was counted before (a redelivery)."""
+        assert self.volume is not None
+        parts = sorted({f"{it.record.topic}:{it.record.partition}" for it in items})
+        for _attempt in range(5):
+            wms = self.volume.volume_watermarks(parts)
+            per: dict[str, PartitionWrite] = {}
+            for it in items:
+                part = f"{it.record.topic}:{it.record.partition}"
+                off = it.record.offset
+                if off <= wms.get(part, -1):
+                    continue
+                pw = per.get(part)
+                if pw is None:
+                    pw = per[part] = PartitionWrite(part, off, off)
+                pw.first_offset = min(pw.first_offset, off)
+                pw.last_offset = max(pw.last_offset, off)  # the DLQ's records move it too
+                p = it.msg
+                if not isinstance(p, Post):
+                    continue
+                ts = event_time(p.created_ms, p.ingested_ms, self.cfg.future_skew_ms)
+                bucket = pw.deltas.setdefault(("m", minute_start(ts)), {})
+                for kind in (POSTS, MATCHED) if it.matched else (POSTS,):
+                    f = volume_field(kind, p.source, it.declared_lang)
+                    bucket[f] = bucket.get(f, 0) + 1
+            _applied, skipped = self.volume.apply_volume(list(per.values()))
+            if not skipped:
+                return
+            # another consumer counted some of these partitions since the watermarks were read
+            # (a rebalance race): count what is left against the fresh watermarks
+        log.warning("volume counts of %d partitions skipped five times in a row: left uncounted", skipped)
+
     def _score(self, items: Sequence[_Item], outs: Sequence[Any], now: int) -> list[_Scored]:
-        """Labels, event time, bucket delta and the posts.scored record of each post; a post
-        for which any of them fails is parked."""
+        """Labels, event time, bucket delta and the posts.scored record of each post that
+        matched; a post for which any of them fails is parked."""
         scored = []
         for it, out in zip(items, outs, strict=True):
             p = it.msg
-            if not isinstance(p, Post):
+            if not isinstance(p, Post) or not it.topics:
                 continue
             stage = "label"
             try:
