@@ -230,3 +230,20 @@ ROUTES_READ = [
     "readyz",
     "metrics",
 ]
+
+
+def test_hour_series_add_up_the_minutes(store, redis_url, unique, tmp_path):
+    now = int(time.time() * 1000)
+    hour = now - now % 3_600_000
+    write_posts(store, "acme", ["negative", "neutral"], ts_ms=hour - 3_600_000 + 5 * 60_000)
+    write_posts(store, "acme", ["positive"], ts_ms=hour - 3_600_000 + 50 * 60_000)
+    cfg = write_config(tmp_path, redis_url, unique)
+    with Served(cfg) as srv:
+        params = {"from": hour - 3 * 3_600_000, "to": hour + 3_600_000, "step": "1h"}
+        hours = httpx.get(f"{srv.url}api/v1/topics/acme/series", params=params).json()["points"]
+        params["step"] = "1m"
+        minutes = httpx.get(f"{srv.url}api/v1/topics/acme/series", params=params).json()["points"]
+    assert [p["t"] for p in hours] == [hour - 3 * 3_600_000 + i * 3_600_000 for i in range(4)]
+    assert [p["n"] for p in hours] == [0, 0, 3, 0]
+    assert hours[2]["s"] == {"negative": 1, "neutral": 1, "positive": 1, "uncertain": 0, "unsupported": 0}
+    assert sum(p["n"] for p in minutes) == 3 and len(minutes) == 240

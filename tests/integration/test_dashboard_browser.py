@@ -7,6 +7,7 @@ Content-Security-Policy violation. `make setup` installs chromium (devstack.stac
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -151,5 +152,20 @@ def test_an_alert_link_opens_its_topic_and_episode(store, redis_url, unique, tmp
         # the episode marked on the volume chart (once: the log's entry and the open episode agree)
         expect(page.locator('[data-testid="chart-volume"]')).to_have_attribute("data-episodes", "1")
         expect(page.locator('[data-testid="alert-log"]')).to_have_count(1)
+        # the controls: UTC/local into the URL, the comparison sorted by a column, a preset range
+        page.locator('[data-testid="tz-toggle"]').click()
+        expect(page.locator('[data-testid="tz-toggle"]')).to_have_attribute("data-tz", "local")
+        assert "tz=local" in page.evaluate("location.search")
+        rows = page.locator('[data-testid="compare-row"]')
+        page.locator('button[data-sort="topic"]').click()
+        expect(rows.first).to_have_attribute("data-topic", "acme")
+        page.locator('button[data-sort="topic"]').click()
+        expect(rows.first).to_have_attribute("data-topic", topic)
+        page.locator('button[data-range="6h"]').click()
+        expect(chart).to_have_attribute(
+            "data-points", re.compile(r"^36[01]$"), timeout=15_000
+        )  # 6 h of minutes
+        assert "range=6h" in page.evaluate("location.search")
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
         browser.close()
     assert [m for m in console if m.startswith("error")] == []
