@@ -127,6 +127,13 @@ def test_the_redactor_never_crashes_and_leaves_no_address_or_card(text):
     assert _cards_left(out) == []
 
 
+@given(HOSTILE, st.integers(0, 600))
+def test_the_sample_of_any_text_is_short_redacted_and_never_raises(text, limit):
+    out = sample_text(text, limit)
+    assert isinstance(out, str) and len(out) <= limit
+    assert EMAIL.search(out) is None and _cards_left(out) == []
+
+
 @given(TEXT, st.sampled_from(["jane.doe@example.com", "x_y+z@mail.example.co.uk", "ä@bü.de"]), TEXT)
 def test_an_address_anywhere_is_gone(before, address, after):
     out = redact(f"{before} {address} {after}")
