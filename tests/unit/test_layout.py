@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-PACKAGES = ["monitor.store", "monitor.model", "monitor.alerts"]
+PACKAGES = ["monitor.store", "monitor.model", "monitor.alerts", "monitor.web"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
