@@ -235,4 +235,8 @@ def test_the_acl_file_holds_hashes_not_passwords():
 def test_docs_show_the_acl_as_the_code_renders_it():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
     for role, body in rules("mm").items():
-        assert f"user {role} on #<sha256 of its password> {body}" in doc, role
+        assert f"user {role} on #<sha256 of its password> {body}" in doc, (
+            f"docs/security.md shows an old ACL of {role!r}: paste the output of "
+            'python -c "from monitor.store.acl import rules; '
+            "[print(f'user {k} on #<sha256 of its password> {v}') for k, v in rules('mm').items()]\""
+        )
