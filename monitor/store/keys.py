@@ -26,13 +26,13 @@ buckets and its watermarks stays in one Redis Cluster slot.
     <p>:health:<process>                  STRING heartbeat, TTL (used by `mood-monitor check`)
     <p>:topics:registry                   HASH  topic name -> JSON definition or removal (`topics add|remove`)
     <p>:topics:version                    STRING the registry's version, bumped by every change
-"""
     <p>:{vol}:m:<minute_start_ms>         HASH  stream volume of that minute, every post matched or
                                                  not: "n|<source>|<lang>" -> posts, "m|<source>|<lang>"
                                                  -> the posts that matched a topic (one hash a minute,
                                                  written per batch: no key per post)
     <p>:{vol}:wm                          HASH  field "<kafka-topic>:<partition>" -> last offset
                                                  counted in the volume hashes (exactly once)
+"""
 
 from __future__ import annotations
 
@@ -64,15 +64,15 @@ def topics(prefix: str) -> str:
 
 
 def partition_watermarks(prefix: str) -> str:
+    return f"{prefix}:wm"
+
+
 def volume(prefix: str, minute_start_ms: int) -> str:
     return f"{prefix}:{{vol}}:m:{minute_start_ms}"
 
 
 def volume_watermark(prefix: str) -> str:
     return f"{prefix}:{{vol}}:wm"
-
-
-    return f"{prefix}:wm"
 
 
 def topic_registry(prefix: str) -> str:
