@@ -166,6 +166,19 @@ def test_an_alert_link_opens_its_topic_and_episode(store, redis_url, unique, tmp
             "data-points", re.compile(r"^36[01]$"), timeout=15_000
         )  # 6 h of minutes
         assert "range=6h" in page.evaluate("location.search")
+        # the example posts' pause: new posts wait until resumed (the tiles go on updating)
+        posts = page.locator('[data-testid="post"]')
+        expect(posts).to_have_count(2, timeout=15_000)
+        page.locator('[data-testid="posts-pause"]').click()
+        expect(page.locator('[data-testid="posts-pause"]')).to_have_attribute("aria-pressed", "true")
+        write_posts(store, topic, ["positive"])
+        expect(page.locator(f'[data-testid="tile-posts"][data-topic="{topic}"]')).to_have_attribute(
+            "data-value", "1", timeout=15_000
+        )
+        page.wait_for_timeout(4_000)  # past the page's 3 s refetch spacing: it would have refetched
+        expect(posts).to_have_count(2)
+        page.locator('[data-testid="posts-pause"]').click()
+        expect(posts).to_have_count(3, timeout=15_000)
         assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
         browser.close()
     assert [m for m in console if m.startswith("error")] == []

@@ -538,10 +538,20 @@
     if (!series || added) guarded(loadSeries());
     else if (span().live && series.step === "1m") mergeMinutes(row);
     else if (span().live && Date.now() - lastSeriesFetch > 60e3) guarded(loadSeries());
-    if (!paused && !bucket && row.current.posts !== lastPostsCount && Date.now() - lastPostsFetch > 3000) {
+    if (row.current.posts !== lastPostsCount) {
       lastPostsCount = row.current.posts;
-      guarded(loadPosts());
+      wantPosts();
     }
+  }
+
+  let postsTimer = 0;
+  function wantPosts() {
+    // new posts counted: refetch the examples, at most every 3 s (later rather than never)
+    if (paused || bucket) return;
+    clearTimeout(postsTimer);
+    const wait = 3000 - (Date.now() - lastPostsFetch);
+    if (wait <= 0) guarded(loadPosts());
+    else postsTimer = setTimeout(() => guarded(loadPosts()), wait);
   }
 
   function connect() {
