@@ -1,8 +1,18 @@
 """Throughput and latency of the whole pipeline against the model alone, in ONE run, on the same
 posts and the same model.
 
-    .venv/bin/python bench/pipeline.py [--posts 6000] [--model default|tiny|HUB_ID|DIR]
+    .venv/bin/python bench/pipeline.py [--posts 6000] [--model default|tiny|null|HUB_ID|DIR]
                                        [--precision auto|fp32|bf16|fp16|int8] [--workers N]
+                                       [--match-share S] [--feed live|backlog]
+
+``--model null`` (`bench/null_model.py`) returns fixed outputs without computing, but tokenizes
+with the default model's tokenizer: the pipeline's own ceiling, its host path. ``--match-share
+S`` adds, in every round and with the same warm workers, an e2e run in which only a share S of
+the posts matches a topic (the others are counted in the stream volume, never scored): raw
+posts/s end to end, matched posts/s, the model's share of the worker's time, next to the
+all-matching run. ``--feed backlog`` produces each e2e run's posts while the workers are paused
+(SIGSTOP) and times the drain from their resumption (SIGCONT): the worker's own rate, without
+the benchmark's producer on the same cores (``live``, the default, produces during the run).
 
 It starts (or reuses) the local Kafka + Redis stack and a fixed synthetic stream
 (`devstack.synthetic.stream`, seed 7), then measures, in this order:
@@ -18,7 +28,9 @@ It starts (or reuses) the local Kafka + Redis stack and a fixed synthetic stream
                          layouts (one pass over all threads, parallel single-threaded lanes)
     e2e_posts_per_s      worker(s) as real subprocesses (`mood-monitor worker`): from the first
                          post produced to the last post's aggregate visible in Redis with the
-                         group's offsets committed
+                         group's offsets committed (a post is visible once the stream-volume
+                         watermark of its partition, written after its topics' buckets in the
+                         same batch, reached its offset)
                          The two take turns, ``--rounds`` times (default 2): a forward round
                          (one pass of each batching and layout, no worker alive), then freshly
                          started workers, warmed on 64 posts, get an e2e run of ``--posts`` new
@@ -31,6 +43,8 @@ It starts (or reuses) the local Kafka + Redis stack and a fixed synthetic stream
                          call as the buckets: a post at offset o is visible once its topic's
                          watermark for its partition is >= o. Polled every 10 ms.
     worker_peak_rss_mb   the largest VmHWM of the worker processes
+    cpu_us_per_post      CPU of each process (and each worker thread) per post, in the e2e run
+    model_share          the forward pass's time (the worker's model_ms) over the run's wall time
 
 It prints a table and, as its last line, one JSON object with the figures.
 """
@@ -85,7 +99,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="forward-pass rounds and e2e runs, taking turns; each figure is its best",
     )
-    ap.add_argument("--model", default="default", help="default | tiny | a hub id | a local directory")
+    ap.add_argument("--model", default="default", help="default | tiny | null | a hub id | a local directory")
+    ap.add_argument(
+        "--match-share",
+        type=float,
+        default=None,
+        help="also an e2e run per round in which only this share of posts matches a topic",
+    )
+    ap.add_argument(
+        "--feed",
+        default="live",
+        choices=["live", "backlog"],
+        help="live: produce during the e2e run; backlog: produce first, workers paused, time the drain",
+    )
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     ap.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group")
     ap.add_argument(
@@ -109,7 +135,7 @@ def model_settings(
 ) -> dict[str, Any]:
     from monitor.model.scorers import TINY
 
-    if args.model == "default":
+    if args.model in ("default", "null"):  # null: the default model's settings and tokenizer
         m: dict[str, Any] = {"sentiment": "default", "emotion": "default"}
     elif args.model == "tiny":
         m = {"sentiment": TINY, "emotion": None}
@@ -128,7 +154,12 @@ def load(args: argparse.Namespace, dtype: str, lanes: int | None = None) -> Any:
     from monitor.model.scorers import load_scorer
     from monitor.model.settings import ModelSettings
 
-    return load_scorer(ModelSettings(**model_settings(args, dtype, lanes=lanes)))
+    cfg = ModelSettings(**model_settings(args, dtype, lanes=lanes))
+    if args.model == "null":
+        from bench.null_model import load_null
+
+        return load_null(cfg)
+    return load_scorer(cfg)
 
 
 def labels_of(scorer: Any, texts: list[str]) -> list[tuple[int, int]]:
@@ -313,9 +344,10 @@ class Run:
     def start_workers(self, tag: str) -> None:
         env = {**os.environ, "MOOD_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1"}
         self.workers, self.logs = [], []
+        entry = [str(REPO / "bench" / "null_model.py")] if self.args.model == "null" else ["-m", "monitor"]
         for i in range(self.args.workers):
             self.logs.append(self.dir / f"worker-{tag}-{i}.log")
-            cmd = [sys.executable, "-m", "monitor", "worker", "--config", str(self.cfg_path)]
+            cmd = [sys.executable, *entry, "worker", "--config", str(self.cfg_path)]
             self.workers.append(
                 subprocess.Popen(
                     cmd, cwd=REPO, env=env, stdout=self.logs[-1].open("wb"), stderr=subprocess.STDOUT
@@ -354,6 +386,28 @@ class Run:
             except OSError:
                 out.append(float("nan"))
         return out
+
+    def pause_workers(self, paused: bool) -> None:
+        for w in self.workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
+    def log_sizes(self) -> list[int]:
+        return [log.stat().st_size if log.exists() else 0 for log in self.logs]
+
+    def model_ms_since(self, sizes: list[int]) -> float:
+        """The forward pass's milliseconds the workers logged (``model_ms=`` of each batch line)
+        since the log sizes ``sizes``."""
+        total = 0.0
+        for log, size in zip(self.logs, sizes, strict=True):
+            with log.open("rb") as f:
+                f.seek(size)
+                for line in f.read().decode("utf-8", "replace").splitlines():
+                    for part in line.split():
+                        if part.startswith("model_ms="):
+                            with contextlib.suppress(ValueError):
+                                total += float(part.removeprefix("model_ms="))
+        return total
 
     def stop_workers(self) -> list[int]:
         for w in self.workers:
@@ -398,20 +452,18 @@ class Run:
                 "ingested_ms": now_ms,
             }
             t = time.perf_counter()
-            sent.append((t, self.producer.send(str(p["id"]).encode(), orjson.dumps(body)), p["topic"]))
+            sent.append((t, self.producer.send(str(p["id"]).encode(), orjson.dumps(body)), VOLUME))
         self.producer.flush(60)
         return [(t, *s.where(), topic) for t, s, topic in sent]
 
     def watermarks(self) -> dict[tuple[str, int], int]:
-        pipe = self.store.client.pipeline(transaction=False)
+        """(VOLUME, partition) -> the last offset the stream-volume counts hold (written in the
+        batch's apply, after its topics' buckets: every post of the batch, matched or not)."""
         from monitor.store import keys
 
-        for t in self.topics:
-            pipe.hgetall(keys.watermark(self.store.prefix, t))
         out = {}
-        for t, h in zip(self.topics, pipe.execute(), strict=True):
-            for part, off in h.items():
-                out[(t, int(part.rsplit(":", 1)[1]))] = int(off)
+        for part, off in self.store.client.hgetall(keys.volume_watermark(self.store.prefix)).items():
+            out[(VOLUME, int(part.rsplit(":", 1)[1]))] = int(off)
         return out
 
     def wait_visible(
@@ -439,9 +491,14 @@ class Run:
             time.sleep(0.01)
         raise SystemExit("bench: the group's offsets were not committed in time")
 
-    def counted(self) -> int:
+    def counted(self) -> tuple[int, int, int]:
+        """(posts counted in the topics' buckets, posts in the stream volume, matched there)."""
+        from monitor.store.volume import RedisVolumeStore
+
         now = int(time.time() * 1000)
-        return sum(self.store.read_window(t, now - 3_600_000, now + 120_000).n for t in self.topics)
+        in_topics = sum(self.store.read_window(t, now - 3_600_000, now + 120_000).n for t in self.topics)
+        vol = RedisVolumeStore(self.store).read_volume(now - 3_600_000, now + 120_000)
+        return in_topics, sum(m.posts for m in vol), sum(m.matched for m in vol)
 
 
 class Watcher(threading.Thread):
@@ -487,6 +544,18 @@ class Watcher(threading.Thread):
         return out
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of a process so far, by "<name>/<tid>"."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                out[f"{name}/{task.name}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used so far."""
     try:
@@ -504,8 +573,27 @@ def stack_pids() -> dict[str, int]:
     return out
 
 
-def posts_for(tag: str, n: int) -> list[dict[str, Any]]:
-    return [{**p, "id": f"{tag}-{p['id']}"} for p in stream(n, id_prefix="b")]
+VOLUME = "{vol}"  # the watermark every post of a partition is visible by
+# what an unmatched post talks about instead of its topic's phrase (no demo topic matches these)
+OFF_TOPIC = ("the garden", "my bicycle", "lunch", "the sofa", "a novel", "the harbour")
+
+
+def posts_for(tag: str, n: int, match_share: float = 1.0) -> list[dict[str, Any]]:
+    """``n`` posts of the synthetic stream; all but a share ``match_share`` of them (spread
+    evenly) get their topic's phrase swapped for an off-topic one (``topic`` None)."""
+    from devstack.synthetic import DEMO_TOPICS
+
+    phrases = [t.phrase for t in DEMO_TOPICS]
+    out = []
+    for i, p in enumerate(stream(n, id_prefix="b")):
+        p = {**p, "id": f"{tag}-{p['id']}"}
+        if int((i + 1) * match_share) == int(i * match_share):
+            text = str(p["text"])
+            for ph in phrases:
+                text = text.replace(ph, OFF_TOPIC[i % len(OFF_TOPIC)])
+            p.update(text=text, topic=None)
+        out.append(p)
+    return out
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -513,10 +601,56 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
+def e2e_run(args: argparse.Namespace, run: Run, watcher: Watcher, tag: str, share: float) -> dict[str, Any]:
+    """One e2e run of ``--posts`` new posts, a share ``share`` of them matching a topic."""
+    from monitor.kafka import GroupProgress
+
+    posts = posts_for(tag, args.posts, share)
+    matched = sum(1 for p in posts if p["topic"] is not None)
+    procs = {
+        **{f"worker-{i}": w.pid for i, w in enumerate(run.workers)},
+        **stack_pids(),
+        "bench": os.getpid(),
+    }
+    progress = GroupProgress(run.bootstrap, run.group, run.raw)
+    if args.feed == "backlog":
+        run.pause_workers(True)
+        sent = run.produce(posts)
+    sizes = run.log_sizes()
+    cpu0 = {k: cpu_s(p) for k, p in procs.items()}
+    threads0 = {i: thread_cpu_s(w.pid) for i, w in enumerate(run.workers)}
+    t0 = time.perf_counter()
+    if args.feed == "backlog":
+        run.pause_workers(False)
+    else:
+        sent = run.produce(posts)
+    t_vis = max(run.wait_visible(watcher, sent))
+    t_done = max(t_vis, run.wait_committed(progress))
+    progress.close()
+    wall = t_done - t0
+    cpu = {k: cpu_s(p) - cpu0[k] for k, p in procs.items()}
+    threads = {}
+    for i, w in enumerate(run.workers):
+        for name, v in thread_cpu_s(w.pid).items():
+            used = v - threads0[i].get(name, 0.0)
+            if used > 0.01 * wall:
+                threads[f"worker-{i}:{name}"] = round(used / args.posts * 1e6, 1)
+    model_s = run.model_ms_since(sizes) / 1000
+    return {
+        "posts": args.posts,
+        "matched": matched,
+        "posts_per_s": round(args.posts / wall, 1),
+        "matched_posts_per_s": round(matched / wall, 1),
+        "model_share": round(model_s / (wall * max(1, len(run.workers))), 3),
+        "cpu_cores_busy": {k: round(v / wall, 2) for k, v in cpu.items()},
+        "cpu_us_per_post": {k: round(v / args.posts * 1e6, 1) for k, v in cpu.items()},
+        "threads_us_per_post": threads,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from devstack import stack
-    from monitor.kafka import GroupProgress
     from monitor.model.runtime import pick_device, pick_dtype
 
     if stack.cli(["up"]) != 0:
@@ -531,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
+    if args.model == "null":  # fixed outputs: nothing to agree on, no tutorial baseline
+        args.agreement_posts = args.naive_posts = 0
     agree = agreement(args, dtype, device) if args.agreement_posts > 0 else {}
     print(f"bench: agreement with fp32: {agree}", flush=True)
     naive, naive_how = (
@@ -548,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     watcher = Watcher(run)
     watcher.start()
     e2e_runs: list[dict[str, Any]] = []
+    share_runs: list[dict[str, Any]] = []
     rss: list[float] = []
     codes: list[int] = []
     try:
@@ -563,25 +700,15 @@ def main(argv: list[str] | None = None) -> int:
             run.start_workers(f"r{r}")
             run.warm_up(watcher, f"warm{r}")
             print(f"bench: round {r}: {args.workers} worker(s) warm (config {run.cfg_path})", flush=True)
-            procs = {
-                **{f"worker-{i}": w.pid for i, w in enumerate(run.workers)},
-                **stack_pids(),
-                "bench": os.getpid(),
-            }
-            cpu0 = {k: cpu_s(p) for k, p in procs.items()}
-            progress = GroupProgress(run.bootstrap, run.group, run.raw)
-            t0 = time.perf_counter()
-            sent = run.produce(posts_for(f"e2e{r}", args.posts))
-            t_vis = max(run.wait_visible(watcher, sent))
-            t_done = max(t_vis, run.wait_committed(progress))
-            progress.close()
-            wall = t_done - t0
-            cpu = {k: round((cpu_s(p) - cpu0[k]) / wall, 2) for k, p in procs.items()}
-            e2e_runs.append({"posts_per_s": round(args.posts / wall, 1), "cpu_cores_busy": cpu})
-            print(
-                f"bench: round {r}: e2e {args.posts / wall:.1f} posts/s; CPU cores busy per process: {cpu}",
-                flush=True,
-            )
+            for share in [1.0] + ([args.match_share] if args.match_share is not None else []):
+                res = e2e_run(args, run, watcher, f"e2e{r}s{share}", share)
+                (e2e_runs if share == 1.0 else share_runs).append(res)
+                print(
+                    f"bench: round {r}: match share {share:.0%}: e2e {res['posts_per_s']:.1f} raw posts/s, "
+                    f"{res['matched_posts_per_s']:.1f} matched/s, model share {res['model_share']:.2f}; "
+                    f"CPU us/post per process: {res['cpu_us_per_post']}",
+                    flush=True,
+                )
             if r < args.rounds:  # the last round's workers go on to the latency run
                 rss += run.peak_rss_mb()
                 codes += run.stop_workers()
@@ -594,11 +721,13 @@ def main(argv: list[str] | None = None) -> int:
         seen = run.wait_visible(watcher, sent_lat)
         lat = [(v - s[0]) * 1000 for v, s in zip(seen, sent_lat, strict=True)]
         rss += run.peak_rss_mb()
-        counted = run.counted()
+        counted, volume_posts, volume_matched = run.counted()
     finally:
         watcher.stop.set()
         codes += run.stop_workers()
     expected = (64 * args.workers + args.posts) * args.rounds + n_lat
+    expected_volume = expected + sum(int(x["posts"]) for x in share_runs)
+    expected += sum(int(x["matched"]) for x in share_runs)
     figures = {
         "naive_posts_per_s": round(naive, 1),
         "forward_posts_per_s": round(fwd.figure(), 1),
@@ -631,7 +760,26 @@ def main(argv: list[str] | None = None) -> int:
         "expected_in_redis": expected,
         "worker_exit_codes": codes,
         "e2e_cpu_cores_busy": best["cpu_cores_busy"],
+        "e2e_cpu_us_per_post": best["cpu_us_per_post"],
+        "e2e_worker_threads_cpu_us_per_post": best["threads_us_per_post"],
+        "e2e_model_share": best["model_share"],
+        "feed": args.feed,
+        "volume_posts_in_redis": volume_posts,
+        "volume_matched_in_redis": volume_matched,
+        "expected_volume_in_redis": expected_volume,
     }
+    if share_runs:
+        sb = max(share_runs, key=lambda x: float(x["posts_per_s"]))
+        figures["match_share"] = {
+            "share": args.match_share,
+            "raw_posts_per_s": sb["posts_per_s"],
+            "matched_posts_per_s": sb["matched_posts_per_s"],
+            "model_share": sb["model_share"],
+            "rounds": [x["posts_per_s"] for x in share_runs],
+            "cpu_cores_busy": sb["cpu_cores_busy"],
+            "cpu_us_per_post": sb["cpu_us_per_post"],
+            "worker_threads_cpu_us_per_post": sb["threads_us_per_post"],
+        }
     figures["e2e_over_naive"] = round(e2e / naive, 2)
     figures["e2e_over_forward"] = round(e2e / fwd.figure(), 3)
     checks = {
@@ -644,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
             for p, a in agree.items()
             if p == dtype
         ),
-        "nothing_lost_or_doubled": counted == expected,
+        "nothing_lost_or_doubled": counted == expected and volume_posts == expected_volume,
         "workers_exit_0": all(c == 0 for c in codes),
     }
     figures["targets_met"] = checks
@@ -666,7 +814,18 @@ def print_table(f: dict[str, Any]) -> None:
         (f"latency p50 at {load} posts/s", f"{f['latency_ms_p50']:.0f} ms", ""),
         (f"latency p99 at {load} posts/s", f"{f['latency_ms_p99']:.0f} ms", "(<= 2000)"),
         ("worker peak RSS", f"{f['worker_peak_rss_mb']:.0f} MB", "(<= 1500)"),
+        ("model's share of the worker's time", f"{f['e2e_model_share']:.2f}", ""),
     ]
+    ms = f.get("match_share")
+    if ms:
+        rows += [
+            (
+                f"end to end, {ms['share']:.0%} of posts matching",
+                f"{ms['raw_posts_per_s']:.1f} posts/s",
+                f"raw posts; {ms['matched_posts_per_s']:.1f} matched posts/s; model share "
+                f"{ms['model_share']:.2f}",
+            )
+        ]
     for prec, a in f["agreement_with_fp32"].items():
         emo = f"{a['emotion']:.2%}" if a["emotion"] is not None else "-"
         ok = min(a["sentiment"], a["emotion"] if a["emotion"] is not None else 1.0) >= 0.99
@@ -685,6 +844,15 @@ def print_table(f: dict[str, Any]) -> None:
     w = max(len(r[0]) for r in rows)
     for name, val, note in rows:
         print(f"  {name:<{w}}  {val:>18}  {note}")
+    print(f"  CPU us per post (all-matching e2e), per process: {f['e2e_cpu_us_per_post']}")
+    print(f"    per worker thread: {f['e2e_worker_threads_cpu_us_per_post']}")
+    if ms:
+        print(f"  CPU us per post ({ms['share']:.0%} matching), per process: {ms['cpu_us_per_post']}")
+        print(f"    per worker thread: {ms['worker_threads_cpu_us_per_post']}")
+    print(
+        f"  stream volume in Redis {f['volume_posts_in_redis']} of {f['expected_volume_in_redis']} "
+        f"({f['volume_matched_in_redis']} matched)"
+    )
     print(
         f"  counted in Redis {f['counted_in_redis']} of {f['expected_in_redis']}; targets: "
         + ", ".join(f"{k}={'ok' if v else 'MISSED'}" for k, v in f["targets_met"].items())
