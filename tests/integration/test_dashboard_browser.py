@@ -182,3 +182,33 @@ def test_an_alert_link_opens_its_topic_and_episode(store, redis_url, unique, tmp
         assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
         browser.close()
     assert [m for m in console if m.startswith("error")] == []
+
+
+def test_the_browser_enforces_the_policy(redis_url, unique, tmp_path):
+    """The Content-Security-Policy is not decoration: Chromium refuses an injected inline script
+    and an image from another origin on the served page (and the probe that the other tests rely
+    on to find no violation does see them)."""
+    from playwright.sync_api import sync_playwright
+
+    cfg = write_config(tmp_path, redis_url, unique)
+    with Served(cfg) as srv, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        ctx = browser.new_context()
+        ctx.add_init_script(CSP_PROBE)
+        page = ctx.new_page()
+        page.goto(srv.url)
+        page.wait_for_selector('[data-testid="live-status"][data-state="live"]', timeout=15_000)
+        assert page.evaluate("window.__csp") == []
+        page.evaluate(
+            "document.body.append(Object.assign(document.createElement('script'), {textContent: 'window.pwned = 1'}))"
+        )
+        page.evaluate(
+            "document.body.append(Object.assign(document.createElement('img'), {src: 'https://evil.example/p.png'}))"
+        )
+        page.wait_for_function("window.__csp.length >= 2", timeout=5_000)
+        assert page.evaluate("window.pwned") is None
+        assert sorted(v.split(" ")[0] for v in page.evaluate("window.__csp")) == [
+            "img-src",
+            "script-src-elem",
+        ]
+        browser.close()
