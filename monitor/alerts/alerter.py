@@ -258,6 +258,7 @@ class Alerter:
             examples=examples,
             terms=terms,
             dashboard_url=dash,
+            link_hosts=frozenset(h.lower().strip(".") for h in self.settings.link_hosts),
         )
 
     def _entries(self, alert: AlertEvent) -> list[dict[str, Any]]:

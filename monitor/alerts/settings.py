@@ -191,6 +191,9 @@ class AlertSettings(_M):
     give_up_after_s: int = Field(default=24 * 3600, ge=60)  # a message still undelivered then is dropped
     # linked from the message; {topic}, {from_ms}, {to_ms} are filled in (alerter.dashboard_link)
     dashboard_url: str | None = None
+    # a quoted post's permalink is linked only on these hosts (and their subdomains), e.g. your
+    # Mastodon instance; any other URL of a post is shown as text (docs/security.md)
+    link_hosts: list[str] = Field(default_factory=lambda: ["bsky.app", "reddit.com"])
     log_max_len: int = Field(default=10_000, ge=100)  # the alert log (a Redis stream) keeps about this many
     rules: list[RuleSettings] = Field(default_factory=default_rules)
     destinations: list[DestinationSettings] = []

@@ -31,7 +31,7 @@ def _seed(store: RedisAggregateStore, topic: str) -> None:
     urls = [
         "https://bsky.app/profile/x/post/1",
         "https://evil.example/p/2",
-        "https://bsky.app.evil.example/3",
+        "https://social.example/@a/3",  # linked: a host of alerts.link_hosts
     ]
     store.remember([RecentPost(topic, f"{topic}-{i}", now, HOSTILE, urls[i], "negative") for i in range(3)])
 
@@ -54,6 +54,7 @@ def test_the_slack_body_quotes_posts_without_links_spoofing_or_personal_data(red
                 }
             ],
             destinations=[{"name": "priv", "kind": "slack", "url_env": "TEST_HOOK_PRIV"}],
+            link_hosts=["bsky.app", "social.example"],  # a Mastodon instance's permalinks too
         )
         a = Alerter(settings, store, RedisAlertLedger(store))
         a.tick()
@@ -68,7 +69,8 @@ def test_the_slack_body_quotes_posts_without_links_spoofing_or_personal_data(red
     assert posts.count("\n•") == 3
     assert "hxxps://evil[.]example/login" in posts and "www[.]evil[.]example" in posts
     assert "<https://bsky.app/profile/x/post/1|bsky.app>" in posts  # the platform's permalink, linked
-    assert "<https://evil" not in raw and "<https://bsky.app.evil" not in raw  # nothing else is
+    assert "<https://social.example/@a/3|social.example>" in posts
+    assert "<https://evil" not in raw  # nothing else is
     assert "(evil[.]example, not linked)" in posts
     for gone in ("\u202e", "\\u202e", "jane.doe", "@example.com", "4111"):
         assert gone not in raw, gone

@@ -89,6 +89,7 @@ def test_a_deletion_leaves_no_trace_of_the_post_in_redis(
     from monitor.alerts.alerter import Alerter
     from monitor.alerts.message import AlertEvent
     from monitor.alerts.settings import AlertSettings, DestinationSettings
+    from monitor.store import keys
     from monitor.store.alerts import RedisAlertLedger
     from monitor.store.buckets import id_digest
 
@@ -155,7 +156,7 @@ def test_a_deletion_leaves_no_trace_of_the_post_in_redis(
     assert ledger.commit(alerter.owner, "f0", "neg", {}, ev.fingerprint, alerter._entries(ev)) == 1
     rc = redis.Redis.from_url(redis_url)
     before = _everything(rc, prefix)
-    assert marker(0).encode() in b"".join(rc.lrange(f"{prefix}:alert:outbox", 0, -1))  # the test can fail
+    assert marker(0).encode() in b"".join(rc.lrange(keys.alert_outbox(prefix), 0, -1))  # the test can fail
     assert all(marker(i).encode() in before for i in range(12))
 
     gone = list(range(6))
@@ -176,7 +177,7 @@ def test_a_deletion_leaves_no_trace_of_the_post_in_redis(
         assert marker(i).encode() in after and id_digest(posts[i]["id"]) in after
     for secret in (b"@example.com", b"4111 1111"):
         assert secret not in after  # redacted before it was stored
-    outbox = [orjson.loads(v) for v in rc.lrange(f"{prefix}:alert:outbox", 0, -1)]
+    outbox = [orjson.loads(v) for v in rc.lrange(keys.alert_outbox(prefix), 0, -1)]
     assert len(outbox) == 2 and all("quotes" not in e and "bare" not in e for e in outbox)
     assert all(e["fingerprint"] == ev.fingerprint and e["attempts"] == 1 for e in outbox)  # retried, bare
 
