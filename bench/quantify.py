@@ -27,6 +27,7 @@ last, one JSON line.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -50,6 +51,16 @@ SIZES = (50, 100, 500, 1000, 2000)
 # weighs the classes to balance, monitor/model/training.py)
 PER_POST = ("em", "em_bal")
 ALL_METHODS = (*METHODS, *PER_POST)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x {os.cpu_count()}"
+    except OSError:
+        pass
+    return f"{platform.machine()} x {os.cpu_count()}"
 
 
 def evidence(p: np.ndarray) -> Evidence:
@@ -269,7 +280,7 @@ def main() -> int:
         "mae_negative_pp_default": round(float(best), 2),
         "mae_negative_pp_cc": None if cc is None else round(float(cc), 2),
         "coverage_90_default": round(float(cov), 3),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "seconds": round(time.time() - t0, 1),
         "reps": args.reps,
         "sizes": list(args.sizes),
