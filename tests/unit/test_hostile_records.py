@@ -307,6 +307,8 @@ def test_a_labelling_failure_parks_only_that_post():
         return labels(out, floor)
 
     class Out:
+        sentiment = (0.2, 0.3, 0.5)  # what every ModelOutput carries into the buckets
+
         def __init__(self, bad):
             self.bad = bad
 
