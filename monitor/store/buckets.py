@@ -30,6 +30,7 @@ from monitor.aggregates import (
     minute_start,
     window_plan,
 )
+from monitor.prevalence import is_float_field
 from monitor.store import keys
 from monitor.store.client import redis_client, store_error
 from monitor.transport import RedisSettings
@@ -205,7 +206,7 @@ class RedisAggregateStore:
             k = keys.bucket(self.prefix, topic, kind, start)
             pipe.delete(k)
             for fld, val in deltas.get(start, {}).items():
-                if fld == "score_sum":
+                if is_float_field(fld):
                     pipe.hincrbyfloat(k, fld, val)
                 else:
                     pipe.hincrby(k, fld, int(val))
