@@ -91,6 +91,26 @@ def multiplicity(store: RedisAggregateStore) -> Counter[str]:
     return c
 
 
+def evidence_mismatches(store: RedisAggregateStore) -> list[str]:
+    """Minute buckets (last 2 hours) whose share fields (issue 18: t:, p:, hn:, hp:) disagree with
+    one another or with the counts. They are written in the same watermark-guarded Lua call as
+    the counts, so a redelivery or a crash that doubled or lost a part of a write shows here."""
+    now = int(time.time() * 1000)
+    bad: list[str] = []
+    for t in store.topics():
+        for b in store.read_minutes(t, now - 7_200_000, now + 120_000):
+            ev = b.evidence
+            with_probs = ev.n
+            ok = (
+                sum(ev.hist_neg) == sum(ev.hist_pos) == with_probs
+                and b.scored <= with_probs <= b.n
+                and abs(sum(ev.post) - with_probs) <= 1e-6 * max(1, with_probs) + 1e-6
+            )
+            if not ok:
+                bad.append(f"{t}@{b.start_ms}: n={b.n} scored={b.scored} top={ev.top} post={ev.post}")
+    return bad
+
+
 def figures(
     fault: str,
     store: RedisAggregateStore,
@@ -100,6 +120,8 @@ def figures(
     dlq_expected: int = 0,
 ) -> Figures:
     m = multiplicity(store)
+    mismatched = evidence_mismatches(store)
+    assert not mismatched, f"{fault}: share fields out of step with the counts: {mismatched[:3]}"
     markers = [p["source"] for p in sent]
     lost = sum(1 for mk in markers if m.get(mk, 0) == 0)
     dup = sum(m[mk] - 1 for mk in markers if m.get(mk, 0) > 1)

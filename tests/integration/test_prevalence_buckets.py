@@ -16,6 +16,7 @@ from monitor.settings import load_settings
 from monitor.store import keys
 from monitor.store.buckets import PartitionWrite, RedisAggregateStore
 
+from .faults import evidence_mismatches
 from .pipeline_helpers import cli, write_config, write_jsonl
 
 pytestmark = pytest.mark.integration
@@ -65,6 +66,7 @@ def test_worker_writes_evidence_rebuild_reproduces_it_and_mood_shows_corrected_s
         assert sum(ev.post) == pytest.approx(b.n, abs=1e-3)
         assert sum(ev.top) == b.n
 
+    assert evidence_mismatches(store) == []  # the fault suite's check, on a clean run
     # a write Kafka redelivers (first offset at or below the watermark) changes no field
     topic = sorted(windows)[0]
     wm = store.watermarks([(topic, f"{s.kafka.raw_topic}:0"), (topic, f"{s.kafka.raw_topic}:1")])
@@ -87,6 +89,11 @@ def test_worker_writes_evidence_rebuild_reproduces_it_and_mood_shows_corrected_s
             else:
                 assert after[k][f] == v, (k, f)
     assert any(is_evidence_field(f) for h in after.values() for f in h)
+    assert evidence_mismatches(store) == []
+    # and the check sees a bucket whose share fields went out of step with its counts
+    k = next(k for k in after if ":m:" in k)  # a minute bucket
+    store.client.hincrby(k, "hn:0", 1)
+    assert len(evidence_mismatches(store)) == 1
 
     rows = orjson.loads(cli("mood", "--config", str(cfg), "--json", "--window", "1h").stdout)
     for row in rows:
