@@ -191,6 +191,9 @@ class RedisSettings(_Section):
     ssl_certfile: Path | None = None  # rediss://: a client certificate (tls-auth-clients), PEM
     ssl_keyfile: Path | None = None
     ssl_check_hostname: bool = True
+    # a Redis Cluster: url names any one node (redis://host:port, no database), the client finds
+    # the rest and follows failovers (README "Redis Cluster")
+    cluster: bool = False
     prefix: str = "mm"
     minute_ttl_s: int = Field(48 * 3600, ge=60)
     hour_ttl_s: int = Field(35 * 24 * 3600, ge=3600)
@@ -223,6 +226,10 @@ class RedisSettings(_Section):
         tls_set = [n for n in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") if getattr(self, n) is not None]
         if tls_set and not self.tls:
             raise SettingError(tls_set[0], "set, but url is not rediss:// (TLS)")
+        if self.cluster and (parts.scheme == "unix" or parts.path.strip("/") not in ("", "0")):
+            raise SettingError(
+                "url", "a Redis Cluster has one database and no unix socket: redis://host:port"
+            )
         _tls_files(
             ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"),
             self.ssl_ca_certs,

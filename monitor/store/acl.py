@@ -17,7 +17,7 @@ and in its Lua scripts (Redis checks the commands a script runs against the call
     operator   ``mood-monitor rebuild`` (run with the workers stopped: overwrites buckets) and
                ``mood-monitor topics add|remove`` (the topic registry)
 
-Workers and the alerter read the topic registry (``<p>:topics:registry`` / ``:version``, in a
+Workers and the alerter read the topic registry (``<p>:{topics}:registry`` / ``:version``, in a
 MULTI/EXEC) but only the operator writes it.
 """
 
@@ -57,7 +57,7 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "sealed",
                 "health:*",
             )
-            + _keys(prefix, "%R", "topics:*"),
+            + _keys(prefix, "%R", "{topics}:*"),
             (
                 *_CONNECTION,
                 *_SCRIPTS,
@@ -89,9 +89,9 @@ def rules(prefix: str = "mm") -> dict[str, str]:
         ),
         "alerter": (
             [
-                *_keys(prefix, "", "alert:*", "health:*"),
+                *_keys(prefix, "", "{alert}:*", "health:*"),
                 *_keys(
-                    prefix, "%R", *bucket_keys, "{t:*}:x:*", "{t:*}:recent", "topics", "topics:*", "sealed"
+                    prefix, "%R", *bucket_keys, "{t:*}:x:*", "{t:*}:recent", "topics", "{topics}:*", "sealed"
                 ),
             ],
             (
@@ -181,7 +181,7 @@ def rules(prefix: str = "mm") -> dict[str, str]:
             ),
         ),
         "operator": (
-            _keys(prefix, "", *bucket_keys, "topics", "topics:*"),
+            _keys(prefix, "", *bucket_keys, "topics", "{topics}:*"),
             (
                 *_CONNECTION,
                 "multi",

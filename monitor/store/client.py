@@ -4,6 +4,12 @@ A client comes from `RedisSettings`: the URL (``redis://`` or ``rediss://`` for 
 and password (or ``password_file``), the CA and an optional client certificate. A plain URL
 string is accepted too (tests, benchmarks, a ``redis://`` without credentials).
 
+With ``redis.cluster`` the client is a `redis.RedisCluster` (`RedisClient` is either): the URL
+names one node, the client learns the slot map from it, sends each command to the master of its
+key's slot and follows MOVED and failovers. Every multi-key command, MULTI/EXEC and script of this
+package touches keys of one hash tag (`keys`), so it runs on one master; SCAN goes to every
+master (`scan_iter`).
+
 Errors: a refused login, a command the ACL denies, a certificate the CA does not vouch for and a
 plaintext client at a TLS port are mistakes of configuration, not outages: they become a
 `ConfigError` naming the setting to fix (one line, no secret, no retry loop). Anything else is
@@ -15,17 +21,20 @@ from __future__ import annotations
 import socket
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
 from monitor.errors import ConfigError, MoodMonitorError, StoreUnavailable
 from monitor.transport import RedisSettings
 
+RedisClient = redis.Redis | redis.RedisCluster
+
 
 def redis_client(
     r: RedisSettings | str, *, decode_responses: bool = False, socket_timeout_s: float = 5.0
-) -> redis.Redis:
-    """A client for the settings' server, user, password and TLS files."""
+) -> RedisClient:
+    """A client for the settings' server (or cluster), user, password and TLS files."""
     kw: dict[str, Any] = {
         "socket_timeout": socket_timeout_s,
         "socket_connect_timeout": min(5.0, socket_timeout_s),
@@ -44,17 +53,28 @@ def redis_client(
         for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
             if getattr(r, name) is not None:
                 kw[name] = str(getattr(r, name))
+    if r.cluster:
+        # the slot map is refreshed on MOVED and after connection errors (a failover); a
+        # command is retried on the new master before the error reaches the caller
+        parts = urlsplit(r.url.get_secret_value())
+        return redis.RedisCluster.from_url(parts._replace(path="").geturl(), **kw)
     return redis.Redis.from_url(r.url.get_secret_value(), **kw)
 
 
-def _url_has_password(r: RedisSettings) -> bool:
-    from urllib.parse import urlsplit
+def is_cluster(client: object) -> bool:
+    return isinstance(client, redis.RedisCluster)
 
+
+def _url_has_password(r: RedisSettings) -> bool:
     return bool(urlsplit(r.url.get_secret_value()).password)
 
 
 def _where(client: Any) -> tuple[str, str, int, bool, bool]:
-    """(user, host, port, tls, password given) of a client, from its pool's connection settings."""
+    """(user, host, port, tls, password given) of a client, from its pool's connection settings
+    (a cluster client: those of its default node)."""
+    if isinstance(client, redis.RedisCluster):
+        node = client.get_default_node()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        client = getattr(node, "redis_connection", None)
     pool = getattr(client, "connection_pool", None)
     ckw: dict[str, Any] = getattr(pool, "connection_kwargs", {}) or {}
     tls = pool is not None and "SSL" in getattr(pool.connection_class, "__name__", "")

@@ -1,17 +1,18 @@
 """Connector state in Redis: resume cursor, dedup memory, HTTP validators, live status.
 
-Every key starts with ``mm:conn:<instance>:`` (``<instance>`` is the connector's configured
-name, e.g. ``bluesky`` or ``rss-news``)::
+Every key starts with ``mm:conn:{<instance>}:`` (``<instance>`` is the connector's configured
+name, e.g. ``bluesky`` or ``rss-news``; in braces, a hash tag: on a Redis Cluster one
+connector's keys share a slot, so that `commit` is one MULTI/EXEC)::
 
-    mm:conn:<i>:cursor   string  where to resume (Jetstream time_us, Mastodon status id, ...)
-    mm:conn:<i>:seen     zset    dedup keys already produced, score = ms first seen; trimmed to
-                                 the newest ``seen_max`` members and to ``seen_ttl_s``
-    mm:conn:<i>:meta     hash    small per-connector memory (RSS ETag/Last-Modified per feed,
-                                 Reddit newest fullname per listing, ...)
-    mm:conn:<i>:status   hash    connected, last_event_ms, lag_ms, produced, deletions, bad,
-                                 errors, updated_ms (expires after ``status_ttl_s``)
-    mm:conn:<i>:claim:<id> string a webhook-id already accepted by the push endpoint, TTL
-    mm:conn:index        set     instance names that have reported a status
+    mm:conn:{<i>}:cursor   string  where to resume (Jetstream time_us, Mastodon status id, ...)
+    mm:conn:{<i>}:seen     zset    dedup keys already produced, score = ms first seen; trimmed to
+                                   the newest ``seen_max`` members and to ``seen_ttl_s``
+    mm:conn:{<i>}:meta     hash    small per-connector memory (RSS ETag/Last-Modified per feed,
+                                   Reddit newest fullname per listing, ...)
+    mm:conn:{<i>}:status   hash    connected, last_event_ms, lag_ms, produced, deletions, bad,
+                                   errors, updated_ms (expires after ``status_ttl_s``)
+    mm:conn:{<i>}:claim:<id> string a webhook-id already accepted by the push endpoint, TTL
+    mm:conn:index          set     instance names that have reported a status
 
 A key is marked seen only after its record was flushed to Kafka (`commit`), so a crash between
 the two produces a duplicate at worst, never a gap; the cursor moves in the same transaction.
@@ -33,6 +34,10 @@ from monitor.store.client import redis_client, store_error
 from monitor.transport import RedisSettings
 
 PREFIX = "mm:conn:"
+
+
+def status_key(prefix: str, instance: str) -> str:
+    return f"{prefix}{{{instance}}}:status"
 
 
 @contextmanager
@@ -82,7 +87,7 @@ class RedisConnectorState:
         self.r: Any = client or redis_client(url, socket_timeout_s=10)
         self.instance = instance
         self.prefix = prefix
-        self.base = f"{prefix}{instance}:"
+        self.base = status_key(prefix, instance).removesuffix("status")
         self.seen_max = seen_max
         self.seen_ttl_s = seen_ttl_s
         self.status_ttl_s = status_ttl_s
@@ -165,7 +170,7 @@ def read_statuses(
         names = sorted(n.decode() for n in r.smembers(f"{prefix}index"))
         out: dict[str, dict[str, str]] = {}
         for n in names:
-            h = r.hgetall(f"{prefix}{n}:status")
+            h = r.hgetall(status_key(prefix, n))
             out[n] = {k.decode(): v.decode() for k, v in h.items()}
     if client is None:
         r.close()

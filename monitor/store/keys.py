@@ -1,9 +1,14 @@
 """Every Redis key of the aggregate store and the alerter, built in one place (the connectors'
-keys, ``<p>:conn:<instance>:{cursor,seen,meta,status,claim:<id>}`` and ``<p>:conn:index``, are
+keys, ``<p>:conn:{<instance>}:{cursor,seen,meta,status,claim:<id>}`` and ``<p>:conn:index``, are
 built by `monitor.store.connectors` from its own prefix).
 
-One topic's keys share the hash tag ``{t:<topic>}`` so that a Lua script touching a topic's
-buckets and its watermarks stays in one Redis Cluster slot.
+Keys that one script or MULTI/EXEC touches together share a hash tag (the part in braces), so
+that on a Redis Cluster they live in one slot, on one master: a topic's buckets, sample and
+watermarks ``{t:<topic>}``; the duplicate-id guard's slices ``{seen}``; the stream volume
+``{vol}``; the topic registry and its version ``{topics}``; everything of the alerter
+``{alert}`` (its commit checks the lease, claims a fingerprint, saves the episode, queues the
+outbox and appends to the log at once); one connector's keys ``{<instance>}``. A key touched
+alone (``<p>:topics``, ``<p>:wm``, counters, the seal, heartbeats) needs no tag.
 
     <p>:{t:<topic>}:m:<minute_start_ms>   HASH  minute bucket (fields: see aggregates.py)
     <p>:{t:<topic>}:h:<hour_start_ms>     HASH  hour bucket
@@ -24,8 +29,8 @@ buckets and its watermarks stays in one Redis Cluster slot.
     <p>:stat:<name>                       HASH  counters (dlq, too_late, duplicates, ...) by reason
     <p>:sealed                            STRING ms before which minutes are sealed for alerting
     <p>:health:<process>                  STRING heartbeat, TTL (used by `mood-monitor check`)
-    <p>:topics:registry                   HASH  topic name -> JSON definition or removal (`topics add|remove`)
-    <p>:topics:version                    STRING the registry's version, bumped by every change
+    <p>:{topics}:registry                 HASH  topic name -> JSON definition or removal (`topics add|remove`)
+    <p>:{topics}:version                  STRING the registry's version, bumped by every change
     <p>:{vol}:m:<minute_start_ms>         HASH  stream volume of that minute, every post matched or
                                                  not: "n|<source>|<lang>" -> posts, "m|<source>|<lang>"
                                                  -> the posts that matched a topic (one hash a minute,
@@ -76,11 +81,11 @@ def volume_watermark(prefix: str) -> str:
 
 
 def topic_registry(prefix: str) -> str:
-    return f"{prefix}:topics:registry"
+    return f"{prefix}:{{topics}}:registry"
 
 
 def topic_registry_version(prefix: str) -> str:
-    return f"{prefix}:topics:version"
+    return f"{prefix}:{{topics}}:version"
 
 
 def seen_slice(prefix: str, slice_no: int) -> str:
@@ -108,48 +113,47 @@ def recent(prefix: str, topic: str) -> str:
     return f"{_tag(prefix, topic)}:recent"
 
 
-# ---- alerter ----------------------------------------------------------------------------------
-#   <p>:alert:lease                        STRING id of the one active alerter, TTL
-#   <p>:alert:{t:<topic>}:cool:<rule>      STRING fingerprint of the last alert sent, TTL = cooldown
-#   <p>:alert:{t:<topic>}:ep:<rule>        HASH   episode state (open, breaches, clears, worst)
-#   <p>:alert:outbox                       LIST   messages waiting for delivery (survive restarts)
-#   <p>:alert:sent                         LIST   fingerprints of delivered messages (capped)
-#   <p>:alert:disabled                     HASH   destination name -> reason (permanent errors)
-#   <p>:alert:log                          STREAM episode openings, escalations, resolutions (capped)
+# ---- alerter: one hash tag, {alert}, for all its keys (one slot: its commit script spans them) --
+#   <p>:{alert}:lease                      STRING id of the one active alerter, TTL
+#   <p>:{alert}:ep:<topic>:<rule>          HASH   episode state (open, breaches, clears, worst)
+#   <p>:{alert}:outbox                     LIST   messages waiting for delivery (survive restarts)
+#   <p>:{alert}:sent                       LIST   fingerprints of delivered messages (capped)
+#   <p>:{alert}:disabled                   HASH   destination name -> reason (permanent errors)
+#   <p>:{alert}:log                        STREAM episode openings, escalations, resolutions (capped)
 
 
 def alert_lease(prefix: str) -> str:
-    return f"{prefix}:alert:lease"
+    return f"{prefix}:{{alert}}:lease"
 
 
 def alert_episode(prefix: str, topic: str, rule: str) -> str:
-    return f"{prefix}:alert:{{t:{topic}}}:ep:{rule}"
+    return f"{prefix}:{{alert}}:ep:{topic}:{rule}"
 
 
 def alert_outbox(prefix: str) -> str:
-    return f"{prefix}:alert:outbox"
+    return f"{prefix}:{{alert}}:outbox"
 
 
 def alert_sent(prefix: str) -> str:
-    return f"{prefix}:alert:sent"
+    return f"{prefix}:{{alert}}:sent"
 
 
 def alert_disabled(prefix: str) -> str:
-    return f"{prefix}:alert:disabled"
+    return f"{prefix}:{{alert}}:disabled"
 
 
 def alert_log(prefix: str) -> str:
     """STREAM of episode transitions (`monitor.alerts.history`), written with the episode."""
-    return f"{prefix}:alert:log"
+    return f"{prefix}:{{alert}}:log"
 
 
-#   <p>:alert:{t:<topic>}:fp:<fingerprint>  STRING a notice claimed once (dedup across restarts), TTL
-#   <p>:alert:delivered:<dest>|<fp>         STRING a notice delivered to a destination, TTL
+#   <p>:{alert}:fp:<topic>:<fingerprint>   STRING a notice claimed once (dedup across restarts), TTL
+#   <p>:{alert}:delivered:<dest>|<fp>      STRING a notice delivered to a destination, TTL
 
 
 def alert_fingerprint(prefix: str, topic: str, fingerprint: str) -> str:
-    return f"{prefix}:alert:{{t:{topic}}}:fp:{fingerprint}"
+    return f"{prefix}:{{alert}}:fp:{topic}:{fingerprint}"
 
 
 def alert_delivered(prefix: str, destination: str, fingerprint: str) -> str:
-    return f"{prefix}:alert:delivered:{destination}|{fingerprint}"
+    return f"{prefix}:{{alert}}:delivered:{destination}|{fingerprint}"

@@ -1,12 +1,13 @@
 """The topic registry in Redis: topics added, changed or removed at run time
 (``mood-monitor topics add|remove``), with a version counter that workers and the alerter poll.
 
-    <p>:topics:registry   HASH    topic name -> JSON {"keywords", "hashtags", "query", "updated_ms"},
-                                   or {"removed": true, "updated_ms"} (a topic of the file removed)
-    <p>:topics:version    STRING  bumped by every change, in the same transaction as the change
+    <p>:{topics}:registry   HASH    topic name -> JSON {"keywords", "hashtags", "query", "updated_ms"},
+                                     or {"removed": true, "updated_ms"} (a topic of the file removed)
+    <p>:{topics}:version    STRING  bumped by every change, in the same transaction as the change
 
 Every change is one MULTI/EXEC (HSET + INCR), so a reader that sees a version also sees the
-change that made it (`snapshot` reads both in one transaction too).
+change that made it (`snapshot` reads both in one transaction too); the hash tag ``{topics}``
+keeps both keys in one slot of a Redis Cluster, which a transaction needs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Integration-only hooks: the fault suite's report (docs/reliability.md), the secured stack."""
+"""Integration-only hooks: the fault suite's report (docs/reliability.md), the secured stack,
+the Redis Cluster."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ def secure_stack(tmp_path_factory):
     free ports and in a temporary directory: the shared plain stack is never touched."""
     st = start_secure_stack(tmp_path_factory.mktemp("secure-stack"))
     try:
+        yield st
+    finally:
+        st.down()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """One Redis Cluster (three masters, one replica each) per test session, on free ports in a
+    temporary directory: the shared plain Redis is never touched."""
+    from devstack.stack.cluster import RedisClusterStack, free_cluster_ports
+
+    st = RedisClusterStack(dir=tmp_path_factory.mktemp("redis-cluster"), ports=free_cluster_ports(6))
+    try:
+        st.up()
         yield st
     finally:
         st.down()

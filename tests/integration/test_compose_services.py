@@ -220,9 +220,9 @@ def test_the_redis_health_check_passes(compose_redis):
 @pytest.mark.parametrize(
     ("service", "role", "own_key", "foreign_key"),
     [
-        ("worker", "worker", "mm:health:compose-test", "mm:conn:x:cursor"),
-        ("alerter", "alerter", "mm:alert:compose-test", "mm:conn:x:cursor"),
-        ("push", "connector", "mm:conn:compose-test", "mm:alert:x"),
+        ("worker", "worker", "mm:health:compose-test", "mm:conn:{x}:cursor"),
+        ("alerter", "alerter", "mm:{alert}:compose-test", "mm:conn:{x}:cursor"),
+        ("push", "connector", "mm:conn:compose-test", "mm:{alert}:x"),
         ("bluesky", "connector", "mm:conn:compose-test", "mm:health:x"),
     ],
 )

@@ -123,13 +123,13 @@ def test_connector_state_as_the_connector_user_and_read_by_the_reader(secure_sta
 @pytest.mark.parametrize(
     ("role", "command", "args"),
     [
-        ("worker", "get", ("{p}:alert:outbox",)),  # the worker cannot read the alerter's outbox
+        ("worker", "get", ("{p}:{{alert}}:outbox",)),  # the worker cannot read the alerter's outbox
         ("worker", "flushall", ()),
         ("alerter", "hset", ("{p}:{{t:x}}:m:0", "n", "1")),  # the alerter only reads buckets
         ("connector", "hgetall", ("{p}:{{t:x}}:m:0",)),  # a connector sees only its own state
         ("reader", "set", ("{p}:sealed", "0")),  # the read side writes nothing
         ("reader", "config", ("get", "requirepass")),
-        ("operator", "get", ("{p}:alert:lease",)),
+        ("operator", "get", ("{p}:{{alert}}:lease",)),
     ],
 )
 def test_each_process_user_gets_only_its_keys_and_commands(secure_stack, unique, role, command, args):
