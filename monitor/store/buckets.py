@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 import orjson
 import redis
+from redis.commands.core import Script
 
 from monitor.aggregates import (
     HOUR_MS,
@@ -32,7 +33,7 @@ from monitor.aggregates import (
 )
 from monitor.prevalence import is_float_field
 from monitor.store import keys
-from monitor.store.client import redis_client, store_error
+from monitor.store.client import RedisClient, is_cluster, redis_client, store_error
 from monitor.transport import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -140,12 +141,40 @@ class RedisAggregateStore:
         self.text_ttl_s = text_ttl_s
         self.texts_per_minute = texts_per_minute
         self.dedup_slice_s = dedup_slice_s
-        self.client: redis.Redis = redis_client(url, socket_timeout_s=socket_timeout_s, decode_responses=True)
+        self.client: RedisClient = redis_client(url, socket_timeout_s=socket_timeout_s, decode_responses=True)
+        self.cluster = is_cluster(self.client)
         scripts = resources.files("monitor.store").joinpath("lua")
         self._apply = self.client.register_script(scripts.joinpath("apply_deltas.lua").read_text())
         self._remember = self.client.register_script(scripts.joinpath("remember.lua").read_text())
         self._claim = self.client.register_script(scripts.joinpath("claim_ids.lua").read_text())
         self._advance = self.client.register_script(scripts.joinpath("advance_partitions.lua").read_text())
+        self._pipelined = (self._apply, self._remember)
+
+    def _script(self, pipe: Any, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Queue one script call on a pipeline. A cluster pipeline refuses EVALSHA by name and
+        does not load scripts: the call goes as a raw command, routed by its keys' slot, and
+        `_execute` loads the scripts where a master does not know them."""
+        if self.cluster:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        else:
+            script(keys=keys, args=args, client=pipe)
+
+    def _execute(self, build: Callable[[Any], None]) -> list[Any]:
+        """Run the pipeline ``build`` fills. A master that does not know a script yet (a new
+        cluster, a replica promoted since: a script cache is not replicated) answers NOSCRIPT:
+        the scripts are loaded on every master and the whole pipeline runs again, which changes
+        nothing twice (the bucket writes are watermark-guarded, the sample's HSETNX)."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            build(pipe)
+            try:
+                return list(pipe.execute())
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                for script in self._pipelined:
+                    self.client.script_load(script.script)  # a cluster client: on every master
+        raise AssertionError("unreachable")
 
     # ---- writes -------------------------------------------------------------------------
     @translated
@@ -167,7 +196,12 @@ class RedisAggregateStore:
         """Apply per-topic partition writes; returns (parts applied, parts skipped as replays)."""
         if not writes:
             return 0, 0
-        pipe = self.client.pipeline(transaction=False)
+        results = self._execute(lambda pipe: self._queue_apply(pipe, writes))
+        applied = sum(int(r[0]) for r in results if isinstance(r, list))
+        skipped = sum(int(r[1]) for r in results if isinstance(r, list))
+        return applied, skipped
+
+    def _queue_apply(self, pipe: Any, writes: Mapping[str, Sequence[PartitionWrite]]) -> None:
         for topic, parts in writes.items():
             key_list: list[str] = [keys.watermark(self.prefix, topic)]
             index: dict[str, int] = {}
@@ -183,24 +217,23 @@ class RedisAggregateStore:
                 payload.append(
                     {"p": pw.partition, "first": pw.first_offset, "last": pw.last_offset, "b": buckets}
                 )
-            self._apply(
-                keys=key_list,
-                args=[self.minute_ttl_s, self.hour_ttl_s, orjson.dumps(payload).decode()],
-                client=pipe,
+            self._script(
+                pipe,
+                self._apply,
+                key_list,
+                [self.minute_ttl_s, self.hour_ttl_s, orjson.dumps(payload).decode()],
             )
             pipe.sadd(keys.topics(self.prefix), topic)
-        results = pipe.execute()
-        applied = sum(int(r[0]) for r in results if isinstance(r, list))
-        skipped = sum(int(r[1]) for r in results if isinstance(r, list))
-        return applied, skipped
 
     @translated
     def replace_buckets(
         self, topic: str, kind: str, starts: Sequence[int], deltas: Mapping[int, Delta]
     ) -> None:
         """Rebuild: overwrite the ``kind`` buckets at ``starts`` of a topic with ``deltas``
-        (a start with no delta becomes empty). Not watermark-guarded: run it with workers stopped."""
+        (a start with no delta becomes empty). Not watermark-guarded: run it with workers stopped.
+        The buckets change in one MULTI/EXEC (one slot: the topic's hash tag)."""
         ttl = self.hour_ttl_s if kind == "h" else self.minute_ttl_s
+        self.client.sadd(keys.topics(self.prefix), topic)  # another slot: not in the transaction
         pipe = self.client.pipeline(transaction=True)
         for start in starts:
             k = keys.bucket(self.prefix, topic, kind, start)
@@ -212,7 +245,6 @@ class RedisAggregateStore:
                     pipe.hincrby(k, fld, int(val))
             if deltas.get(start):
                 pipe.expireat(k, start // 1000 + ttl)
-        pipe.sadd(keys.topics(self.prefix), topic)
         pipe.execute()
 
     @translated
@@ -256,7 +288,7 @@ class RedisAggregateStore:
         for p in posts:
             per_topic.setdefault(p.topic, []).append(p)
         now_ms = int(time.time() * 1000)
-        pipe = self.client.pipeline(transaction=False)
+        calls: list[tuple[list[str], list[Any]]] = []
         for topic, group in per_topic.items():
             key_list = [keys.recent(self.prefix, topic)]
             index: dict[str, int] = {}
@@ -269,12 +301,15 @@ class RedisAggregateStore:
                     index[k] = len(key_list)
                 text = {"text": p.text[:500], "url": p.url, "ts_ms": p.ts_ms, "sentiment": p.sentiment}
                 entries.append([index[k], m // 1000, p.post_id, p.ts_ms, orjson.dumps(text).decode()])
-            self._remember(
-                keys=key_list,
-                args=[self.texts_per_minute, self.text_ttl_s, now_ms, orjson.dumps(entries).decode()],
-                client=pipe,
+            calls.append(
+                (key_list, [self.texts_per_minute, self.text_ttl_s, now_ms, orjson.dumps(entries).decode()])
             )
-        pipe.execute()
+
+        def build(pipe: Any) -> None:
+            for key_list, args in calls:
+                self._script(pipe, self._remember, key_list, args)
+
+        self._execute(build)
 
     @translated
     def forget_text(self, post_ids: Sequence[str]) -> int:
