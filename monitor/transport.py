@@ -194,6 +194,11 @@ class RedisSettings(_Section):
     # a Redis Cluster: url names any one node (redis://host:port, no database), the client finds
     # the rest and follows failovers (README "Redis Cluster")
     cluster: bool = False
+    # a batch's bucket writes count (and its Kafka offsets are committed) once this many replicas
+    # of each master written to hold them (WAIT, up to wait_timeout_ms; else the batch is retried):
+    # 1 with replicas, so that a master killed outright takes no figure with it; 0 never waits
+    wait_replicas: int = Field(0, ge=0, le=16)
+    wait_timeout_ms: int = Field(1000, ge=1, le=60_000)
     prefix: str = "mm"
     minute_ttl_s: int = Field(48 * 3600, ge=60)
     hour_ttl_s: int = Field(35 * 24 * 3600, ge=3600)

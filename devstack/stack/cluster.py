@@ -8,6 +8,7 @@ create ... --cluster-replicas 1``. It never touches the shared stack (port 16379
     st.masters()               # port -> the ports of its replicas
     st.failover(replica_port)  # CLUSTER FAILOVER on a replica: promoted once in sync, no write lost
     st.kill(port); st.start_node(port)   # SIGKILL a node, bring it back (it rejoins as a replica)
+    st.pause(port) / st.pause(port, False)  # SIGSTOP / SIGCONT
     st.down()
 
 No persistence (a restarted node resyncs from its master); ``cluster-node-timeout`` is short so
@@ -210,11 +211,27 @@ class RedisClusterStack:
         """CLUSTER FAILOVER on a replica: its master stops taking writes, the replica catches up
         with its replication stream and takes over (no acknowledged write is lost)."""
         _cli(replica_port, "cluster", "failover")
+        self.wait_promoted(replica_port, timeout_s)
+
+    def wait_promoted(self, replica_port: int, timeout_s: float = 30.0) -> None:
+        """Until the node at ``replica_port`` is a master (a failover, or its master was killed
+        and the cluster elected it after ``cluster-node-timeout``)."""
         deadline = time.monotonic() + timeout_s
-        while _info(replica_port, "replication").get("role", "").strip() != "master":
+        while not all(self._sees_master(p, replica_port) for p in self.pids):
             if time.monotonic() > deadline:
-                raise StackError(f"replica :{replica_port} was not promoted")
+                raise StackError(f"replica :{replica_port} was not promoted (in every live node's view)")
             time.sleep(0.1)
+
+    def _sees_master(self, at: int, port: int) -> bool:
+        for line in _cli(at, "cluster", "nodes").splitlines():
+            f = line.split()
+            if len(f) >= 3 and f[1].split("@", 1)[0].endswith(f":{port}"):
+                return "master" in f[2].split(",")
+        return False
+
+    def pause(self, port: int, paused: bool = True) -> None:
+        """SIGSTOP / SIGCONT one node: it stops answering (and replicating) without dying."""
+        os.killpg(self.pids[port], signal.SIGSTOP if paused else signal.SIGCONT)
 
     def down(self) -> None:
         for p in list(self.pids):

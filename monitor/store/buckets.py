@@ -31,6 +31,7 @@ from monitor.aggregates import (
     minute_start,
     window_plan,
 )
+from monitor.errors import StoreUnavailable
 from monitor.prevalence import is_float_field
 from monitor.store import keys
 from monitor.store.client import RedisClient, is_cluster, redis_client, store_error
@@ -65,6 +66,10 @@ def _strs(reply: Iterable[object]) -> list[str]:
 
 def _hash(reply: Mapping[Any, Any]) -> dict[str, str]:
     return {_str(k): _str(v) for k, v in reply.items()}
+
+
+def _replicas(reply: object) -> int:
+    return reply if isinstance(reply, int) else 0
 
 
 def id_digest(post_id: str) -> bytes:
@@ -134,8 +139,15 @@ class RedisAggregateStore:
         texts_per_minute: int = 8,
         dedup_slice_s: int = 3600,
         socket_timeout_s: float = 5.0,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
     ) -> None:
         self.prefix = prefix
+        # replicas that must hold a batch's bucket writes before `apply` returns (default: the
+        # settings' redis.wait_replicas / wait_timeout_ms; a plain URL: none)
+        r = url if isinstance(url, RedisSettings) else None
+        self.wait_replicas = wait_replicas if wait_replicas is not None else r.wait_replicas if r else 0
+        self.wait_timeout_ms = wait_timeout_ms or (r.wait_timeout_ms if r else 1000)
         self.minute_ttl_s = minute_ttl_s
         self.hour_ttl_s = hour_ttl_s
         self.text_ttl_s = text_ttl_s
@@ -196,12 +208,29 @@ class RedisAggregateStore:
         """Apply per-topic partition writes; returns (parts applied, parts skipped as replays)."""
         if not writes:
             return 0, 0
-        results = self._execute(lambda pipe: self._queue_apply(pipe, writes))
+        waits: list[int] = []
+
+        def build(pipe: Any) -> None:
+            waits[:] = self._queue_apply(pipe, writes)
+
+        results = self._execute(build)
+        acked = [results[i] for i in waits]
+        if any(not isinstance(n, int) or n < self.wait_replicas for n in acked):
+            raise StoreUnavailable(
+                f"redis: the batch's writes reached {min(map(_replicas, acked))} of the "
+                f"{self.wait_replicas} replicas asked for (redis.wait_replicas) within "
+                f"{self.wait_timeout_ms} ms; retrying it"
+            )
         applied = sum(int(r[0]) for r in results if isinstance(r, list))
         skipped = sum(int(r[1]) for r in results if isinstance(r, list))
         return applied, skipped
 
-    def _queue_apply(self, pipe: Any, writes: Mapping[str, Sequence[PartitionWrite]]) -> None:
+    def _queue_apply(self, pipe: Any, writes: Mapping[str, Sequence[PartitionWrite]]) -> list[int]:
+        """Queue the scripts (and, with ``wait_replicas``, a WAIT on each master written to,
+        on the connection that wrote: WAIT counts that connection's writes); returns the
+        positions of the WAITs in the pipeline."""
+        queued = 0
+        masters: dict[str, Any] = {}
         for topic, parts in writes.items():
             key_list: list[str] = [keys.watermark(self.prefix, topic)]
             index: dict[str, int] = {}
@@ -224,6 +253,24 @@ class RedisAggregateStore:
                 [self.minute_ttl_s, self.hour_ttl_s, orjson.dumps(payload).decode()],
             )
             pipe.sadd(keys.topics(self.prefix), topic)
+            queued += 2
+            if self.wait_replicas and self.cluster:
+                for k in (key_list[0], keys.topics(self.prefix)):
+                    node = self._master_of(k)
+                    masters[node.name] = node
+        if not self.wait_replicas:
+            return []
+        if not self.cluster:
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            return [queued]
+        for node in masters.values():
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node)
+        return list(range(queued, queued + len(masters)))
+
+    def _master_of(self, key: str) -> Any:
+        """The cluster node that serves ``key``'s slot now (the client's slot map)."""
+        client: Any = self.client
+        return client.get_node_from_key(key)
 
     @translated
     def replace_buckets(

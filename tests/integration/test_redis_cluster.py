@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from monitor.aggregates import minute_start
+from monitor.errors import StoreUnavailable
 from monitor.kafka import ensure_topics
 from monitor.store import keys
 from monitor.store.alerts import RedisAlertLedger, RedisAlertLog
@@ -145,6 +146,24 @@ def test_connector_state_on_a_cluster(redis_cluster, unique):
     assert sorted(statuses) == sorted(names) and statuses["rss-news"]["produced"] == "2"
 
 
+def test_a_batch_counts_only_once_a_replica_holds_it(redis_cluster, unique):
+    settings = RedisSettings(url=redis_cluster.url, cluster=True, wait_replicas=1, wait_timeout_ms=300)
+    store = RedisAggregateStore(settings, unique)
+    m = minute_start(int(time.time() * 1000))
+    batch = {"c0": [PartitionWrite("raw:0", 0, 4, {("m", m): {"n": 5}})]}
+    [replica] = redis_cluster.masters()[redis_cluster.master_of(keys.watermark(unique, "c0"))]
+    redis_cluster.pause(replica)  # the replica takes nothing in
+    try:
+        with pytest.raises(StoreUnavailable, match=r"redis\.wait_replicas"):
+            store.apply(batch)  # so the worker would not commit the batch's offsets
+    finally:
+        redis_cluster.pause(replica, False)
+    assert store.apply(batch) == (0, 1)  # the retry: written before, and now the replica has it
+    assert store.read_window("c0", m, m + 60_000).n == 5
+    redis_cluster.wait_healthy()
+    store.close()
+
+
 # ---- the pipeline end to end, two workers, a failover ------------------------------------------
 
 
@@ -158,7 +177,8 @@ def _config(tmp: Path, st: Any, bootstrap: str, unique: str, partitions: int = 4
             "partitions": partitions,
             "group_id": f"{unique}-g",
         },
-        "redis": {"url": st.url, "cluster": True, "prefix": f"f-{unique}"},
+        # a batch counts once the replica of each master written to holds it
+        "redis": {"url": st.url, "cluster": True, "prefix": f"f-{unique}", "wait_replicas": 1},
         "worker": {"max_batch": 16, "max_wait_ms": 50, "lateness_s": 3600, "backoff_max_s": 1},
         "model": {"sentiment": "builtin:tiny-untrained", "emotion": None},
         "topics": F.TOPICS,
@@ -190,7 +210,8 @@ def _lost_and_doubled(m: Counter[str], sent: list[dict[str, Any]]) -> tuple[int,
 
 
 @pytest.mark.slow
-def test_two_workers_on_a_cluster_through_a_failover(tmp_path, redis_cluster, kafka_bootstrap, unique):
+@pytest.mark.parametrize("how", ["CLUSTER FAILOVER", "kill -9"])
+def test_two_workers_on_a_cluster_through_a_failover(tmp_path, redis_cluster, kafka_bootstrap, unique, how):
     cfg = _config(tmp_path, redis_cluster, kafka_bootstrap, unique)
     prefix = f"f-{unique}"
     store = _store(redis_cluster, prefix)
@@ -216,11 +237,17 @@ def test_two_workers_on_a_cluster_through_a_failover(tmp_path, redis_cluster, ka
     producer.start()
     assert F.wait_counted(store, 300, 120)
     # mid-stream, the master of f0's slot (and of the stream volume and the topic registry)
-    # hands over to its replica
+    # hands over to its replica, or is killed outright and its replica elected in its place
     victim = redis_cluster.master_of(keys.watermark(prefix, "f0"))
     [replica] = redis_cluster.masters()[victim]
-    redis_cluster.failover(replica)
-    sent_at_failover = sent
+    if how == "kill -9":
+        redis_cluster.kill(victim)
+        redis_cluster.wait_promoted(replica)
+        sent_at_failover = sent
+        redis_cluster.start_node(victim)  # it comes back as the new master's replica
+    else:
+        redis_cluster.failover(replica)
+        sent_at_failover = sent
     assert redis_cluster.master_of(keys.watermark(prefix, "f0")) == replica
     producer.join(120)
     assert sent_at_failover < len(posts) == sent  # posts came in after the failover too
@@ -233,7 +260,7 @@ def test_two_workers_on_a_cluster_through_a_failover(tmp_path, redis_cluster, ka
         assert int(summary) > 0, i
     m = F.multiplicity(store)
     lost, doubled = _lost_and_doubled(m, posts)
-    print(f"\nCLUSTER failover: sent={len(posts)} counted={m.total()} lost={lost} doubled={doubled}")
+    print(f"\nCLUSTER {how}: sent={len(posts)} counted={m.total()} lost={lost} doubled={doubled}")
     assert (lost, doubled, m.total()) == (0, 0, len(posts))
     redis_cluster.wait_healthy()
     store.close()
