@@ -41,15 +41,15 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quantify_data import SETS, posteriors  # noqa: E402
 
-from monitor.prevalence import BINS, METHODS, Calibration, Evidence, estimate  # noqa: E402
+from monitor.prevalence import BINS, CELLS, METHODS, Calibration, Evidence, estimate  # noqa: E402
 
 NEG_SHARES = tuple(round(0.05 + 0.1 * i, 2) for i in range(10))
 SIZES = (50, 100, 500, 1000, 2000)
-# Saerens' EM needs each post's posterior, which buckets do not keep: measured for reference.
-# "em" takes the validation prior as the prior the posteriors reflect (what issue 18 tried);
-# "em_bal" the uniform prior the default model was in effect trained under (its sentiment loss
-# weighs the classes to balance, monitor/model/training.py)
-PER_POST = ("em", "em_bal")
+# exact Saerens EM on each post's posterior (buckets keep a joint histogram instead: "em"),
+# for reference: "saerens_val" from the validation prior as the prior the posteriors reflect
+# (what issue 18 tried), "saerens_bal" from the uniform prior the default model was in effect
+# trained under (its sentiment loss weighs the classes to balance, monitor/model/training.py)
+PER_POST = ("saerens_val", "saerens_bal")
 ALL_METHODS = (*METHODS, *PER_POST)
 
 
@@ -68,12 +68,18 @@ def evidence(p: np.ndarray) -> Evidence:
     top = np.bincount(p.argmax(1), minlength=3).astype(float)
     bn = np.minimum((p[:, 0] * BINS).astype(int), BINS - 1)
     bp = np.minimum((p[:, 2] * BINS).astype(int), BINS - 1)
+    cell = np.minimum((p[:, 0] * CELLS).astype(int), CELLS - 1) * CELLS + np.minimum(
+        (p[:, 2] * CELLS).astype(int), CELLS - 1
+    )
     return Evidence(
         len(p),
         tuple(top),
         tuple(p.sum(0)),
         tuple(np.bincount(bn, minlength=BINS).astype(float)),
         tuple(np.bincount(bp, minlength=BINS).astype(float)),
+        tuple(np.bincount(cell, minlength=CELLS * CELLS).astype(float)),
+        tuple(np.bincount(cell, weights=p[:, 0], minlength=CELLS * CELLS)),
+        tuple(np.bincount(cell, weights=p[:, 2], minlength=CELLS * CELLS)),
     )
 
 
@@ -131,7 +137,7 @@ def protocol(
                 ev = evidence(p)
                 for m in methods:
                     if m in PER_POST:
-                        shares = saerens_em(p, train_prior if m == "em" else np.full(3, 1 / 3))
+                        shares = saerens_em(p, train_prior if m == "saerens_val" else np.full(3, 1 / 3))
                         low = high = None
                     else:
                         e = estimate(m, ev, cal, bootstrap_rounds=rounds)
@@ -160,13 +166,13 @@ def protocol(
 
 
 def table(title: str, res: dict[str, dict[str, Any]]) -> str:
-    lines = [title, f"{'method':<7}{'MAE neg':>9}{'MAE all':>9}{'cover90':>9}{'width':>7}   MAE neg by size"]
+    lines = [title, f"{'method':<12}{'MAE neg':>9}{'MAE all':>9}{'cover90':>9}{'width':>7}   MAE neg by size"]
     for m, r in res.items():
         cov = f"{r['coverage_90']:.3f}" if r["coverage_90"] is not None else "-"
         mae_all = f"{r['mae_all_pp']:.2f}" if r["mae_all_pp"] is not None else "-"
         wid = f"{r['mean_width_pp']:.1f}" if r["mean_width_pp"] is not None else "-"
         by = " ".join(f"{s}:{v:.1f}" for s, v in r["mae_negative_by_size"].items())
-        lines.append(f"{m:<7}{r['mae_negative_pp']:>9.2f}{mae_all:>9}{cov:>9}{wid:>7}   {by}")
+        lines.append(f"{m:<12}{r['mae_negative_pp']:>9.2f}{mae_all:>9}{cov:>9}{wid:>7}   {by}")
     return "\n".join(lines)
 
 
@@ -185,7 +191,7 @@ def select(probs: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> t
         half[rng.permutation(idx)[: len(idx) // 2]] = True
     runs = []
     for a, b in ((half, ~half), (~half, half)):
-        cal = Calibration.from_validation(probs[a].tolist(), labels[a].tolist(), "val-half")
+        cal = Calibration.from_validation(probs[a].tolist(), labels[a].tolist(), "val-half", args.prior)
         prior = np.bincount(labels[a], minlength=3) / a.sum()
         runs.append(
             protocol(
@@ -231,11 +237,18 @@ def main() -> int:
     ap.add_argument("--write-calibration", action="store_true", help="write quantify.json next to the model")
     args = ap.parse_args()
     args.sizes = tuple(args.sizes)
+    # the prior the model's posteriors answer for (em), a property of the model: from its
+    # quantify.json (uniform for the class-balanced default model)
+    from monitor.model.calibration import calibration_for
+    from monitor.model.settings import ModelSettings
+
+    shipped = calibration_for(ModelSettings(sentiment=args.model))
+    args.prior = shipped.posterior_prior if shipped is not None else None
     args.methods = tuple(args.methods)
     t0 = time.time()
     vp, vl = posteriors("tweeteval", "val", args.model)
     val_p, val_y = np.array(vp), np.array(vl)
-    cal = Calibration.from_validation(vp, vl, "tweeteval sentiment val")
+    cal = Calibration.from_validation(vp, vl, "tweeteval sentiment val", args.prior)
     prior = np.bincount(val_y, minlength=3) / len(val_y)
     if args.write_calibration:
         from monitor.model.scorers import DEFAULT_DIR
@@ -252,7 +265,7 @@ def main() -> int:
         c, pr = cal, prior
         if args.calibrate_on_own_val and name != "tweeteval":
             op, ol = posteriors(name, "val", args.model)
-            c = Calibration.from_validation(op, ol, f"{name} val")
+            c = Calibration.from_validation(op, ol, f"{name} val", args.prior)
             pr = np.bincount(np.array(ol), minlength=3) / len(ol)
         res = protocol(
             np.array(tp),

@@ -9,9 +9,13 @@ shipped next to the model as ``quantify.json``), from what a bucket keeps (`Evid
 over minutes, hours and workers):
 
     t:<label>    posts whose top sentiment is <label> (whatever ``uncertain_below`` says)
-    p:<label>    sum of the posts' P(<label>)
+    p:<label>    sum of the posts' P(<label>), in units of 1/SCALE (an integer)
     hn:<bin>     posts with P(negative) in bin <bin> of BINS equal bins of [0, 1]
     hp:<bin>     posts with P(positive) in bin <bin>
+    c:<ij> cn:<ij> cp:<ij>
+                 the joint histogram: posts whose P(negative) is in bin i and P(positive) in
+                 bin j of CELLS equal bins, and the sums of their P(negative), P(positive)
+                 (units of 1/SCALE)
 
 Methods (`METHODS`):
 
@@ -22,6 +26,10 @@ Methods (`METHODS`):
     hdy    HDy: the shares whose mixture of the classes' validation histograms of P(negative)
            and P(positive) is closest (Hellinger distance) to the bucket's histograms
     hem    the maximum-likelihood mix of the same histograms (EM over the bins)
+    em     Saerens' EM: the posteriors re-weighed from the prior they answer for (the
+           calibration's ``posterior_prior``: uniform for the class-balanced default model)
+           until they agree with the shares, on a joint histogram of (P(negative),
+           P(positive)) that keeps each cell's mean posterior; needs no confusion matrix
 
 What every correction assumes: *label shift*, i.e. what posts of one class look like to the
 model, P(x | y), is the same in the topic as in the validation data; only the class mix
@@ -48,8 +56,13 @@ from typing import Any
 from monitor.taxonomy import SENTIMENTS
 
 BINS = 10
-METHODS = ("cc", "pcc", "acc", "pacc", "hdy", "hem")
-ADJUSTED = ("acc", "pacc", "hdy", "hem")  # the methods that need a calibration
+# probabilities are summed as integers in units of 1/SCALE (HINCRBY, a compact integer in Redis,
+# about a third of the bytes of HINCRBYFLOAT's 17-digit strings); 1e-4 per post is far below
+# anything a share shows
+SCALE = 10_000
+CELLS = 5  # the joint histogram of (P(negative), P(positive)): CELLS x CELLS cells, 15 reachable
+METHODS = ("cc", "pcc", "acc", "pacc", "hdy", "hem", "em")
+ADJUSTED = ("acc", "pacc", "hdy", "hem", "em")  # the methods that need a calibration
 K = len(SENTIMENTS)  # negative, neutral, positive
 _Z = {0.8: 1.2816, 0.9: 1.6449, 0.95: 1.9600, 0.99: 2.5758}
 BOOTSTRAP_ROUNDS = 100
@@ -62,28 +75,49 @@ def bin_of(p: float) -> int:
     return min(BINS - 1, max(0, int(p * BINS)))
 
 
+# the field names, built once (evidence_fields runs for every scored post)
+_TOP = tuple(f"t:{lab}" for lab in SENTIMENTS)
+_POST = tuple(f"p:{lab}" for lab in SENTIMENTS)
+_HN = tuple(f"hn:{b}" for b in range(BINS))
+_HP = tuple(f"hp:{b}" for b in range(BINS))
+_CELL = tuple(f"{i}{j}" for i in range(CELLS) for j in range(CELLS))
+_C = tuple(f"c:{c}" for c in _CELL)
+_CN = tuple(f"cn:{c}" for c in _CELL)
+_CP = tuple(f"cp:{c}" for c in _CELL)
+
+
+def cell_of(p_neg: float, p_pos: float) -> int:
+    i = min(CELLS - 1, max(0, int(p_neg * CELLS)))
+    j = min(CELLS - 1, max(0, int(p_pos * CELLS)))
+    return i * CELLS + j
+
+
 def evidence_fields(probs: Sequence[float]) -> dict[str, float]:
     """The quantification fields one post with sentiment probabilities ``probs`` (negative,
     neutral, positive) adds to a bucket; ValueError on anything but three finite
     probabilities (a model bug: the worker parks that post)."""
     if len(probs) != K or not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probs):
         raise ValueError("sentiment probabilities: expected 3 finite numbers in [0, 1]")
-    top = max(range(K), key=lambda k: probs[k])
-    d: dict[str, float] = {f"t:{SENTIMENTS[top]}": 1}
-    for k, lab in enumerate(SENTIMENTS):
-        d[f"p:{lab}"] = float(probs[k])
-    d[f"hn:{bin_of(probs[0])}"] = 1
-    d[f"hp:{bin_of(probs[2])}"] = 1
+    top = max(range(K), key=probs.__getitem__)
+    d: dict[str, float] = {_TOP[top]: 1}
+    for k in range(K):
+        d[_POST[k]] = round(probs[k] * SCALE)
+    d[_HN[bin_of(probs[0])]] = 1
+    d[_HP[bin_of(probs[2])]] = 1
+    c = cell_of(probs[0], probs[2])
+    d[_C[c]] = 1
+    d[_CN[c]] = round(probs[0] * SCALE)
+    d[_CP[c]] = round(probs[2] * SCALE)
     return d
 
 
 def is_float_field(name: str) -> bool:
     """Whether a bucket field sums floats (HINCRBYFLOAT) rather than counts."""
-    return name == "score_sum" or name.startswith("p:")
+    return name == "score_sum"
 
 
 def is_evidence_field(name: str) -> bool:
-    return name.startswith(("t:", "p:", "hn:", "hp:"))
+    return name.startswith(("t:", "p:", "hn:", "hp:", "c:", "cn:", "cp:"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +129,11 @@ class Evidence:
     post: Vector  # posterior sums per class
     hist_neg: Vector  # BINS counts of P(negative)
     hist_pos: Vector  # BINS counts of P(positive)
+    # the joint histogram (CELLS x CELLS, row-major by P(negative)): posts per cell and their
+    # P(negative) and P(positive) sums, so that EM can re-weigh each cell's mean posterior
+    cells: Vector = ()
+    cell_neg: Vector = ()
+    cell_pos: Vector = ()
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, float]) -> Evidence:
@@ -102,9 +141,12 @@ class Evidence:
         return cls(
             int(sum(top)),
             top,
-            tuple(float(fields.get(f"p:{lab}", 0.0)) for lab in SENTIMENTS),
+            tuple(float(fields.get(f"p:{lab}", 0)) / SCALE for lab in SENTIMENTS),
             tuple(float(fields.get(f"hn:{b}", 0)) for b in range(BINS)),
             tuple(float(fields.get(f"hp:{b}", 0)) for b in range(BINS)),
+            tuple(float(fields.get(f, 0)) for f in _C),
+            tuple(float(fields.get(f, 0)) / SCALE for f in _CN),
+            tuple(float(fields.get(f, 0)) / SCALE for f in _CP),
         )
 
     @classmethod
@@ -135,10 +177,18 @@ class Calibration:
     bins: int = BINS
     # covariance of the posterior vector within each class (pacc's intervals; None: a bound)
     post_cov: tuple[Matrix, ...] | None = None
+    # the class prior the posteriors answer for (EM re-weighs them from it): the training
+    # prior, or uniform for a model trained with class-balanced weights; None: the validation
+    # split's own mix
+    posterior_prior: Vector | None = None
 
     @classmethod
     def from_validation(
-        cls, probs: Sequence[Sequence[float]], labels: Sequence[int], source: str = ""
+        cls,
+        probs: Sequence[Sequence[float]],
+        labels: Sequence[int],
+        source: str = "",
+        posterior_prior: Sequence[float] | None = None,
     ) -> Calibration:
         """From the posteriors of a validation set and its gold class ids (0 negative, 1 neutral,
         2 positive)."""
@@ -156,6 +206,7 @@ class Calibration:
             tuple(_normalised(e.hist_pos) for e in evs),
             source,
             post_cov=tuple(_covariance(g) for g in groups),
+            posterior_prior=tuple(_normalised(posterior_prior)) if posterior_prior is not None else None,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -173,6 +224,7 @@ class Calibration:
                 if self.post_cov is not None
                 else {}
             ),
+            **({"posterior_prior": list(self.posterior_prior)} if self.posterior_prior is not None else {}),
         }
 
     @classmethod
@@ -214,7 +266,19 @@ class Calibration:
             matrix("hist_positive_given_class", BINS),
             str(obj.get("source", "")),
             post_cov=_covariances(obj.get("posterior_cov_given_class")),
+            posterior_prior=_prior(obj.get("posterior_prior")),
         )
+
+
+def _prior(obj: object) -> Vector | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, list) or len(obj) != K:
+        raise ValueError(f"posterior_prior: expected {K} numbers")
+    vals = tuple(float(x) for x in obj)
+    if not all(math.isfinite(x) and 0 < x < 1 for x in vals) or abs(sum(vals) - 1) > 1e-3:
+        raise ValueError("posterior_prior: probabilities in (0, 1) summing to 1")
+    return vals
 
 
 def _covariance(rows: Sequence[Sequence[float]]) -> Matrix:
@@ -452,6 +516,59 @@ def hem_shares(hn: Sequence[float], hp: Sequence[float], cal: Calibration, iters
     return _normalised(pi)
 
 
+def em_shares(
+    counts: Sequence[float], points: Sequence[Vector], prior: Sequence[float], iters: int = 1000
+) -> Vector:
+    """Saerens, Latinne and Decaestecker (2002) on the joint histogram: each cell's mean
+    posterior, weighted by its posts, re-weighed by (shares / prior) until the mean re-weighed
+    posterior is the shares."""
+    total = sum(counts)
+    pi = list(prior)
+    for _ in range(iters):
+        r = [pi[k] / prior[k] for k in range(K)]
+        new = [0.0] * K
+        for c, pt in zip(counts, points, strict=True):
+            if c <= 0:
+                continue
+            w = [pt[k] * r[k] for k in range(K)]
+            z = sum(w)
+            if z <= 0:
+                continue
+            for k in range(K):
+                new[k] += c * w[k] / z / total
+        done = max(abs(a - b) for a, b in zip(new, pi, strict=True)) < 1e-9
+        pi = new
+        if done:
+            break
+    return _normalised(pi)
+
+
+def _cell_points(ev: Evidence) -> tuple[list[float], list[Vector]]:
+    counts: list[float] = []
+    points: list[Vector] = []
+    for c, sn, sp in zip(ev.cells, ev.cell_neg, ev.cell_pos, strict=True):
+        if c > 0:
+            neg, pos = min(1.0, max(0.0, sn / c)), min(1.0, max(0.0, sp / c))
+            counts.append(c)
+            points.append((neg, max(0.0, 1.0 - neg - pos), pos))
+    return counts, points
+
+
+def _em(ev: Evidence, cal: Calibration, level: float, rounds: int) -> Estimate:
+    prior = cal.posterior_prior or _normalised([float(x) for x in cal.support])
+    counts, points = _cell_points(ev)
+    if not counts:  # buckets written before the joint histogram existed
+        return Estimate("em", (1.0 / K,) * K, (0.0,) * K, (1.0,) * K, 0, level)
+    pi = em_shares(counts, points, prior)
+    rng = random.Random(0x52)
+    n = int(sum(counts))
+    draws = [em_shares(_multinomial(rng, n, _normalised(counts)), points, prior) for _ in range(rounds)]
+    tail = (1 - level) / 2
+    low = tuple(sorted(d[k] for d in draws)[int(tail * (rounds - 1))] for k in range(K))
+    high = tuple(sorted(d[k] for d in draws)[math.ceil((1 - tail) * (rounds - 1))] for k in range(K))
+    return Estimate("em", pi, low, high, n, level)
+
+
 def _multinomial(rng: random.Random, n: int, probs: Sequence[float]) -> list[float]:
     """A multinomial draw by a chain of binomials (each a normal approximation when large)."""
     out: list[float] = []
@@ -518,6 +635,8 @@ def estimate(
         raise ValueError(f"method {method!r} needs the model's calibration (quantify.json)")
     if method in ("acc", "pacc"):
         return _adjusted(method, ev, cal, level)
+    if method == "em":
+        return _em(ev, cal, level, bootstrap_rounds)
     return _histogram(method, ev, cal, level, bootstrap_rounds)
 
 

@@ -57,10 +57,16 @@ def calibration_for(cfg: ModelSettings) -> Calibration | None:
 
 
 def write_calibration(
-    model: str, texts: Sequence[str], labels: Sequence[Sequence[str]], out: Path, source: str
+    model: str,
+    texts: Sequence[str],
+    labels: Sequence[Sequence[str]],
+    out: Path,
+    source: str,
+    posterior_prior: Sequence[float] | None = None,
 ) -> Calibration:
     """Score labelled VALIDATION texts with ``model`` (as ``model.sentiment`` names it) and write
-    their statistics to ``out``."""
+    their statistics to ``out``; ``posterior_prior``: the class prior the model's posteriors
+    answer for, when known (its training mix; uniform for class-balanced training)."""
     from monitor.model.base import Scorer
     from monitor.model.default import MultiHeadScorer
     from monitor.model.scorers import load_scorer
@@ -75,6 +81,7 @@ def write_calibration(
             if o is None:  # unreachable without language routes
                 raise ConfigError(source, "text", "the model gave no output for a validation text")
             probs.append(o.sentiment)
-    cal = Calibration.from_validation(probs, [SENTIMENTS.index(lab[0]) for lab in labels], source)
+    gold = [SENTIMENTS.index(lab[0]) for lab in labels]
+    cal = Calibration.from_validation(probs, gold, source, posterior_prior)
     out.write_bytes(orjson.dumps(cal.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
     return cal

@@ -375,17 +375,20 @@ def train_default(  # noqa: C901
         "val": best["metrics"],
     }
     save_default(model, out_dir, meta)
-    _calibrate("sentiment", out_dir, sent_val)  # the read side's share corrections, same val split
+    # the read side's share corrections, from the same validation split; the sentiment loss
+    # weighs the classes to balance, so the posteriors answer for a uniform prior
+    _calibrate("sentiment", out_dir, sent_val, [1 / 3] * 3)
     return meta
 
 
-def _calibrate(task: str, out_dir: Path, val: Labeled) -> None:
+def _calibrate(task: str, out_dir: Path, val: Labeled, posterior_prior: Sequence[float]) -> None:
     """Write a sentiment model's quantify.json from its validation split (`monitor.prevalence`)."""
     if task != "sentiment":
         return
     from monitor.model.calibration import CALIBRATION_FILE, write_calibration
 
-    write_calibration(str(out_dir), val.texts, val.labels, out_dir / CALIBRATION_FILE, val.source)
+    out = out_dir / CALIBRATION_FILE
+    write_calibration(str(out_dir), val.texts, val.labels, out, val.source, posterior_prior)
 
 
 @dataclass
@@ -523,7 +526,9 @@ def finetune(train: Labeled, val: Labeled | None, out_dir: Path, cfg: FinetuneCo
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     tok.save_pretrained(str(out_dir))
-    _calibrate(cfg.task, out_dir, val)
+    # an unweighted cross-entropy: the posteriors answer for the training mix
+    mix = [sum(1 for ls in train.labels if ls[0] == lab) for lab in SENTIMENTS]
+    _calibrate(cfg.task, out_dir, val, [max(1, m) / max(1, sum(mix)) for m in mix])
     return {
         "task": cfg.task,
         "best_val_macro_recall": best,

@@ -92,7 +92,7 @@ def multiplicity(store: RedisAggregateStore) -> Counter[str]:
 
 
 def evidence_mismatches(store: RedisAggregateStore) -> list[str]:
-    """Minute buckets (last 2 hours) whose share fields (issue 18: t:, p:, hn:, hp:) disagree with
+    """Minute buckets (last 2 hours) whose share fields (issue 18: t:, p:, hn:, hp:, c:, cn:, cp:) disagree with
     one another or with the counts. They are written in the same watermark-guarded Lua call as
     the counts, so a redelivery or a crash that doubled or lost a part of a write shows here."""
     now = int(time.time() * 1000)
@@ -102,9 +102,9 @@ def evidence_mismatches(store: RedisAggregateStore) -> list[str]:
             ev = b.evidence
             with_probs = ev.n
             ok = (
-                sum(ev.hist_neg) == sum(ev.hist_pos) == with_probs
+                sum(ev.hist_neg) == sum(ev.hist_pos) == sum(ev.cells) == with_probs
                 and b.scored <= with_probs <= b.n
-                and abs(sum(ev.post) - with_probs) <= 1e-6 * max(1, with_probs) + 1e-6
+                and abs(sum(ev.post) - with_probs) <= 3e-4 * with_probs + 1e-9  # 1e-4 rounding a class
             )
             if not ok:
                 bad.append(f"{t}@{b.start_ms}: n={b.n} scored={b.scored} top={ev.top} post={ev.post}")

@@ -8,8 +8,8 @@
 -- ARGV[2]      hour bucket TTL seconds
 -- ARGV[3]      JSON: [{"p": "<kafka-topic>:<partition>", "first": int, "last": int,
 --                      "b": [[key_index, "m"|"h", start_s, {"field": number, ...}], ...]}, ...]
---              score_sum and the p:<label> posterior sums are floats, every other field a count
---              (monitor.prevalence.is_float_field says the same for the Python side)
+--              score_sum is a float, every other field an integer (the share fields' probability
+--              sums in units of 1/10,000: monitor.prevalence.SCALE, is_float_field)
 -- A bucket expires TTL seconds after its START (not after its last write), so memory is
 -- bounded by the time span kept, whatever the arrival order (backfills included).
 -- returns      {applied_parts, skipped_parts}
@@ -28,7 +28,7 @@ for _, part in ipairs(parts) do
       local expires = b[3] + (b[2] == 'h' and ttl_h or ttl_m)
       if expires > now then  -- a bucket already past its lifetime would be deleted at once: skip it
         for field, value in pairs(b[4]) do
-          if field == 'score_sum' or string.sub(field, 1, 2) == 'p:' then  -- float sums
+          if field == 'score_sum' then
             redis.call('HINCRBYFLOAT', key, field, string.format('%.17g', value))
           else
             redis.call('HINCRBY', key, field, string.format('%d', value))
