@@ -321,6 +321,10 @@ class Estimate:
     level: float = 0.9
 
     def as_json(self, digits: int = 3) -> dict[str, Any]:
+        """Rounded; with no posts to go on (n = 0) every share and bound is None."""
+        if self.n <= 0:
+            empty = {"share": None, "low": None, "high": None}
+            return {"method": self.method, "level": self.level, "n": 0, **{lab: empty for lab in SENTIMENTS}}
         return {
             "method": self.method,
             "level": self.level,
@@ -681,7 +685,9 @@ class Corrector:
     def row(self, ev: Evidence) -> dict[str, Any]:
         """The corrected shares as `mood-monitor mood --json` shows them."""
         out = self.estimate(ev).as_json()
-        if out["method"] != self.method:
+        if not out["n"]:
+            out["note"] = "no post in the window carries model probabilities (buckets written before them)"
+        elif out["method"] != self.method:
             out["note"] = f"no calibration for this model: {self.method} fell back to cc (raw counts)"
         elif self.method in ("cc", "pcc"):
             out["note"] = "uncorrected: the interval is the counting noise only"

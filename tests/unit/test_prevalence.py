@@ -143,7 +143,8 @@ def test_corrector_row_keeps_raw_counts_and_falls_back_without_calibration(cal: 
     assert row["negative"]["low"] <= row["negative"]["share"] <= row["negative"]["high"]
     fallback = Corrector("pacc", None).row(ev)
     assert fallback["method"] == "cc" and "no calibration" in fallback["note"]
-    assert Corrector("pacc", cal).row(Evidence.of([]))["n"] == 0
+    empty = Corrector("pacc", cal).row(Evidence.of([]))
+    assert empty["n"] == 0 and empty["negative"]["share"] is None and "no post" in empty["note"]
     with pytest.raises(ValueError, match="method"):
         Corrector("nope", cal)
 
