@@ -133,6 +133,7 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
         batches_in_model=2 if scorer_lanes(scorer) > 1 else 1,
         baseline_rate=w.baseline_rate,
         baseline_topic=w.baseline_topic,
+        texts_per_minute=s.redis.texts_per_minute,
     )
     producer = KafkaPostProducer(s.kafka, s.kafka.scored_topic)
     worker: Worker | None = None

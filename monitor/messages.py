@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -49,6 +50,7 @@ _SOURCE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 MAX_SOURCE_CHARS = 64
 
 
+@lru_cache(maxsize=4096)  # a handful of tags, asked for several times a post on the hot path
 def lang_tag(value: str) -> str:
     """The primary subtag of a language tag when it is a known ISO 639-1 code (``en-US`` and
     ``EN_gb`` -> ``en``), else ``""``."""

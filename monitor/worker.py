@@ -187,6 +187,9 @@ class WorkerConfig:
     # the series ``baseline_topic``: the general mood to compare a topic with; 0: off
     baseline_rate: float = 0.0
     baseline_topic: str = "all-posts"
+    # the store keeps at most this many sampled texts a topic a minute (the first ones): a
+    # batch redacts and sends no more candidates than that (`RedisAggregateStore.remember`)
+    texts_per_minute: int = 8
 
 
 class Worker:
@@ -753,6 +756,7 @@ class Worker:
         """Labels, event time, bucket delta and the posts.scored record of each post that
         matched; a post for which any of them fails is parked."""
         scored = []
+        quota: dict[tuple[str, int], int] = {}  # (topic, minute) -> sample candidates so far
         for it, out in zip(items, outs, strict=True):
             p = it.msg
             if not isinstance(p, Post) or not it.topics:
@@ -778,16 +782,16 @@ class Worker:
                     origin=it.record.origin,
                     sentiment_probs=out.sentiment if out is not None else None,
                 )
-                scored.append(
-                    _Scored(
-                        it.record,
-                        sp,
-                        ts,
-                        post_delta(sp) if sp.topics else {},
-                        encode_scored(sp, with_text=False),
+                sample = None
+                if self.cfg.keep_texts:
+                    m = minute_start(ts)
+                    if any(quota.get((t, m), 0) < self.cfg.texts_per_minute for t in sp.topics):
                         # what the Redis sample may keep: cut on a word boundary, redacted
-                        sample_text(p.text) if sp.topics and self.cfg.keep_texts else "",
-                    )
+                        sample = sample_text(p.text)
+                        for t in sp.topics:
+                            quota[(t, m)] = quota.get((t, m), 0) + 1
+                scored.append(
+                    _Scored(it.record, sp, ts, post_delta(sp), encode_scored(sp, with_text=False), sample)
                 )
             except Exception as exc:  # noqa: BLE001 - one record's failure stays with that record
                 it.park(stage, exc)
@@ -825,7 +829,8 @@ class Worker:
                 pw.first_offset = min(pw.first_offset, r.offset)
                 for key in (("m", minute_start(ts)), ("h", hour_start(ts))):
                     add_into(pw.deltas.setdefault(key, {}), s.delta)
-                recent.append(RecentPost(topic, sp.post.id, ts, s.sample, sp.post.url, sp.sentiment))
+                if s.sample is not None:
+                    recent.append(RecentPost(topic, sp.post.id, ts, s.sample, sp.post.url, sp.sentiment))
             if fresh:
                 counted_posts.add(r.origin)
         writes: dict[str, list[PartitionWrite]] = defaultdict(list)
@@ -843,7 +848,7 @@ class _Scored:
     ts: int
     delta: dict[str, float]
     encoded: bytes
-    sample: str
+    sample: str | None  # None: not a candidate for the text sample (its minute has enough)
 
 
 def holds_partitions(heartbeat: Mapping[str, Any] | None) -> bool:

@@ -240,7 +240,10 @@ def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[in
         if backend is not None:
             backend.enable_truncation(max_length)  # what the wrapper sets on every call too
             backend.no_padding()
-            return [e.ids for e in backend.encode_batch(texts, add_special_tokens=True)]
+            # encode_batch_fast (tokenizers >= 0.20): the same ids without character offsets,
+            # which nothing here reads: 17 instead of 21 us of CPU a post (measured on this VM)
+            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+            return [e.ids for e in encode(texts, add_special_tokens=True)]
         ids: list[list[int]] = tokenizer(texts, truncation=True, max_length=max_length, padding=False)[
             "input_ids"
         ]

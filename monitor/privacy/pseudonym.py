@@ -9,7 +9,6 @@ No key: no author id at all.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 PSEUDONYM_PREFIX = "h:"
@@ -19,5 +18,7 @@ def author_pseudonym(key: bytes, author_id: str) -> str:
     """``h:<32 hex>`` for a non-empty author id under ``key``; ``""`` without a key or an id."""
     if not key or not author_id:
         return ""
-    mac = hmac.new(key, author_id.encode("utf-8", "surrogatepass"), hashlib.sha256)
-    return PSEUDONYM_PREFIX + mac.hexdigest()[:32]
+    # the one-shot C path (hmac.digest): a third of hmac.new(...).hexdigest()'s cost, on every post
+    return (
+        PSEUDONYM_PREFIX + hmac.digest(key, author_id.encode("utf-8", "surrogatepass"), "sha256").hex()[:32]
+    )
