@@ -208,6 +208,10 @@ class RedisSettings(_Section):
     # the duplicate-id guard remembers a post id for one to two slices (sources rewind seconds to
     # minutes; each connector also dedups what it produces, for days)
     dedup_slice_s: int = Field(3600, ge=60)
+    # the guard split by digest into this many hashes, each its own hash tag: on a cluster they
+    # spread over the masters instead of loading one (default: 1, or 16 with cluster: true).
+    # A change takes effect at once and forgets the ids already seen (one guard window)
+    dedup_shards: int | None = Field(None, ge=1, le=1024)
     _secret: SecretStr | None = PrivateAttr(None)
 
     _blank = field_validator(

@@ -51,7 +51,7 @@ def rules(prefix: str = "mm") -> dict[str, str]:
                 "{t:*}:recent",
                 "topics",
                 "wm",
-                "{seen}:*",
+                "{seen*}:*",  # {seen}, or the shards {seen:<n>}
                 "{vol}:*",  # the stream's volume per minute (`monitor.store.volume`)
                 "stat:*",
                 "sealed",

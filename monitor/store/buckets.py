@@ -141,6 +141,7 @@ class RedisAggregateStore:
         socket_timeout_s: float = 5.0,
         wait_replicas: int | None = None,
         wait_timeout_ms: int | None = None,
+        dedup_shards: int | None = None,
     ) -> None:
         self.prefix = prefix
         # replicas that must hold a batch's bucket writes before `apply` returns (default: the
@@ -155,12 +156,16 @@ class RedisAggregateStore:
         self.dedup_slice_s = dedup_slice_s
         self.client: RedisClient = redis_client(url, socket_timeout_s=socket_timeout_s, decode_responses=True)
         self.cluster = is_cluster(self.client)
+        # the duplicate-id guard's shards (None: 1 key per slice, as ever; on a cluster 16, spread
+        # over the masters)
+        shards = dedup_shards or (r.dedup_shards if r else None) or (16 if self.cluster else 1)
+        self.dedup_shards = shards
         scripts = resources.files("monitor.store").joinpath("lua")
         self._apply = self.client.register_script(scripts.joinpath("apply_deltas.lua").read_text())
         self._remember = self.client.register_script(scripts.joinpath("remember.lua").read_text())
         self._claim = self.client.register_script(scripts.joinpath("claim_ids.lua").read_text())
         self._advance = self.client.register_script(scripts.joinpath("advance_partitions.lua").read_text())
-        self._pipelined = (self._apply, self._remember)
+        self._pipelined = (self._apply, self._remember, self._claim)
 
     def _script(self, pipe: Any, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Queue one script call on a pipeline. A cluster pipeline refuses EVALSHA by name and
@@ -303,14 +308,29 @@ class RedisAggregateStore:
         if not items:
             return []
         slice_no = int(time.time()) // self.dedup_slice_s
-        args: list[Any] = [(slice_no + 2) * self.dedup_slice_s]
-        for post_id, origin in items:
-            args += [id_digest(post_id), origin]
-        res = self._claim(
-            keys=[keys.seen_slice(self.prefix, slice_no), keys.seen_slice(self.prefix, slice_no - 1)],
-            args=args,
-        )
-        return [_str(r) or None for r in res]
+        expires = (slice_no + 2) * self.dedup_slice_s
+        shards: dict[int | None, list[int]] = {}
+        digests = [id_digest(post_id) for post_id, _ in items]
+        for i, d in enumerate(digests):
+            shards.setdefault(self._shard(d), []).append(i)
+
+        def build(pipe: Any) -> None:
+            for shard, idx in shards.items():
+                args: list[Any] = [expires]
+                for i in idx:
+                    args += [digests[i], items[i][1]]
+                slices = [keys.seen_slice(self.prefix, n, shard) for n in (slice_no, slice_no - 1)]
+                self._script(pipe, self._claim, slices, args)
+
+        out: list[str | None] = [None] * len(items)
+        for idx, res in zip(shards.values(), self._execute(build), strict=True):
+            for i, r in zip(idx, res, strict=True):
+                out[i] = _str(r) or None
+        return out
+
+    def _shard(self, digest: bytes) -> int | None:
+        """The guard's shard of an id digest (None: the guard is one hash per slice)."""
+        return None if self.dedup_shards == 1 else int.from_bytes(digest[:4], "big") % self.dedup_shards
 
     @translated
     def incr_stats(self, name: str, counts: Mapping[str, int]) -> None:
@@ -382,9 +402,12 @@ class RedisAggregateStore:
                     pipe.zrem(keys.recent(self.prefix, t), pid)
         dropped = sum(int(r) for r in pipe.execute()[::2])
         slice_no = int(time.time()) // self.dedup_slice_s
-        digests = [id_digest(pid) for pid in post_ids]
-        for s in (slice_no, slice_no - 1):
-            pipe.hdel(keys.seen_slice(self.prefix, s), *digests)
+        by_shard: dict[int | None, list[bytes]] = {}
+        for d in (id_digest(pid) for pid in post_ids):
+            by_shard.setdefault(self._shard(d), []).append(d)
+        for shard, digests in by_shard.items():
+            for s in (slice_no, slice_no - 1):
+                pipe.hdel(keys.seen_slice(self.prefix, s, shard), *digests)
         pipe.execute()
         return dropped
 

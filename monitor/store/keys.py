@@ -4,7 +4,8 @@ built by `monitor.store.connectors` from its own prefix).
 
 Keys that one script or MULTI/EXEC touches together share a hash tag (the part in braces), so
 that on a Redis Cluster they live in one slot, on one master: a topic's buckets, sample and
-watermarks ``{t:<topic>}``; the duplicate-id guard's slices ``{seen}``; the stream volume
+watermarks ``{t:<topic>}``; the duplicate-id guard's slices ``{seen}`` (or, sharded,
+``{seen:<shard>}``, one tag per shard, so that the guard spreads over the masters); the stream volume
 ``{vol}``; the topic registry and its version ``{topics}``; everything of the alerter
 ``{alert}`` (its commit checks the lease, claims a fingerprint, saves the episode, queues the
 outbox and appends to the log at once); one connector's keys ``{<instance>}``. A key touched
@@ -22,6 +23,8 @@ alone (``<p>:topics``, ``<p>:wm``, counters, the seal, heartbeats) needs no tag.
                                                  that first carried it; one hash per time slice
                                                  (`dedup_slice_s`), the current and the previous are
                                                  checked, each expires two slices after its start
+    <p>:{seen:<shard>}:<slice>            HASH  the same, split by digest into `dedup_shards` shards
+                                                 (default 1, i.e. the key above; 16 on a cluster)
     <p>:{t:<topic>}:x:<minute_start_ms>   HASH  the topic's sample of that minute's posts (at most
                                                  `texts_per_minute`): post id -> text, url, time,
                                                  sentiment; expires `text_ttl_s` after the minute
@@ -88,8 +91,10 @@ def topic_registry_version(prefix: str) -> str:
     return f"{prefix}:{{topics}}:version"
 
 
-def seen_slice(prefix: str, slice_no: int) -> str:
-    return f"{prefix}:{{seen}}:{slice_no}"
+def seen_slice(prefix: str, slice_no: int, shard: int | None = None) -> str:
+    """One slice of the duplicate-id guard; with ``redis.dedup_shards`` > 1, of one shard
+    (``{seen:<shard>}``: the shards' slots spread the guard over a cluster's masters)."""
+    return f"{prefix}:{{seen}}:{slice_no}" if shard is None else f"{prefix}:{{seen:{shard}}}:{slice_no}"
 
 
 def sample(prefix: str, topic: str, minute_start_ms: int) -> str:

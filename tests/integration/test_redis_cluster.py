@@ -55,8 +55,14 @@ def test_store_on_a_cluster(redis_cluster, unique):
 
     now = int(time.time() * 1000)
     m = minute_start(now)
-    assert store.claim_ids([("a", "raw:0:1"), ("b", "raw:0:2")]) == [None, None]
-    assert store.claim_ids([("a", "raw:0:1"), ("b", "raw:1:7")]) == [None, "raw:0:2"]
+    ids = [(f"id-{i}", f"raw:0:{i}") for i in range(200)]
+    assert store.claim_ids(ids) == [None] * 200
+    again = [("id-7", "raw:0:7"), ("id-9", "raw:1:70"), ("new", "raw:1:71")]
+    assert store.claim_ids(again) == [None, "raw:0:9", None]  # a redelivery, a duplicate, a new id
+    # the guard is sharded over every master, not one hash on one of them
+    assert store.dedup_shards == 16
+    guard = list(store.client.scan_iter(match=f"{unique}:{{seen*", count=1000))
+    assert len(guard) == 16 and len(_masters_of(redis_cluster, guard)) == 3
 
     def writes(first: int, last: int) -> dict[str, list[PartitionWrite]]:
         return {
@@ -73,9 +79,9 @@ def test_store_on_a_cluster(redis_cluster, unique):
 
     store.remember([RecentPost(t, f"id-{t}", now, f"text {t}", "", "positive") for t in topics])
     assert [p["id"] for p in store.recent_posts("c3", now - 1000, now + 1000)] == ["id-c3"]
-    assert store.forget_text(["id-c3", "a"]) == 1
+    assert store.forget_text(["id-c3", "id-1"]) == 1
     assert store.recent_posts("c3", now - 1000, now + 1000) == []
-    assert store.claim_ids([("a", "raw:5:5")]) == [None]  # its digest left the guard
+    assert store.claim_ids([("id-1", "raw:5:5"), ("id-2", "raw:5:6")]) == [None, "raw:0:2"]  # id-1 forgotten
 
     store.advance_partitions({"raw:0": 9, "raw:1": 4})
     store.advance_partitions({"raw:0": 3})  # only forward
@@ -98,6 +104,17 @@ def test_store_on_a_cluster(redis_cluster, unique):
     assert reg.remove("c1") == v + 1 and reg.forget("new") == v + 2
     version, entries = reg.snapshot()
     assert version == v + 2 and set(entries) == {"c1"} and entries["c1"]["removed"]
+    store.close()
+
+
+def test_a_sharded_guard_on_one_redis(redis_url, unique):
+    store = RedisAggregateStore(redis_url, unique, dedup_shards=4)
+    ids = [(f"id-{i}", f"raw:0:{i}") for i in range(100)]
+    assert store.claim_ids(ids) == [None] * 100
+    assert store.claim_ids([(f"id-{i}", f"raw:1:{i}") for i in range(100)]) == [o for _, o in ids]
+    assert len(list(store.client.scan_iter(match=f"{unique}:{{seen:*", count=1000))) == 4
+    store.forget_text(["id-5"])
+    assert store.claim_ids([("id-5", "raw:2:5"), ("id-6", "raw:2:6")]) == [None, "raw:0:6"]
     store.close()
 
 
@@ -217,7 +234,7 @@ def test_two_workers_on_a_cluster_through_a_failover(tmp_path, redis_cluster, ka
     store = _store(redis_cluster, prefix)
     # the four topics' buckets, the guard and the partition watermarks: every master holds some
     tagged = [keys.watermark(prefix, t["name"]) for t in F.TOPICS]
-    tagged += [keys.seen_slice(prefix, 0), keys.partition_watermarks(prefix)]
+    tagged += [keys.partition_watermarks(prefix)]
     assert len(_masters_of(redis_cluster, tagged)) == 3
 
     workers = [F.worker(cfg, tmp_path / f"w{i}.log") for i in (1, 2)]
