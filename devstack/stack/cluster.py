@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -135,6 +136,8 @@ class RedisClusterStack:
     def up(self, timeout_s: float = 60.0) -> None:
         if len(self.ports) % (self.replicas + 1) or len(self.ports) // (self.replicas + 1) < 3:
             raise StackError("ports: at least 3 masters x (1 + replicas) ports are needed")
+        if not shutil.which("redis-cli"):
+            raise StackError("redis-cli not found: install redis-tools (Debian), which redis-server pulls in")
         self.dir.mkdir(parents=True, exist_ok=True)
         for p in self.ports:
             self.start_node(p)
