@@ -118,6 +118,18 @@ def test_a_sharded_guard_on_one_redis(redis_url, unique):
     store.close()
 
 
+def test_wait_replicas_on_one_redis_without_a_replica(redis_url, unique):
+    store = RedisAggregateStore(redis_url, unique, wait_replicas=1, wait_timeout_ms=100)
+    m = minute_start(int(time.time() * 1000))
+    batch = {"c0": [PartitionWrite("raw:0", 0, 4, {("m", m): {"n": 5}})]}
+    with pytest.raises(StoreUnavailable, match=r"0 of the 1 replicas"):
+        store.apply(batch)  # no replica will ever hold it: the batch is not committed
+    store.wait_replicas = 0
+    assert store.apply(batch) == (0, 1)  # written once all the same, never twice
+    assert store.read_window("c0", m, m + 60_000).n == 5
+    store.close()
+
+
 def test_alert_state_on_a_cluster(redis_cluster, unique):
     store = _store(redis_cluster, unique)
     ledger = RedisAlertLedger(store)
