@@ -131,28 +131,39 @@ def ensure_redis(quiet: bool = False) -> str:
     return found
 
 
-def ensure_chromium(quiet: bool = False) -> str:
-    """Path of Debian's chromium (the dashboard's browser test drives it through Playwright,
-    which downloads no browser of its own), installed from Debian packages when missing."""
-    found = shutil.which("chromium")
+def ensure_debian_tool(binary: str, package: str, why: str, quiet: bool = False) -> str:
+    """Path of ``binary``, installed from the Debian package ``package`` when missing."""
+    found = shutil.which(binary)
     if found:
         return found
     apt = shutil.which("apt-get")
     if not apt:
-        raise StackError("chromium not found and apt-get is not available: install chromium")
+        raise StackError(f"{binary} not found and apt-get is not available: install {package}")
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     if not quiet:
-        print("stack: installing chromium from Debian packages (the dashboard's browser test)", flush=True)
+        print(f"stack: installing {package} from Debian packages ({why})", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [*sudo, apt, "install", "-y", "-q", "--no-install-recommends", "chromium"]
+    install = [*sudo, apt, "install", "-y", "-q", "--no-install-recommends", package]
     for cmd in ([*sudo, apt, "update", "-q"], install):
         res = _run(cmd, env=env)
         if res.returncode != 0:
             raise StackError(f"{' '.join(cmd)} failed:\n{(res.stdout + res.stderr)[-1500:]}")
-    found = shutil.which("chromium")
+    found = shutil.which(binary)
     if not found:
-        raise StackError("chromium still not found after apt-get install")
+        raise StackError(f"{binary} still not found after apt-get install {package}")
     return found
+
+
+def ensure_chromium(quiet: bool = False) -> str:
+    """Debian's chromium: the dashboard's browser test drives it through Playwright, which
+    downloads no browser of its own."""
+    return ensure_debian_tool("chromium", "chromium", "the dashboard's browser test", quiet)
+
+
+def ensure_promtool(quiet: bool = False) -> str:
+    """Prometheus' promtool (Debian package prometheus): the tests check the shipped Prometheus
+    config, its rules and every Grafana panel's query with it."""
+    return ensure_debian_tool("promtool", "prometheus", "promtool checks deploy/prometheus", quiet)
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -431,9 +442,11 @@ def cli(argv: list[str]) -> int:
             ensure_jars()
             ensure_redis()
             ensure_chromium()
+            ensure_promtool()
             print(
                 f"stack: Kafka {KAFKA_VERSION} jars in {cache_dir() / f'kafka-{KAFKA_VERSION}' / 'lib'}; "
-                f"redis-server at {shutil.which('redis-server')}; chromium at {shutil.which('chromium')}"
+                f"redis-server at {shutil.which('redis-server')}; chromium at {shutil.which('chromium')}; "
+                f"promtool at {shutil.which('promtool')}"
             )
             return 0
         if cmd == "up":

@@ -6,6 +6,7 @@ and Prometheus' own promtool accepts the config, the rules and every panel's Pro
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -143,9 +144,10 @@ def test_prometheus_scrapes_every_process_on_the_port_compose_gives_it():
 def promtool() -> str:
     tool = shutil.which("promtool")
     if tool is None:
-        pytest.skip(
-            "promtool is not installed (Debian: apt-get install prometheus); the static checks above ran"
-        )
+        why = "promtool is not installed (Debian: apt-get install prometheus); the static checks above ran"
+        if os.environ.get("CI"):  # `make setup` installs it (devstack.stack install): CI must run it
+            pytest.fail(why)
+        pytest.skip(why)
     return tool
 
 
