@@ -566,8 +566,11 @@ def read_topic(
         )
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:  # no such topic (yet): nothing to read, not an error
+            consumer.close()
+            return []
         consumer.assign(tps)
-        if start_ms is not None and tps:
+        if start_ms is not None:
             found = consumer.offsets_for_times({tp: start_ms for tp in tps})
             for tp in tps:
                 ot = found.get(tp)

@@ -90,3 +90,15 @@ def test_sigterm_mid_stream_finishes_batch_and_restart_loses_nothing(
     _, figures = _figures(cfg)
     assert {t: b.n for t, b in figures.items()} == dict(truth)
     assert store.stats("worker")["aggregated"] == len(posts)
+
+
+@pytest.mark.integration
+def test_dlq_of_a_topic_that_does_not_exist_yet_is_empty_not_a_traceback(
+    tmp_path, kafka_bootstrap, redis_url, unique
+):
+    # a fresh install asks `mood-monitor dlq` before any worker created posts.dlq
+    cfg = write_config(tmp_path, kafka_bootstrap, redis_url, unique, topics=[])
+    proc = cli("dlq", "--config", str(cfg), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert orjson.loads(proc.stdout) == {"total": 0, "by_reason": {}}
