@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from connectors import cli as connectors_cli
-from monitor import catalog_cli, rebuild
+from monitor import backfill, catalog_cli, rebuild
 from monitor.aggregates import MINUTE_MS, Bucket, minute_start
 from monitor.alerts.backtest import Transition, contiguous, read_jsonl, simulate
 from monitor.alerts.settings import AlertSettings
@@ -50,7 +50,7 @@ from monitor.settings import Settings, load_settings
 log = logging.getLogger(__name__)
 
 # subcommands contributed by other packages: each has add_parsers(subparsers)
-_PLUGINS = (model_cli, connectors_cli, rebuild, catalog_cli)
+_PLUGINS = (model_cli, connectors_cli, rebuild, backfill, catalog_cli)
 # the exit code of each kind of failure (0: done; anything else not listed: 1)
 EXIT_CODES: tuple[tuple[type[MoodMonitorError], int, str], ...] = (
     (ConfigError, 2, "config error: "),

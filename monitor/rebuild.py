@@ -1,6 +1,12 @@
 """`mood-monitor rebuild`: recompute a time range's aggregates from the scored posts kept in
 Kafka (``posts.scored``, retained for ``kafka.scored_retention_ms``), e.g. after a Redis loss.
 
+``posts.scored`` holds the posts that matched a topic tracked when they were scored (the worker
+matches before the model), and the baseline sample's: everything the topics' buckets were made
+of, so a rebuild of those topics is complete. A topic added later has no past in it: that is
+`monitor.backfill`'s work, from ``posts.raw``. The stream-volume hashes (every post, matched or
+not) cannot be rebuilt from it and are left as they are.
+
 The range is widened to whole hours so minute and hour buckets agree. Redeliveries in
 ``posts.scored`` are dropped (one record per post id, the first wins); posts that the worker
 judged too late (event time older than its processing time minus the lateness allowance) stay
@@ -143,7 +149,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         lateness_ms=s.worker.lateness_s * 1000,
         future_skew_ms=s.worker.future_skew_s * 1000,
         progress=not args.quiet,
-        topics=frozenset(t.name for t in s.topics),
+        topics=frozenset(t.name for t in s.topics) | {s.worker.baseline_topic},
     )
     print(orjson.dumps(res.__dict__).decode())
     return 0

@@ -14,7 +14,8 @@ and in its Lua scripts (Redis checks the commands a script runs against the call
     connector  the connectors' state only (cursor, seen, meta, status, claims, the index)
     reader     the read side (``status``, ``check``, ``mood``, the dashboard): read-only on every
                key of the prefix, read commands only
-    operator   ``mood-monitor rebuild`` (run with the workers stopped: overwrites buckets) and
+    operator   ``mood-monitor rebuild`` (run with the workers stopped: overwrites buckets),
+               ``mood-monitor backfill`` (adds a new topic's past, watermark-guarded) and
                ``mood-monitor topics add|remove`` (the topic registry)
 
 Workers and the alerter read the topic registry (``<p>:{topics}:registry`` / ``:version``, in a
@@ -181,9 +182,15 @@ def rules(prefix: str = "mm") -> dict[str, str]:
             ),
         ),
         "operator": (
-            _keys(prefix, "", *bucket_keys, "topics", "{topics}:*"),
+            # backfill: the topic's watermarks (its own backfill:<partition> fields, by the
+            # apply script) and the partitions' watermarks (read)
+            _keys(prefix, "", *bucket_keys, "{t:*}:wm", "topics", "{topics}:*") + _keys(prefix, "%R", "wm"),
             (
                 *_CONNECTION,
+                *_SCRIPTS,
+                "time",
+                "expire",
+                "hmget",
                 "multi",
                 "exec",
                 "get",
