@@ -81,11 +81,15 @@ def produce(
     p.close()
 
 
-def multiplicity(store: RedisAggregateStore) -> Counter[str]:
-    """marker (source) -> times counted, over every minute bucket of every topic (last 2 hours)."""
+FAULT_TOPICS = tuple(t["name"] for t in TOPICS)
+
+
+def multiplicity(store: RedisAggregateStore, topics: tuple[str, ...] = FAULT_TOPICS) -> Counter[str]:
+    """marker (source) -> times counted, over every minute bucket of ``topics`` (the suite's
+    tracked ones; not a sampled baseline series) in the last 2 hours."""
     now = int(time.time() * 1000)
     c: Counter[str] = Counter()
-    for t in store.topics():
+    for t in (t for t in store.topics() if t in topics):
         for b in store.read_minutes(t, now - 7_200_000, now + 120_000):
             c.update(b.sources)
     return c

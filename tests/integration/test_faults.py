@@ -134,7 +134,9 @@ def test_hostile_corpus_mixed_with_good_posts(tmp_path, kafka_bootstrap, redis_u
     once, the worker stays up and the group's lag goes back to zero."""
     import orjson
 
-    cfg = F.config(tmp_path, kafka_bootstrap, redis_url, unique, max_batch=64)
+    # the worker matches topics before the model: no hostile post names a topic, so the sampled
+    # baseline takes every post (rate 1) and each goes through language, tokenizer and model
+    cfg = F.config(tmp_path, kafka_bootstrap, redis_url, unique, max_batch=64, baseline_rate=1.0)
     raw, scored_topic, dlq_topic = f"{unique}.raw", f"{unique}.scored", f"{unique}.dlq"
     posts = F.good_posts(600, unique)
     hostile = F.hostile_corpus_records(per_class=4)
@@ -188,7 +190,7 @@ def test_hostile_corpus_mixed_with_good_posts(tmp_path, kafka_bootstrap, redis_u
         o = origin[p["id"].encode()]
         assert scored_origins[o] == 1 and dlq_origins[o] == 0, f"good post {p['id']}: {o}"
     hostile_origins = {origin[k] for _, k, _ in hostile}
-    assert not [s for s in scored if s["origin"] in hostile_origins and s["topics"]], (
+    assert not [s for s in scored if s["origin"] in hostile_origins and set(s["topics"]) - {"all-posts"}], (
         "a hostile post matched a fault-suite topic: the corpus must not name kw0..kw3"
     )
     stats = store.stats("worker")
@@ -206,6 +208,9 @@ def test_hostile_corpus_mixed_with_good_posts(tmp_path, kafka_bootstrap, redis_u
         dlq_topic,
         dlq_expected=sum(dlq_origins[origin[k]] for _, k, _ in hostile),
     )
+    # the baseline series counts every good post exactly once as well
+    baseline = F.multiplicity(store, topics=("all-posts",))
+    assert all(baseline[p["source"]] == 1 for p in posts), "the baseline lost or doubled a good post"
     kinds = Counter(r.split(":")[0] for c in reasons.values() for r in c.elements())  # scored, decode, ...
     internal = sorted({r for c in reasons.values() for r in c if r.startswith("internal_error")})
     F.REPORT_NOTES.append(
