@@ -93,9 +93,15 @@ class Connector:
         self.sink = sink
         self.running = True
         self.stats = ConnectorStats()
+        # --only-matching: a post this says no to is not produced (counted as skipped
+        # "unmatched"); deletions always are. None: every post is produced (the default)
+        self.keep: Callable[[Post], bool] | None = None
 
     def emit(self, item: Post | Deletion) -> None:
         """Produce one item; DecodeError (nothing sent) when it cannot be encoded."""
+        if self.keep is not None and isinstance(item, Post) and not self.keep(item):
+            self.stats.count_skipped("unmatched")
+            return
         try:
             key = item.id.encode()
             value = encode_deletion(item) if isinstance(item, Deletion) else encode_post(item)

@@ -3,6 +3,7 @@
     mood-monitor connectors list                      every connector and what it needs
     mood-monitor connectors status [--json]           connected, lag, last event, counts (Redis)
     mood-monitor connectors run bluesky [--url U]     Jetstream
+    ... run bluesky|mastodon --only-matching          produce only the posts a topic matches
     mood-monitor connectors run mastodon --base-url U --stream hashtag:TAG|public|public:local
     mood-monitor connectors run reddit --subreddit S [--subreddit S2] [--kinds new,comments]
     mood-monitor connectors run rss --feed URL [--feed URL2]
@@ -118,6 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sink = KafkaPostProducer(s.kafka, s.kafka.raw_topic)
     try:
         conn = _build(args.connector, args, s, sink)
+        if getattr(args, "only_matching", False):
+            conn.keep = only_matching(s, args.config)
     except BaseException:
         sink.close()
         raise
@@ -143,6 +146,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         ).decode()
     )
     return rc
+
+
+def only_matching(s: Any, config_path: str | None) -> Callable[[Any], bool]:
+    """The pre-filter of ``--only-matching``: whether a post matches a tracked topic (the file's
+    and the registry's, followed as they change, every ``topic_registry.poll_s``). A post
+    dropped here never reaches posts.raw: it cannot be backfilled for a topic added later."""
+    from monitor.app import build_catalog, build_store
+
+    catalog = build_catalog(s, build_store(s), config_path)
+    current = [catalog.matcher()]
+
+    def keep(post: Any) -> bool:
+        fresh = catalog.poll()
+        if fresh is not None:
+            current[0] = fresh
+        return bool(current[0].match(post))
+
+    return keep
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -207,11 +228,20 @@ def add_parsers(sub: Any) -> None:
         extra(sp)
         sp.set_defaults(func=cmd_run)
 
+    def only_matching(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--only-matching",
+            action="store_true",
+            help="drop posts that match no tracked topic before producing them (no backfill for them)",
+        )
+
     def bluesky(sp: argparse.ArgumentParser) -> None:
+        only_matching(sp)
         sp.add_argument("--url", default="wss://jetstream2.us-east.bsky.network/subscribe")
         sp.add_argument("--rewind-s", type=float, default=5.0, help="resume this far before the cursor")
 
     def mastodon(sp: argparse.ArgumentParser) -> None:
+        only_matching(sp)
         sp.add_argument("--base-url", required=True, help="https://mastodon.social")
         sp.add_argument("--stream", required=True, help="hashtag:TAG, public or public:local")
         sp.add_argument(

@@ -126,7 +126,8 @@ def rules(prefix: str = "mm") -> dict[str, str]:
             ),
         ),
         "connector": (
-            _keys(prefix, "", "conn:*"),
+            # + the topic registry, read by a firehose connector run with --only-matching
+            _keys(prefix, "", "conn:*") + _keys(prefix, "%R", "{topics}:*"),
             (
                 *_CONNECTION,
                 "multi",

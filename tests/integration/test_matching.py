@@ -111,3 +111,25 @@ def test_backfill_counts_a_topic_added_later_once(tmp_path, kafka_bootstrap, red
     # an untracked topic is refused with a clear error
     bad = cli("backfill", "--config", str(cfg), "--topic", "nope", "--from-beginning", check=False)
     assert bad.returncode != 0 and "'nope' is not a tracked topic" in bad.stderr
+
+
+def test_only_matching_drops_unmatched_posts_at_the_source(tmp_path, kafka_bootstrap, redis_url, unique):
+    from tests.recorded import jsonl_lines
+
+    from .fake_jetstream import FakeJetstream, JetstreamScript
+
+    cfg = write_config(
+        tmp_path, kafka_bootstrap, redis_url, unique, topics=[{"name": "bands", "keywords": ["band"]}]
+    )
+    with FakeJetstream(JetstreamScript(jsonl_lines("jetstream/expected_v1.jsonl"))) as fake:
+        out = cli(
+            "connectors", "run", "bluesky", "--config", str(cfg), "--url", fake.url,
+            "--only-matching", "--idle-timeout-s", "3",
+        )  # fmt: skip
+    stats = orjson.loads(out.stdout.strip().splitlines()[-1])
+    values = [orjson.loads(r.value) for r in read_topic(kafka_bootstrap, f"{unique}.raw", timeout_s=10)]
+    posts = [v for v in values if v["kind"] == "post"]
+    # the two posts about a band are produced, the 14 others counted as skipped; deletions pass
+    assert len(posts) == 2 and all("band" in p["text"] for p in posts)
+    assert stats["skipped"]["unmatched"] == 14 and stats["deletions"] == 1
+    assert sum(v["kind"] == "delete" for v in values) == 1
