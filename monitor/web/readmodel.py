@@ -270,6 +270,17 @@ class RedisReadModel:
             )
         worker = self.store.stats("worker")
         dlq = {k.removeprefix("dlq:"): v for k, v in worker.items() if k.startswith("dlq:")}
+        from monitor.store.volume import RedisVolumeStore
+
+        # the whole stream, matched or not, over the summary window (`monitor.store.volume`)
+        minutes = RedisVolumeStore(self.store).read_volume(now_ms - parse_window(SUMMARY_WINDOW), now_ms + 1)
+        posts, matched = sum(m.posts for m in minutes), sum(m.matched for m in minutes)
+        by_source: dict[str, dict[str, int]] = {}
+        for m in minutes:
+            for key, (n, k) in m.by_source.items():
+                slot = by_source.setdefault(key, {"posts": 0, "matched": 0})
+                slot["posts"] += n
+                slot["matched"] += k
         sealed = self.store.sealed_until_ms()
         return {
             "now_ms": now_ms,
@@ -277,6 +288,13 @@ class RedisReadModel:
             "connectors": connectors,
             "worker": {k: v for k, v in worker.items() if not k.startswith("dlq:")},
             "dlq": {"total": sum(dlq.values()), "by_reason": dlq},
+            "stream": {
+                "window": SUMMARY_WINDOW,
+                "posts": posts,
+                "matched": matched,
+                "matched_share": round(matched / posts, 4) if posts else None,
+                "by_source_lang": by_source,  # "<source>|<lang>" -> posts, matched
+            },
             "sealed_until_ms": sealed,
             "sealed_lag_s": round((minute_start(now_ms) - sealed) / 1000, 1) if sealed else None,
             "alerts": {

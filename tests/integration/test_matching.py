@@ -58,6 +58,13 @@ def test_unmatched_posts_leave_no_key_and_are_counted_in_the_volume(
     vol = RedisVolumeStore(store).read_volume(now - 3_600_000, now + 120_000)
     assert sum(m.posts for m in vol) == 60 and sum(m.matched for m in vol) == 12
     assert {k for m in vol for k in m.by_source} == {"synthetic|en"}
+    # the dashboard's status shows the whole stream and the matched share
+    from monitor.alerts.settings import AlertSettings
+    from monitor.web.readmodel import RedisReadModel
+
+    stream = RedisReadModel(store, AlertSettings()).status(int(time.time() * 1000))["stream"]
+    assert stream["posts"] == 60 and stream["matched"] == 12 and stream["matched_share"] == 0.2
+    assert stream["by_source_lang"] == {"synthetic|en": {"posts": 60, "matched": 12}}
     # only the matched posts were claimed against duplicates and written to posts.scored
     assert sum(r.hlen(k) for k in r.scan_iter(f"{prefix}:{{seen}}:*")) == 12
     scored = read_topic(kafka_bootstrap, s.kafka.scored_topic, timeout_s=5)
