@@ -601,6 +601,25 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
 
 
+def device_name(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "cpu"
+
+
+def gpu_peak_memory_mb(device: Any) -> float | None:
+    """The largest GPU memory this process's forward passes held (None on a CPU)."""
+    import torch
+
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
+
+
 def e2e_run(args: argparse.Namespace, run: Run, watcher: Watcher, tag: str, share: float) -> dict[str, Any]:
     """One e2e run of ``--posts`` new posts, a share ``share`` of them matching a topic."""
     from monitor.kafka import GroupProgress
@@ -764,6 +783,9 @@ def main(argv: list[str] | None = None) -> int:
         "e2e_worker_threads_cpu_us_per_post": best["threads_us_per_post"],
         "e2e_model_share": best["model_share"],
         "feed": args.feed,
+        "model_arg": args.model,
+        "device_name": device_name(device),
+        "gpu_peak_memory_mb": gpu_peak_memory_mb(device),
         "volume_posts_in_redis": volume_posts,
         "volume_matched_in_redis": volume_matched,
         "expected_volume_in_redis": expected_volume,
