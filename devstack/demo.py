@@ -183,7 +183,7 @@ def run_demo(
     screenshot_to: str | None = None,
 ) -> int:
     from devstack import stack
-    from monitor.app import build_store, render_table
+    from monitor.app import build_corrector, build_store, render_table
     from monitor.settings import load_settings
 
     base = load_settings(config)
@@ -235,6 +235,7 @@ def run_demo(
         # older than the demo's 10 s lateness when scored would not be counted (a cold first
         # start, with torch not yet in the page cache, took 25 s)
         store = build_store(settings)
+        corrector = build_corrector(settings)
         beat = _wait_assigned(store, worker, timeout_s=180)
         if beat is None:
             print(f"demo: the worker did not join its group; see {workdir}/worker.log")
@@ -262,7 +263,7 @@ def run_demo(
                     produced = orjson.loads(out[-1])["produced"] if out else 0
                 if time.time() - last_table >= 5:
                     last_table = time.time()
-                    _print_table(store, started_ms, time.time() - t0, render_table, sink)
+                    _print_table(store, started_ms, time.time() - t0, render_table, sink, corrector)
                 if screenshot_to and time.time() - t0 >= duration_s * 0.8 and dashboard.poll() is None:
                     screenshot(f"{dash_url}?topic=phonex&range=15m", Path(screenshot_to))
                     print(f"demo: screenshot of the dashboard in {screenshot_to}")
@@ -283,7 +284,7 @@ def run_demo(
             _stop(dashboard, "dashboard")
             for fh in logs.values():
                 fh.close()
-        _print_table(store, started_ms, time.time() - t0, render_table, sink)
+        _print_table(store, started_ms, time.time() - t0, render_table, sink, corrector)
         messages = list(sink.received)
     dlq = _distinct_origins(settings.kafka, settings.kafka.dlq_topic, "origin")
     scored = _distinct_origins(settings.kafka, settings.kafka.scored_topic, "origin")
@@ -349,27 +350,18 @@ def _model_name(heartbeat: dict[str, Any]) -> str:
     return name if heartbeat.get("trained", True) else f"{name} (UNTRAINED: labels are random)"
 
 
-def _print_table(store: Any, since_ms: int, elapsed_s: float, render: Any, sink: WebhookSink) -> None:
+def _print_table(
+    store: Any, since_ms: int, elapsed_s: float, render: Any, sink: WebhookSink, corrector: Any = None
+) -> None:
+    """The last minute's mood per topic (the same row code as `mood-monitor mood`, corrected
+    shares included) beside the posts counted since the demo started."""
+    from monitor.web.readmodel import mood_row
+
     now = int(time.time() * 1000)
     rows = []
     for t in store.topics():
-        last = store.read_window(t, now - 60_000, now + 60_000)
-        total = store.read_window(t, since_ms, now + 60_000)
-        top = max(
-            (e for e in last.emotions if e not in ("uncertain", "unsupported", "neutral")),
-            key=lambda e: last.emotions[e],
-            default="-",
-        )
-        rows.append(
-            {
-                "topic": t,
-                "posts": total.n,
-                "negative": last.share("negative"),
-                "neutral": last.share("neutral"),
-                "positive": last.share("positive"),
-                "mean_score": last.mean_score,
-                "top_emotion": top,
-            }
-        )
+        row = mood_row(t, "1m", store.read_window(t, now - 60_000, now + 60_000), corrector)
+        row["posts"] = store.read_window(t, since_ms, now + 60_000).n
+        rows.append(row)
     print(f"\n[{elapsed_s:5.0f}s] posts so far, mood over the last minute; alerts sent: {len(sink.received)}")
     print(render(rows), flush=True)
