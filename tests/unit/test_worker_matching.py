@@ -173,3 +173,32 @@ def test_no_baseline_by_default():
     w, _c, store, producer, scorer, volume, _e = run([recs])
     assert scorer.texts == [] and scored_ids(producer) == [] and not store.counts
     assert volume.total("n|") == 50
+
+
+def test_a_batch_offers_the_store_at_most_texts_per_minute_samples_a_topic_a_minute():
+    class SampleStore(ClaimStore):
+        def __init__(self, log):
+            super().__init__(log)
+            self.sampled = []
+
+        def remember(self, posts):
+            self.sampled += list(posts)
+
+    log: list = []
+    store = SampleStore(log)
+    recs = [raw(i, "kw0 and more") for i in range(30)]
+    w = Worker(
+        WorkerConfig(lateness_ms=10**12, texts_per_minute=3),
+        FakeConsumer([recs], log),
+        FakeProducer(),
+        RecordingScorer(),
+        labels,
+        store,
+        TopicMatcher([TopicRule("t0", ("kw0",), ())]),
+        encode=lambda texts: (list(texts), [3] * len(texts)),
+        limits=BatchLimits(max_posts=64, max_tokens=10_000, max_wait_ms=1),
+    )
+    assert w.run(idle_timeout_s=0.05) == 0
+    # the first three of the minute (the ones the store would keep), all 30 counted
+    assert [p.post_id for p in store.sampled] == ["post-0", "post-1", "post-2"]
+    assert store.counts["t0"] == 30
