@@ -120,6 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-batch", type=int, default=512)
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--max-wait-ms", type=int, default=250)
+    ap.add_argument("--max-records", type=int, default=None, help="worker.max_records (a batch's records)")
     ap.add_argument("--token-budget", type=int, default=8192, help="padded tokens per forward sub-batch")
     ap.add_argument("--naive-posts", type=int, default=300, help="0: skip (while developing)")
     ap.add_argument("--agreement-posts", type=int, default=2000, help="0: skip (while developing)")
@@ -319,6 +320,7 @@ class Run:
                 "max_batch": args.max_batch,
                 "batch_tokens": args.batch_tokens,
                 "max_wait_ms": args.max_wait_ms,
+                "max_records": args.max_records,
                 "lateness_s": 3600,
             },
             "model": model_settings(args, dtype, threads),
@@ -764,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_batch": args.max_batch,
             "batch_tokens": args.batch_tokens,
             "max_wait_ms": args.max_wait_ms,
+            "max_records": args.max_records,
             "token_budget": args.token_budget,
         },
         "agreement_with_fp32": agree,

@@ -167,7 +167,12 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
         store,
         catalog.matcher(),
         encode=pretokenizer(scorer),
-        limits=BatchLimits(max_posts=w.max_batch, max_tokens=w.batch_tokens, max_wait_ms=w.max_wait_ms),
+        limits=BatchLimits(
+            max_posts=w.max_batch,
+            max_tokens=w.batch_tokens,
+            max_wait_ms=w.max_wait_ms,
+            max_records=w.max_records,
+        ),
         topics=catalog,
         volume=RedisVolumeStore(store),
     )

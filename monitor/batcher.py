@@ -43,12 +43,19 @@ class BatchLimits:
     # worker at 7 % of a core)
     idle_slice_ms: int = 200
     min_poll_ms: int = 5
+    # the records a batch may hold when only some go to the model (a post that matches no
+    # topic is prepared with 0 tokens): then ``max_posts`` counts the posts with tokens, and a
+    # finished model does not end a batch of fewer than max_posts / 4 of them before
+    # ``max_wait_ms`` (ten posts a pass cost the model almost twice as much a post). None: every
+    # record counts as a post and a finished model ends the batch at once
+    max_records: int | None = None
 
 
 @dataclass(slots=True)
 class Batch(Generic[T]):
     items: list[T] = field(default_factory=list)
     tokens: int = 0
+    posts: int = 0  # the items that count against max_posts
     first_ms: int | None = None  # when the first record of the batch arrived
     reason: str = "empty"
 
@@ -80,7 +87,8 @@ def gather(
         until = start + idle_ms if batch.first_ms is None else batch.first_ms + limits.max_wait_ms
         longest = limits.idle_slice_ms if state == "idle" and batch.first_ms is None else limits.slice_ms
         timeout = max(limits.min_poll_ms, min(longest, until - now))
-        records = poll(timeout, max(1, limits.max_posts - len(batch.items)))
+        room = (limits.max_records or limits.max_posts) - len(batch.items)
+        records = poll(timeout, max(1, room))
         if not records:
             continue
         if batch.first_ms is None:
@@ -88,6 +96,7 @@ def gather(
         for item, tokens in prepare(records):
             batch.items.append(item)
             batch.tokens += tokens
+            batch.posts += 1 if limits.max_records is None or tokens > 0 else 0
 
 
 def _stop_reason(
@@ -99,11 +108,15 @@ def _stop_reason(
     idle_ms: int,
     now: int,
 ) -> str | None:
-    if len(batch.items) >= limits.max_posts or batch.tokens >= limits.max_tokens:
+    records_full = limits.max_records is not None and len(batch.items) >= limits.max_records
+    if batch.posts >= limits.max_posts or records_full or batch.tokens >= limits.max_tokens:
         return "full"
     if stopping:
         return "stop"
     if model == "done":
+        few = limits.max_records is not None and batch.posts < limits.max_posts // 4
+        if few and batch.first_ms is not None and now - batch.first_ms < limits.max_wait_ms:
+            return None  # a handful of posts: let the batch fill, the written one waits a little
         return "model-done"
     if model == "busy":
         return None

@@ -53,6 +53,10 @@ class WorkerSettings(_Section):
     # scored anyway into the series baseline_topic, the general mood; 0: off
     baseline_rate: float = Field(0.0, ge=0.0, le=1.0)
     baseline_topic: str = Field("all-posts", min_length=1, max_length=100, pattern=r"^[^{}\s:]+$")
+    # for a firehose of which few posts match: a batch may hold this many records, max_batch
+    # then counts the posts that go to the model, and a batch of a few waits up to max_wait_ms
+    # for more (monitor.batcher); unset: max_batch records, handed over as soon as the model is free
+    max_records: int | None = Field(None, ge=1, le=65_536)
 
 
 class MetricsSettings(_Section):

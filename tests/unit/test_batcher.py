@@ -165,3 +165,44 @@ def test_an_idle_consumer_is_polled_in_long_slices_a_running_model_or_a_started_
     assert b.reason == "model-done" and seen == [20, 20, 20]
     b, seen = timeouts(Script([recs(1)]))  # a batch has started: it closes within max_wait_ms
     assert b.reason == "wait" and seen[0] == 200 and max(seen[1:]) <= 20
+
+
+def test_with_max_records_only_posts_with_tokens_count_and_a_finished_model_waits_for_more():
+    # 2 % of the records go to the model: 3 posts in 150 records, then 3 more
+    chunk = recs(49, tokens=0) + recs(1, tokens=10)
+    s = Script([chunk, chunk, chunk, None, chunk, chunk, chunk])
+    limits = BatchLimits(max_posts=64, max_tokens=10_000, max_wait_ms=50, max_records=1000)
+    b = gather(s.poll, tokens_of, limits, clock_ms=s.clock, model=lambda: "done" if s.polls else "busy")
+    # the model finished after the first poll, but a few posts (fewer than 64 / 4) are not worth
+    # a pass: the batch fills until its first record waited max_wait_ms
+    assert b.reason == "model-done" and b.posts == 6 and len(b) == 300
+    assert s.now - b.first_ms >= 50
+    # without max_records the same finished model ends the batch at once, every record a post
+    s2 = Script([chunk, chunk])
+    b2 = gather(
+        s2.poll,
+        tokens_of,
+        BatchLimits(max_posts=64, max_tokens=10_000, max_wait_ms=50),
+        clock_ms=s2.clock,
+        model=lambda: "done" if s2.polls else "busy",
+    )
+    assert (b2.reason, b2.posts, len(b2)) == ("model-done", 50, 50)
+
+
+def test_with_max_records_a_batch_closes_at_max_posts_posts_or_max_records_records():
+    posts = gather(
+        Script([recs(3, tokens=0) + recs(2)] * 5).poll,
+        tokens_of,
+        BatchLimits(max_posts=4, max_tokens=10_000, max_records=100),
+        clock_ms=lambda: 0,
+        model=lambda: "busy",
+    )
+    assert (posts.reason, posts.posts, len(posts)) == ("full", 4, 10)
+    records = gather(
+        Script([recs(30, tokens=0)] * 5).poll,
+        tokens_of,
+        BatchLimits(max_posts=4, max_tokens=10_000, max_records=70),
+        clock_ms=lambda: 0,
+        model=lambda: "busy",
+    )
+    assert (records.reason, records.posts, len(records)) == ("full", 0, 70)
