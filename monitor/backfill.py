@@ -44,11 +44,10 @@ import orjson
 
 from monitor.aggregates import add_into, event_time, hour_start, minute_start, post_delta
 from monitor.errors import ConfigError, DecodeError
-from monitor.messages import Post, ScoredPost, decode, decode_scored
-from monitor.model.base import EncodeFn, LabelFn, Scorer
+from monitor.messages import Post, decode, decode_scored
+from monitor.model.base import EncodeFn, LabelFn, Scorer, scored_post
 from monitor.model.language import post_language
 from monitor.store.buckets import PartitionWrite
-from monitor.taxonomy import UNSUPPORTED
 from monitor.topics import TopicMatcher
 
 log = logging.getLogger(__name__)
@@ -164,22 +163,15 @@ def _score_all(
         texts, _tokens = encode([p.text for _, _, p in chunk])
         outs = scorer.score(texts, [p.lang for _, _, p in chunk])
         for (part, off, p), o in zip(chunk, outs, strict=True):
-            if o is None:
-                sent, score, conf, emo, econf = UNSUPPORTED, 0.0, 0.0, UNSUPPORTED, 0.0
-            else:
-                sent, score, conf, emo, econf = to_labels(o, uncertain_below)
-            sp = ScoredPost(
-                post=p,
-                sentiment=sent,
-                sentiment_score=score,
-                confidence=conf,
-                emotion=emo,
-                emotion_confidence=econf,
+            sp = scored_post(
+                p,
+                o,
+                to_labels,
+                uncertain_below,
                 topics=(topic,),
                 model=scorer.name,
                 scored_ms=now,
                 origin=f"{part}:{off}",
-                sentiment_probs=o.sentiment if o is not None else None,
             )
             ts = event_time(p.created_ms, p.ingested_ms, future_skew_ms)
             out[part].append((off, (ts, post_delta(sp))))

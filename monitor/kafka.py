@@ -29,7 +29,7 @@ from kafka.net.sasl.scram import ScramClient
 from kafka.structs import OffsetAndMetadata
 
 from monitor.errors import BrokerUnavailable, ConfigError, MoodMonitorError
-from monitor.transport import KafkaSettings
+from monitor.transport import KafkaSettings, speaks_tls
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +127,6 @@ def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
             password=pw.get_secret_value() if pw else None,
         )
     return ctx
-
-
-def _speaks_tls(host: str, port: int, timeout_s: float) -> bool:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s) as raw, ctx.wrap_socket(raw):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 def _sasl_token(sock: socket.socket, token: bytes, kafka: KafkaSettings, where: str) -> bytes:
@@ -238,7 +227,7 @@ def _converse(
             raise ConfigError(where, field, "the listener requires a client certificate (mTLS)") from None
         raise ConfigError(where, field, f"the broker refused the client certificate ({exc.reason})") from None
     except (OSError, EOFError):
-        if not kafka.tls and _speaks_tls(host, port, timeout_s):
+        if not kafka.tls and speaks_tls(host, port, timeout_s):
             raise ConfigError(
                 where,
                 "kafka.security_protocol",

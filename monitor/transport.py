@@ -11,6 +11,7 @@ docker secret), which is read once, at start-up. Every check that spans fields r
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 from typing import Literal
@@ -254,3 +255,16 @@ class RedisSettings(_Section):
             return self._secret
         pw = urlsplit(self.url.get_secret_value()).password
         return SecretStr(unquote(pw)) if pw else None
+
+
+def speaks_tls(host: str, port: int, timeout_s: float = 2.0) -> bool:
+    """Whether the server at host:port completes a TLS handshake (certificate not checked:
+    only to tell a plaintext Kafka or Redis client why the server hung up on it)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, ctx.wrap_socket(raw):
+            return True
+    except (OSError, ValueError):
+        return False

@@ -65,13 +65,12 @@ from monitor.catalog import TopicSource
 from monitor.errors import DecodeError, TransientError
 from monitor.kafka import RecordProducer
 from monitor.messages import Deletion, Post, ScoredPost, decode, encode_scored, lang_tag
-from monitor.model.base import EncodeFn, LabelFn, Scorer, estimate_tokens
+from monitor.model.base import EncodeFn, LabelFn, Scorer, estimate_tokens, scored_post
 from monitor.model.language import UNDETERMINED, post_language
 from monitor.model.memory import trim
 from monitor.privacy import author_pseudonym, sample_text
 from monitor.store.buckets import AggregateStore, PartitionWrite, RecentPost
 from monitor.store.volume import MATCHED, POSTS, VolumeStore, volume_field
-from monitor.taxonomy import UNSUPPORTED
 from monitor.topics import TopicMatcher
 
 log = logging.getLogger(__name__)
@@ -763,25 +762,18 @@ class Worker:
                 continue
             stage = "label"
             try:
-                if out is None:
-                    sent, score, conf, emo, econf = UNSUPPORTED, 0.0, 0.0, UNSUPPORTED, 0.0
-                else:
-                    sent, score, conf, emo, econf = self.to_labels(out, self.cfg.uncertain_below)
-                stage = "aggregate"
-                ts = event_time(p.created_ms, p.ingested_ms, self.cfg.future_skew_ms)
-                sp = ScoredPost(
-                    post=p,
-                    sentiment=sent,
-                    sentiment_score=score,
-                    confidence=conf,
-                    emotion=emo,
-                    emotion_confidence=econf,
+                sp = scored_post(
+                    p,
+                    out,
+                    self.to_labels,
+                    self.cfg.uncertain_below,
                     topics=it.topics,
                     model=self.scorer.name,
                     scored_ms=now,
                     origin=it.record.origin,
-                    sentiment_probs=out.sentiment if out is not None else None,
                 )
+                stage = "aggregate"
+                ts = event_time(p.created_ms, p.ingested_ms, self.cfg.future_skew_ms)
                 sample = None
                 if self.cfg.keep_texts:
                     m = minute_start(ts)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN
+from monitor.messages import Post, ScoredPost
+from monitor.taxonomy import EMOTIONS, SENTIMENTS, UNCERTAIN, UNSUPPORTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +58,35 @@ def to_labels(out: ModelOutput, uncertain_below: float) -> Labels:
 def estimate_tokens(texts: Sequence[str]) -> tuple[list[str], list[int]]:
     """The encoder for a scorer whose tokenizer is unknown: about 4 characters a token."""
     return list(texts), [len(t) // 4 + 2 for t in texts]
+
+
+def scored_post(
+    post: Post,
+    out: ModelOutput | None,
+    label: LabelFn,
+    uncertain_below: float,
+    *,
+    topics: tuple[str, ...],
+    model: str,
+    scored_ms: int,
+    origin: str,
+) -> ScoredPost:
+    """A post with its model output as ``posts.scored`` carries it (the worker's and the
+    backfill's one way to label a post): UNSUPPORTED where the model had nothing for it."""
+    if out is None:
+        sent, score, conf, emo, econf = UNSUPPORTED, 0.0, 0.0, UNSUPPORTED, 0.0
+    else:
+        sent, score, conf, emo, econf = label(out, uncertain_below)
+    return ScoredPost(
+        post=post,
+        sentiment=sent,
+        sentiment_score=score,
+        confidence=conf,
+        emotion=emo,
+        emotion_confidence=econf,
+        topics=topics,
+        model=model,
+        scored_ms=scored_ms,
+        origin=origin,
+        sentiment_probs=out.sentiment if out is not None else None,
+    )

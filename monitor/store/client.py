@@ -18,7 +18,6 @@ plaintext client at a TLS port are mistakes of configuration, not outages: they 
 
 from __future__ import annotations
 
-import socket
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 import redis
 
 from monitor.errors import ConfigError, MoodMonitorError, StoreUnavailable
-from monitor.transport import RedisSettings
+from monitor.transport import RedisSettings, speaks_tls
 
 RedisClient = redis.Redis | redis.RedisCluster
 
@@ -82,19 +81,6 @@ def _where(client: Any) -> tuple[str, str, int, bool, bool]:
     return user, str(ckw.get("host", "?")), int(ckw.get("port", 0) or 0), tls, ckw.get("password") is not None
 
 
-def _speaks_tls(host: str, port: int, timeout_s: float = 2.0) -> bool:
-    """Whether the server at host:port completes a TLS handshake (certificate not checked:
-    only to tell a plaintext client why the server hung up on it)."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s) as raw, ctx.wrap_socket(raw):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
 def _cause(exc: BaseException) -> BaseException | None:
     seen = exc.__cause__ or exc.__context__
     while seen is not None:
@@ -140,7 +126,7 @@ def store_error(exc: redis.RedisError, client: Any = None, what: str = "redis") 
         and not tls
         and port
         and "refused" not in text.lower()
-        and _speaks_tls(host, port)
+        and speaks_tls(host, port)
     ):
         return ConfigError(
             server, "redis.url", "the server speaks TLS but the URL is redis://: use rediss://"
