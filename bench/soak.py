@@ -149,8 +149,12 @@ class Soak:
     def start(self, cfg: Path, stream: Path) -> None:
         env = {**os.environ, "MOOD_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1"}
         cli = [sys.executable, "-m", "monitor"]
+        # the documented layout of N workers on a CPU host: each gets cores / N model threads
+        # (docs/benchmarks.md, Scale-out), not N x all cores fighting over the same ones
+        threads = model_threads(self.args)
+        wenv = {**env, "MOOD_MODEL__THREADS": str(threads)} if threads else env
         for i in range(self.args.workers):
-            self._popen(f"worker-{i}", [*cli, "worker", "--config", str(cfg)], env)
+            self._popen(f"worker-{i}", [*cli, "worker", "--config", str(cfg)], wenv)
         self._popen("alerter", [*cli, "alerts", "--config", str(cfg)], env)
         self.wait_assigned(cfg)
         rate = ["--rate", str(self.args.rate)]
@@ -272,6 +276,13 @@ class Soak:
         }
 
 
+def model_threads(args: argparse.Namespace) -> int:
+    """Model threads per worker: ``--model-threads``, else cores / workers; 0: the model's default."""
+    if args.model_threads is not None:
+        return int(args.model_threads)
+    return max(1, (os.cpu_count() or 1) // max(1, args.workers))
+
+
 def targets(samples: list[Sample], duration_s: float) -> dict[str, Any]:
     workers = sorted(n for n in samples[0].rss_mb if n.startswith("worker"))
     tail_from = duration_s - min(2400.0, duration_s * 2 / 3)  # the last 40 minutes (or 2/3 of a short run)
@@ -314,13 +325,19 @@ def plot(samples: list[Sample], path: Path, title: str) -> None:
 
 def report(args: argparse.Namespace, samples: list[Sample], end: dict[str, Any], tg: dict[str, Any]) -> str:
     cmd = f".venv/bin/python bench/soak.py --duration-s {args.duration_s:.0f} --rate {args.rate:g}"
+    threads = model_threads(args)
+    layout = (
+        f"{threads} model thread{'s' if threads > 1 else ''} each (`MOOD_MODEL__THREADS`, cores / workers)"
+        if threads
+        else "the model's default threads each"
+    )
     lines = [
         "# Soak: the daemon for an hour",
         "",
         f"`{cmd}` (`make soak`), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, CPU: {cpu_model()}, "
         f"{os.cpu_count()} cores. A replay connector looping over TweetEval's {end['stream_posts']:,} "
         f"real tweets (fresh ids and times each pass) at {args.rate:g} posts/s, {args.workers} workers "
-        "(default model) and the alerter, on the local Kafka + Redis stack.",
+        f"(default model, {layout}) and the alerter, on the local Kafka + Redis stack.",
         "",
         "![soak](soak.png)",
         "",
@@ -363,6 +380,12 @@ def main() -> int:
         "--rate", type=float, default=350.0, help="posts per second (default: about half of one worker)"
     )
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--model-threads",
+        type=int,
+        default=None,
+        help="model threads per worker (default: cores / workers, the documented layout; 0: model default)",
+    )
     ap.add_argument("--sample-s", type=float, default=30.0)
     ap.add_argument("--stream-posts", type=int, default=None, help="use only the first N tweets")
     ap.add_argument("--out", default=str(REPO / "docs" / "soak.md"))
