@@ -7,13 +7,12 @@ host CPU per post is taken from the model (see docs/benchmarks.md). The worker c
 record and produces one (posts.scored) per post, and the load generator produces one. This
 measures what that costs, in process CPU (every thread of the client included) per record:
 
-    kafka-python   the project's clients: `monitor.kafka.KafkaPostProducer` (as the worker and
-                   the connectors configure it) and `monitor.kafka.KafkaBatchConsumer` (a group
-                   member, the worker's fetch settings), on the same records
-    confluent-kafka  librdkafka through the `confluent_kafka` package, configured alike
-                   (idempotent producer, 5 ms linger; a group consumer, 64 KiB / 100 ms
-                   fetches), when that package is installed; it is not a dependency of
-                   mood-monitor: `pip install confluent-kafka` into the venv to compare
+    kafka-python   the project's default clients: `monitor.kafka.KafkaPostProducer` (as the
+                   worker and the connectors configure it) and `monitor.kafka.KafkaBatchConsumer`
+                   (a group member, the worker's fetch settings), on the same records
+    librdkafka     ``kafka.client: librdkafka``: `monitor.kafka.RdPostProducer` and
+                   `RdBatchConsumer` (confluent-kafka), configured alike (idempotent producer,
+                   5 ms linger; a group consumer, 64 KiB / 100 ms fetches)
 
 The two take turns, ``--rounds`` times, each on a fresh 4-partition topic of ``--records``
 records shaped like the synthetic posts; each figure is its best round. It prints a table and,
@@ -28,7 +27,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -62,17 +60,20 @@ def records(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def kafka_python(bootstrap: str, topic: str, recs: list[tuple[bytes, bytes]]) -> tuple[float, float]:
-    from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
+def measure(client: str, bootstrap: str, topic: str, recs: list[tuple[bytes, bytes]]) -> tuple[float, float]:
+    """(produce, consume) CPU seconds of the project's producer and batch consumer of ``client``."""
+    from monitor.kafka import batch_consumer, post_producer
+    from monitor.transport import KafkaSettings
 
-    producer = KafkaPostProducer(bootstrap, topic)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, client=client)
+    producer = post_producer(kafka, topic)
     c0 = cpu_s()
     for key, value in recs:
         producer.send(key, value)
     producer.flush(60)
     produce = cpu_s() - c0
     producer.close()
-    consumer = KafkaBatchConsumer(bootstrap, topic, f"kc-{topic}", max_batch=512, max_wait_ms=250)
+    consumer = batch_consumer(kafka, topic, f"kc-{topic}", max_batch=512, max_wait_ms=250)
     n = 0
     c0 = cpu_s()
     deadline = time.monotonic() + 120
@@ -81,49 +82,7 @@ def kafka_python(bootstrap: str, topic: str, recs: list[tuple[bytes, bytes]]) ->
     consume = cpu_s() - c0
     consumer.close()
     if n < len(recs):
-        raise SystemExit(f"kafka-python consumer got {n} of {len(recs)} records in 120 s")
-    return produce, consume
-
-
-def confluent(bootstrap: str, topic: str, recs: list[tuple[bytes, bytes]]) -> tuple[float, float]:
-    import confluent_kafka as ck
-
-    producer = ck.Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
-    c0 = cpu_s()
-    for key, value in recs:
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.01)
-        producer.poll(0)
-    if producer.flush(60) != 0:
-        raise SystemExit("confluent-kafka producer could not deliver every record in 60 s")
-    produce = cpu_s() - c0
-    consumer = ck.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"kc-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.min.bytes": 64 * 1024,
-            "fetch.wait.max.ms": 100,
-        }
-    )
-    consumer.subscribe([topic])
-    n = 0
-    c0 = cpu_s()
-    deadline = time.monotonic() + 120
-    while n < len(recs) and time.monotonic() < deadline:
-        for m in consumer.consume(512, 0.2):
-            if m.error() is None:
-                n += 1
-                _ = m.value()
-    consume = cpu_s() - c0
-    consumer.close()
-    if n < len(recs):
-        raise SystemExit(f"confluent-kafka consumer got {n} of {len(recs)} records in 120 s")
+        raise SystemExit(f"{client} consumer got {n} of {len(recs)} records in 120 s")
     return produce, consume
 
 
@@ -139,20 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     if stack.cli(["up"]) != 0:
         return 4
     bootstrap = load_settings(None).kafka.bootstrap_servers
-    clients: dict[str, Any] = {"kafka-python": kafka_python}
-    try:
-        import confluent_kafka  # noqa: F401
-
-        clients["confluent-kafka"] = confluent
-    except ImportError:
-        print("bench: confluent-kafka is not installed: measuring kafka-python only", flush=True)
+    clients = ["kafka-python", "librdkafka"]
     recs = records(args.records)
     best: dict[str, dict[str, float]] = {}
     for r in range(1, args.rounds + 1):
-        for name, run in clients.items():
+        for name in clients:
             topic = f"bench-kc-{uuid.uuid4().hex[:8]}"
             ensure_topics(bootstrap, {topic: 4})
-            produce, consume = run(bootstrap, topic, recs)
+            produce, consume = measure(name, bootstrap, topic, recs)
             us = {"produce": produce / len(recs) * 1e6, "consume": consume / len(recs) * 1e6}
             print(
                 f"bench: round {r}: {name}: produce {us['produce']:.1f} us, consume {us['consume']:.1f} us "

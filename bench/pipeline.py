@@ -117,6 +117,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--partitions", type=int, default=None, help="partitions of the raw topic (default max(4, workers))"
     )
+    ap.add_argument(
+        "--kafka-client",
+        default="kafka-python",
+        choices=["kafka-python", "librdkafka"],
+        help="kafka.client of the workers and the benchmark's own producer",
+    )
     ap.add_argument("--max-batch", type=int, default=512)
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--max-wait-ms", type=int, default=250)
@@ -291,7 +297,7 @@ class Forward:
 # ---- pipeline side (real stack, worker subprocesses) ----------------------------------------
 class Run:
     def __init__(self, args: argparse.Namespace, dtype: str) -> None:
-        from monitor.kafka import KafkaPostProducer, ensure_topics
+        from monitor.kafka import ensure_topics, post_producer
         from monitor.settings import load_settings
         from monitor.store.buckets import RedisAggregateStore
 
@@ -314,6 +320,7 @@ class Run:
                 "dlq_topic": f"bench-{self.run}.dlq",
                 "partitions": self.partitions,
                 "group_id": self.group,
+                "client": args.kafka_client,
             },
             "redis": {"url": base.redis.url.get_secret_value(), "prefix": f"bench-{self.run}"},
             "worker": {
@@ -337,7 +344,9 @@ class Run:
             },
         )
         self.store = RedisAggregateStore(base.redis.url.get_secret_value(), f"bench-{self.run}")
-        self.producer = KafkaPostProducer(self.bootstrap, self.raw, linger_ms=5)
+        self.producer = post_producer(
+            base.kafka.model_copy(update={"client": args.kafka_client}), self.raw, linger_ms=5
+        )
         self.topics = [t["name"] for t in demo_topics_config()]
         self.workers: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
@@ -682,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [str(p["text"]) for p in posts]
     print(
         f"bench: {args.posts} synthetic posts, model={args.model} device={device.type} dtype={dtype} "
-        f"workers={args.workers} cpus={os.cpu_count()}",
+        f"workers={args.workers} cpus={os.cpu_count()} kafka_client={args.kafka_client}",
         flush=True,
     )
 
@@ -788,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         "feed": args.feed,
         "model_arg": args.model,
         "device_name": device_name(device),
+        "kafka_client": args.kafka_client,
         "gpu_peak_memory_mb": gpu_peak_memory_mb(device),
         "volume_posts_in_redis": volume_posts,
         "volume_matched_in_redis": volume_matched,

@@ -111,12 +111,12 @@ def _build(name: str, args: argparse.Namespace, s: Any, sink: Any) -> Connector:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import ensure_topics
-    from monitor.kafka import KafkaPostProducer
+    from monitor.kafka import post_producer
     from monitor.settings import load_settings
 
     s = load_settings(args.config)
     ensure_topics(s)
-    sink = KafkaPostProducer(s.kafka, s.kafka.raw_topic)
+    sink = post_producer(s.kafka, s.kafka.raw_topic)
     try:
         conn = _build(args.connector, args, s, sink)
         if getattr(args, "only_matching", False):

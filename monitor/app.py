@@ -110,7 +110,7 @@ def build_catalog(s: Settings, store: RedisAggregateStore, config_path: str | No
 
 def build_worker(s: Settings, *, name: str | None = None, config_path: str | None = None) -> Worker:
     from monitor.batcher import BatchLimits
-    from monitor.kafka import KafkaBatchConsumer, KafkaPostProducer
+    from monitor.kafka import batch_consumer, post_producer
     from monitor.model.runtime import pretokenizer, scorer_lanes
     from monitor.store.volume import RedisVolumeStore
     from monitor.worker import Worker, WorkerConfig
@@ -135,7 +135,7 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
         baseline_topic=w.baseline_topic,
         texts_per_minute=s.redis.texts_per_minute,
     )
-    producer = KafkaPostProducer(s.kafka, s.kafka.scored_topic)
+    producer = post_producer(s.kafka, s.kafka.scored_topic)
     worker: Worker | None = None
 
     def revoked(parts: list[tuple[str, int]]) -> None:
@@ -146,7 +146,7 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
         if worker is not None:
             worker.on_assigned(parts)
 
-    consumer = KafkaBatchConsumer(
+    consumer = batch_consumer(
         s.kafka,
         s.kafka.raw_topic,
         s.kafka.group_id,

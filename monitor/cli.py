@@ -97,14 +97,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from connectors.replay import ReplayConnector
-    from monitor.kafka import KafkaPostProducer
+    from monitor.kafka import post_producer
 
     s = load_settings(args.config)
     ensure_topics(s)
     if not os.path.exists(args.file):
         raise ConfigError(args.file, "(file)", "not found")
     conn = ReplayConnector(
-        KafkaPostProducer(s.kafka, s.kafka.raw_topic),
+        post_producer(s.kafka, s.kafka.raw_topic),
         args.file,
         rate_per_s=args.rate,
         now=args.now,

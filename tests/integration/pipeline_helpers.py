@@ -28,6 +28,7 @@ def write_config(
     alerts: dict[str, Any] | None = None,
     model: dict[str, Any] | None = None,
     worker: dict[str, Any] | None = None,
+    kafka: dict[str, Any] | None = None,
 ) -> Path:
     cfg = {
         "kafka": {
@@ -37,6 +38,7 @@ def write_config(
             "dlq_topic": f"{unique}.dlq",
             "partitions": partitions,
             "group_id": f"{unique}-g",
+            **(kafka or {}),
         },
         "redis": {"url": redis_url, "prefix": f"t-{unique}"},
         "worker": {"max_batch": 16, "max_wait_ms": 100, "lateness_s": 600, **(worker or {})},

@@ -26,8 +26,14 @@ def _figures(cfg_path):
     return store, {t: store.read_window(t, now - 3_600_000, now + 120_000) for t in store.topics()}
 
 
-def test_replay_to_redis_with_bad_records_in_the_dlq(tmp_path, kafka_bootstrap, redis_url, unique):
-    cfg = write_config(tmp_path, kafka_bootstrap, redis_url, unique, topics=demo_topics_config())
+CLIENTS = pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
+
+
+@CLIENTS
+def test_replay_to_redis_with_bad_records_in_the_dlq(tmp_path, kafka_bootstrap, redis_url, unique, client):
+    cfg = write_config(
+        tmp_path, kafka_bootstrap, redis_url, unique, topics=demo_topics_config(), kafka={"client": client}
+    )
     posts = list(stream(120, id_prefix=unique))
     truth = Counter(p["topic"] for p in posts)
     for p in posts:
@@ -60,8 +66,9 @@ def test_replay_to_redis_with_bad_records_in_the_dlq(tmp_path, kafka_bootstrap, 
     assert stats["aggregated"] == len(posts)
 
 
+@CLIENTS
 def test_sigterm_mid_stream_finishes_batch_and_restart_loses_nothing(
-    tmp_path, kafka_bootstrap, redis_url, unique
+    tmp_path, kafka_bootstrap, redis_url, unique, client
 ):
     cfg = write_config(
         tmp_path,
@@ -70,6 +77,7 @@ def test_sigterm_mid_stream_finishes_batch_and_restart_loses_nothing(
         unique,
         topics=demo_topics_config(),
         worker={"max_batch": 8, "max_wait_ms": 50},
+        kafka={"client": client},
     )
     posts = list(stream(600, id_prefix=unique))
     truth = Counter(p["topic"] for p in posts)
