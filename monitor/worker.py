@@ -143,6 +143,9 @@ class _InFlight:
     reason: str = ""
     model_ms: float = 0.0  # time the forward pass took in the model thread
     idle_ms: float = 0.0  # how long the model sat idle before this batch reached it
+    # labels, deltas and posts.scored records of the scored posts, made on the model thread
+    scored: list[_Scored] | None = None
+    to_score: list[_Item] = field(default_factory=list)  # the items the model got, in order
 
     def state(self) -> ModelState:
         return "done" if self.scores is None or self.scores.done() else "busy"
@@ -442,16 +445,17 @@ class Worker:
         return counts
 
     def _submit(self, model: ThreadPoolExecutor, batch: Batch[_Item]) -> _InFlight:
-        posts = [it.msg for it in batch.items if it.to_score and isinstance(it.msg, Post)]
+        to_score = [it for it in batch.items if it.to_score]
+        posts = [it.msg for it in to_score if isinstance(it.msg, Post)]
         scores = None
         if posts:
-            texts = [it.text for it in batch.items if it.to_score]
-            flight = _InFlight(batch.items, None, batch.tokens, batch.reason)
+            texts = [it.text for it in to_score]
+            flight = _InFlight(batch.items, None, batch.tokens, batch.reason, to_score=to_score)
 
             def score() -> list[Any]:
                 t0 = time.monotonic()
                 try:
-                    return list(self.scorer.score(texts, [p.lang for p in posts]))
+                    outs = list(self.scorer.score(texts, [p.lang for p in posts]))
                 finally:
                     trim()  # activations differ in shape every batch: give their pages back
                     # queued behind the batch before it, this one had the model from when that
@@ -460,6 +464,10 @@ class Worker:
                     flight.idle_ms = max(0.0, t0 - free) * 1000 if free else 0.0
                     flight.model_ms = (end - max(t0, free)) * 1000
                     self._model_free = max(free, end)
+                # labels, deltas and records here, on the model thread: meanwhile the main
+                # thread waits on Redis and Kafka for the batch before, with the GIL free
+                flight.scored = self._score(to_score, outs, self.clock_ms())
+                return outs
 
             flight.scores = model.submit(score)
             return flight
@@ -473,8 +481,7 @@ class Worker:
 
     def _complete_with_retry(self, batch: _InFlight, outs: list[Any]) -> bool:
         """Write a scored batch and commit it; retry transient failures with backoff."""
-        posts = [it for it in batch.items if it.to_score]
-        scores = dict(zip(map(id, posts), outs, strict=True))
+        scores = dict(zip(map(id, batch.to_score), outs, strict=True))
         items = [it for it in batch.items if not self._stale(it)]
         if len(items) < len(batch.items):
             log.info(
@@ -493,7 +500,7 @@ class Worker:
                     items = [it for it in items if not self._stale(it)]
                     if not items:
                         return True
-                res = self._finish(items, [scores.get(id(it)) for it in items], self.clock_ms())
+                res = self._finish(items, [scores.get(id(it)) for it in items], self.clock_ms(), batch.scored)
                 self.consumer.commit([it.record for it in items])
                 self._note_applied(items)
                 self._account(res)
@@ -656,10 +663,17 @@ class Worker:
             log.warning("stats update failed: %s", exc)
 
     # ---- one batch ---------------------------------------------------------------------------
-    def _finish(self, items: Sequence[_Item], outs: Sequence[Any], now: int) -> BatchResult:
-        """Everything after the forward pass: labels, id claims, aggregates, Redis, Kafka outputs."""
+    def _finish(
+        self, items: Sequence[_Item], outs: Sequence[Any], now: int, made: list[_Scored] | None = None
+    ) -> BatchResult:
+        """Everything after the forward pass: labels (unless ``made`` on the model thread), id
+        claims, aggregates, Redis, Kafka outputs."""
         res = BatchResult(records=len(items))
-        scored = self._score(items, outs, now)  # parks a post whose labels or delta fail
+        if made is None:
+            scored = self._score(items, outs, now)  # parks a post whose labels or delta fail
+        else:  # of the records still this worker's (a rebalance may have taken some)
+            mine = {id(it.record) for it in items}
+            scored = [s for s in made if id(s.record) in mine]
         dlq: list[tuple[_Record, str, str]] = [(it.record, *it.dlq) for it in items if it.dlq is not None]
         deletions = [it.msg for it in items if isinstance(it.msg, Deletion)]
 

@@ -44,13 +44,13 @@ EncodeFn = Callable[[Sequence[str]], tuple[list[str], list[int]]]
 
 def to_labels(out: ModelOutput, uncertain_below: float) -> Labels:
     s = out.sentiment
-    i = max(range(3), key=lambda k: s[k])
+    i = max(range(3), key=s.__getitem__)
     sent = SENTIMENTS[i] if s[i] >= uncertain_below else UNCERTAIN
     score = float(s[2] - s[0])
     if out.emotion is None:
         return Labels(sent, score, float(s[i]), UNCERTAIN, 0.0)
     e = out.emotion
-    j = max(range(len(e)), key=lambda k: e[k])
+    j = max(range(len(e)), key=e.__getitem__)
     emo = EMOTIONS[j] if e[j] >= uncertain_below else UNCERTAIN
     return Labels(sent, score, float(s[i]), emo, float(e[j]))
 
