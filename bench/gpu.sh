@@ -19,6 +19,8 @@ cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
 SMALL=${SMALL:-0}
+# a GPU worker's host path needs librdkafka's client (kafka-python: ~6x the CPU a record)
+KAFKA_CLIENT=${KAFKA_CLIENT:-librdkafka}
 OUT=${OUT:-.bench/gpu}
 mkdir -p "$OUT"
 
@@ -37,7 +39,7 @@ else
   BUILD_FLAGS=()
 fi
 
-echo "gpu.sh: $(date -u +%FT%TZ) small=$SMALL posts=$POSTS precision=$PRECISION"
+echo "gpu.sh: $(date -u +%FT%TZ) small=$SMALL posts=$POSTS precision=$PRECISION kafka_client=$KAFKA_CLIENT"
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
@@ -52,7 +54,7 @@ for model in default "$OUT/roberta-base-random"; do
   # one round: forward, then warm workers and an e2e run drained from a backlog (the host
   # path's own rate), a short latency run; no agreement / tutorial baseline (minutes on a CPU)
   if timeout "$RUN_TIMEOUT_S" "$PY" bench/pipeline.py --model "$model" --precision "$PRECISION" \
-      --posts "$POSTS" --rounds 1 "${BATCH[@]}" --feed backlog --latency-max-s 10 \
+      --posts "$POSTS" --rounds 1 "${BATCH[@]}" --feed backlog --latency-max-s 10 --kafka-client "$KAFKA_CLIENT" \
       --naive-posts 0 --agreement-posts 0 >"$OUT/$name.log" 2>&1; then
     tail -n 1 "$OUT/$name.log" >"$OUT/$name.json"
     results+=("$OUT/$name.json")

@@ -12,7 +12,7 @@ import yaml
 
 from devstack.stack.secure import make_pki
 from monitor.errors import ConfigError
-from monitor.kafka import client_kwargs
+from monitor.kafka import client_kwargs, rd_config
 from monitor.settings import load_settings
 from monitor.store import alerts as alert_store
 from monitor.store import buckets
@@ -149,6 +149,79 @@ def test_mtls_files_are_loaded_at_start_up_with_the_key_password(pki, tmp_path, 
     assert "s3cr3t" not in str(e.value)
     with pytest.raises(ConfigError, match=r"kafka\.ssl_certfile: ssl_keyfile is set without"):
         _load(tmp_path, monkeypatch, kafka={**good, "ssl_certfile": None})
+
+
+def _rd(kafka: object) -> dict[str, object]:
+    conf = rd_config(kafka)  # type: ignore[arg-type]
+    assert conf.pop("logger") is not None and callable(conf.pop("error_cb"))
+    return conf
+
+
+def test_librdkafka_gets_every_security_setting_under_its_own_names(pki, tmp_path, monkeypatch):
+    """kafka.client: librdkafka is configured from the same settings as kafka-python: a setting
+    one library gets and the other does not would be a hole in one of them."""
+    tls = pki / "tls"
+    assert _rd("127.0.0.1:19092") == {"bootstrap.servers": "127.0.0.1:19092"}
+    assert _rd(KafkaSettings()) == {"bootstrap.servers": "127.0.0.1:19092", "security.protocol": "plaintext"}
+    mtls = _load(
+        tmp_path,
+        monkeypatch,
+        kafka={
+            "security_protocol": "SSL",
+            "ssl_cafile": str(tls / "ca.crt"),
+            "ssl_certfile": str(tls / "client.crt"),
+            "ssl_keyfile": str(tls / "client.key"),
+            "ssl_password_file": str(pki / "key.pw"),
+            "ssl_check_hostname": False,
+        },
+    )
+    assert _rd(mtls.kafka) == {
+        "bootstrap.servers": "127.0.0.1:19092",
+        "security.protocol": "ssl",
+        "ssl.endpoint.identification.algorithm": "none",
+        "ssl.ca.location": str(tls / "ca.crt"),
+        "ssl.certificate.location": str(tls / "client.crt"),
+        "ssl.key.location": str(tls / "client.key"),
+        "ssl.key.password": "s3cr3t-key-pw",
+    }
+    (tmp_path / "pw").write_text("s3cr3t-login\n")
+    sasl = _load(
+        tmp_path,
+        monkeypatch,
+        kafka={
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_username": "mood",
+            "sasl_password_file": str(tmp_path / "pw"),
+        },
+    )
+    assert _rd(sasl.kafka) == {
+        "bootstrap.servers": "127.0.0.1:19092",
+        "security.protocol": "sasl_ssl",
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.ca.location": "probe",  # the system's CAs, as kafka-python's default context
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.username": "mood",
+        "sasl.password": "s3cr3t-login",
+    }
+    # every kafka-python security argument has its librdkafka counterpart
+    kw = client_kwargs(mtls.kafka)
+    names = {
+        "bootstrap_servers": "bootstrap.servers",
+        "security_protocol": "security.protocol",
+        "ssl_check_hostname": "ssl.endpoint.identification.algorithm",
+        "ssl_cafile": "ssl.ca.location",
+        "ssl_certfile": "ssl.certificate.location",
+        "ssl_keyfile": "ssl.key.location",
+        "ssl_password": "ssl.key.password",
+        "sasl_mechanism": "sasl.mechanism",
+        "sasl_plain_username": "sasl.username",
+        "sasl_plain_password": "sasl.password",
+    }
+    for conf, kwargs in ((_rd(mtls.kafka), kw), (_rd(sasl.kafka), client_kwargs(sasl.kafka))):
+        mapped = {names[k] for k in kwargs}
+        assert mapped <= set(conf)
+        assert set(conf) - mapped <= {"ssl.ca.location"}  # "probe" where kafka-python uses its default
 
 
 def test_redis_settings_tls_and_acl_user(pki, tmp_path, monkeypatch):
