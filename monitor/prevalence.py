@@ -41,7 +41,9 @@ interval of the counted share (an interval for what the model counts, not for th
 acc and pacc a delta-method interval with both the sample's noise and the calibration's (the
 validation set's size per class; for pacc the posteriors' covariance within each class, shipped
 in the calibration); hdy and hem a parametric bootstrap of the
-histograms (deterministic seed). All are clipped to [0, 1].
+histograms (deterministic seed). When the calibration carries a domain-shift term for the method
+(``domain_shift_sd``, measured on validation data of other domains), the interval also covers
+that error (`with_shift`). All are clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 from typing import Any
 
@@ -181,6 +184,10 @@ class Calibration:
     # prior, or uniform for a model trained with class-balanced weights; None: the validation
     # split's own mix
     posterior_prior: Vector | None = None
+    # per adjusted method, the standard deviation of its negative-share error that comes from
+    # the domain moving (P(x | y) not the validation data's), measured on validation data of
+    # other domains (bench/quantify.py); widens that method's intervals (`with_shift`)
+    shift_sd: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_validation(
@@ -225,7 +232,11 @@ class Calibration:
                 else {}
             ),
             **({"posterior_prior": list(self.posterior_prior)} if self.posterior_prior is not None else {}),
+            **({"domain_shift_sd": dict(self.shift_sd)} if self.shift_sd else {}),
         }
+
+    def shift_of(self, method: str) -> float:
+        return dict(self.shift_sd).get(method, 0.0)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Calibration:
@@ -267,7 +278,24 @@ class Calibration:
             str(obj.get("source", "")),
             post_cov=_covariances(obj.get("posterior_cov_given_class")),
             posterior_prior=_prior(obj.get("posterior_prior")),
+            shift_sd=_shift_sd(obj.get("domain_shift_sd")),
         )
+
+
+def _shift_sd(obj: object) -> tuple[tuple[str, float], ...]:
+    """The optional ``domain_shift_sd``: adjusted method -> a standard deviation in [0, 1]."""
+    if obj is None:
+        return ()
+    if not isinstance(obj, dict):
+        raise ValueError("domain_shift_sd: expected an object of method -> number")
+    out = []
+    for m, v in sorted(obj.items()):
+        if m not in ADJUSTED:
+            raise ValueError(f"domain_shift_sd: {m!r} is not one of {list(ADJUSTED)}")
+        if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and 0 <= v <= 1):
+            raise ValueError(f"domain_shift_sd.{m}: a number in [0, 1]")
+        out.append((m, float(v)))
+    return tuple(out)
 
 
 def _prior(obj: object) -> Vector | None:
@@ -474,10 +502,24 @@ def _grid(step: float, centre: Sequence[float] | None, radius: float) -> Iterabl
 
 def hdy_shares(hn: Sequence[float], hp: Sequence[float], cal: Calibration) -> Vector:
     """HDy on the two histograms (mean Hellinger distance), coarse-to-fine search of the simplex."""
-    hn, hp = _normalised(hn), _normalised(hp)
+    # the bins the sample has posts in, each with the classes' shares of it: an empty bin adds
+    # sqrt(0 * q) = 0 to the Bhattacharyya sum, so skipping it changes no bit of the loss
+    # (the same sum as _hellinger of _mixture, at about a third of its cost: this runs a few
+    # hundred times per fit and once more per bootstrap round)
+    terms = [
+        [(a, given[0][b], given[1][b], given[2][b]) for b, a in enumerate(_normalised(h)) if a > 0]
+        for h, given in ((hn, cal.hist_neg), (hp, cal.hist_pos))
+    ]
 
     def loss(pi: Vector) -> float:
-        return _hellinger(hn, _mixture(pi, cal.hist_neg)) + _hellinger(hp, _mixture(pi, cal.hist_pos))
+        p0, p1, p2 = pi
+        out = 0.0
+        for hist in terms:
+            bc = 0.0
+            for a, h0, h1, h2 in hist:
+                bc += math.sqrt(a * (p0 * h0 + p1 * h1 + p2 * h2))
+            out += math.sqrt(max(0.0, 1.0 - bc))
+        return out
 
     best: Vector = min(_grid(0.05, None, 1.0), key=loss)
     for step, radius in ((0.01, 0.05), (0.002, 0.01)):
@@ -573,6 +615,15 @@ def _em(ev: Evidence, cal: Calibration, level: float, rounds: int) -> Estimate:
     return Estimate("em", pi, low, high, n, level)
 
 
+def _poisson(rng: random.Random, mean: float) -> int:
+    """Knuth's Poisson draw (``mean`` is small here: at most about 50)."""
+    limit, k, p = math.exp(-mean), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
 def _multinomial(rng: random.Random, n: int, probs: Sequence[float]) -> list[float]:
     """A multinomial draw by a chain of binomials (each a normal approximation when large)."""
     out: list[float] = []
@@ -582,6 +633,8 @@ def _multinomial(rng: random.Random, n: int, probs: Sequence[float]) -> list[flo
         mean = left * share
         if left * share * (1 - share) > 25:
             x = round(rng.gauss(mean, math.sqrt(left * share * (1 - share))))
+        elif left > 64:  # a rare (or a near-certain) outcome of many trials: Poisson on the rare side
+            x = _poisson(rng, mean) if share <= 0.5 else left - _poisson(rng, left - mean)
         else:
             x = sum(1 for _ in range(left) if rng.random() < share)
         x = min(left, max(0, x))
@@ -628,7 +681,19 @@ def estimate(
     bootstrap_rounds: int = BOOTSTRAP_ROUNDS,
 ) -> Estimate:
     """The shares of ``ev`` by ``method`` with a ``level`` interval. An adjusted method without a
-    calibration raises ValueError; a bucket with no evidence gives uniform shares and [0, 1]."""
+    calibration raises ValueError; a bucket with no evidence gives uniform shares and [0, 1].
+    Answers are remembered (a sealed window's evidence never changes, and a bootstrapped
+    interval costs tens of milliseconds: the dashboard and `mood` ask for the same ones again)."""
+    try:
+        return _estimate(method, ev, cal, level, bootstrap_rounds)
+    except TypeError:  # evidence built from lists (unhashable): not remembered
+        return _estimate.__wrapped__(method, ev, cal, level, bootstrap_rounds)
+
+
+@lru_cache(maxsize=4096)
+def _estimate(
+    method: str, ev: Evidence, cal: Calibration | None, level: float, bootstrap_rounds: int
+) -> Estimate:
     if method not in METHODS:
         raise ValueError(f"method: one of {list(METHODS)}, got {method!r}")
     if ev.n <= 0:
@@ -638,10 +703,28 @@ def estimate(
     if cal is None:
         raise ValueError(f"method {method!r} needs the model's calibration (quantify.json)")
     if method in ("acc", "pacc"):
-        return _adjusted(method, ev, cal, level)
-    if method == "em":
-        return _em(ev, cal, level, bootstrap_rounds)
-    return _histogram(method, ev, cal, level, bootstrap_rounds)
+        est = _adjusted(method, ev, cal, level)
+    elif method == "em":
+        est = _em(ev, cal, level, bootstrap_rounds)
+    else:
+        est = _histogram(method, ev, cal, level, bootstrap_rounds)
+    return with_shift(est, cal.shift_of(method))
+
+
+def with_shift(est: Estimate, shift_sd: float) -> Estimate:
+    """``est`` with each bound moved out to cover the domain-shift error too: a half-width h of
+    the sample's and the calibration's noise becomes sqrt(h^2 + (z * shift_sd)^2), clipped to
+    [0, 1] (independent errors add in variance)."""
+    if shift_sd <= 0:
+        return est
+    extra = (_z(est.level) * shift_sd) ** 2
+    low = tuple(
+        max(0.0, s - math.sqrt((s - lo) ** 2 + extra)) for s, lo in zip(est.shares, est.low, strict=True)
+    )
+    high = tuple(
+        min(1.0, s + math.sqrt((hi - s) ** 2 + extra)) for s, hi in zip(est.shares, est.high, strict=True)
+    )
+    return Estimate(est.method, est.shares, low, high, est.n, est.level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -680,6 +763,9 @@ class Corrector:
             if a is not None:
                 obs = ev.top if method == "acc" else ev.post
                 return sum(a[i][f] * obs[f] for f in range(K)), ev.n
+        if method in ("hdy", "hem"):  # the point estimate only: a rule sums hits, not intervals
+            fit = hdy_shares if method == "hdy" else hem_shares
+            return fit(ev.hist_neg, ev.hist_pos, self.calibration)[i] * ev.n, ev.n
         return self.estimate(ev).shares[i] * ev.n, ev.n
 
     def row(self, ev: Evidence) -> dict[str, Any]:

@@ -201,3 +201,32 @@ def test_em_on_the_joint_histogram_recovers_the_mix_from_calibrated_posteriors()
     old = Evidence(ev.n, ev.top, ev.post, ev.hist_neg, ev.hist_pos)
     assert estimate("em", old, cal).n == 0
     assert Calibration.from_json(cal.as_json()) == cal
+
+
+def test_a_domain_shift_term_widens_the_intervals_of_its_method_only(cal: Calibration) -> None:
+    """A calibration that carries a domain-shift standard deviation for a method widens that
+    method's intervals by it (half-widths add in variance), keeps its shares, leaves other
+    methods alone, and round-trips through quantify.json."""
+    from dataclasses import replace
+
+    shifted = replace(cal, shift_sd=(("hdy", 0.05), ("pacc", 0.1)))
+    assert Calibration.from_json(shifted.as_json()) == shifted
+    ev = Evidence.of(sample(random.Random(9), (300, 150, 50)))
+    for m, sd in (("pacc", 0.1), ("hdy", 0.05)):
+        plain, wide = estimate(m, ev, cal), estimate(m, ev, shifted)
+        assert wide.shares == plain.shares
+        for k in range(3):
+            h = plain.shares[k] - plain.low[k]
+            want = max(0.0, plain.shares[k] - (h * h + (1.6449 * sd) ** 2) ** 0.5)
+            assert wide.low[k] == pytest.approx(want)
+            assert wide.high[k] >= plain.high[k] and wide.high[k] <= 1.0
+    assert estimate("acc", ev, shifted) == estimate("acc", ev, cal)  # no term for acc
+    assert estimate("cc", ev, shifted) == estimate("cc", ev, cal)  # raw counts are never widened
+    for bad, match in (
+        ({"cc": 0.1}, "not one of"),
+        ({"hdy": 1.5}, r"domain_shift_sd\.hdy"),
+        ({"hdy": "x"}, r"domain_shift_sd\.hdy"),
+        ([0.1], "expected an object"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            Calibration.from_json({**cal.as_json(), "domain_shift_sd": bad})
