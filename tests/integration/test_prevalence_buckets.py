@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from devstack.synthetic import demo_topics_config, stream
+from monitor.model.settings import ModelSettings
 from monitor.prevalence import BINS, is_evidence_field, is_float_field
 from monitor.settings import load_settings
 from monitor.store import keys
@@ -18,6 +19,8 @@ from monitor.store.buckets import PartitionWrite, RedisAggregateStore
 
 from .faults import evidence_mismatches
 from .pipeline_helpers import cli, write_config, write_jsonl
+
+DEFAULT_METHOD = ModelSettings().share_method
 
 pytestmark = pytest.mark.integration
 
@@ -98,9 +101,9 @@ def test_worker_writes_evidence_rebuild_reproduces_it_and_mood_shows_corrected_s
     rows = orjson.loads(cli("mood", "--config", str(cfg), "--json", "--window", "1h").stdout)
     for row in rows:
         c = row["corrected"]
-        assert c["method"] == "pacc" and c["n"] == row["posts"]
+        assert c["method"] == DEFAULT_METHOD and c["n"] == row["posts"]
         for lab in ("negative", "neutral", "positive"):
             assert 0 <= c[lab]["low"] <= c[lab]["share"] <= c[lab]["high"] <= 1
         assert "negative" in row  # the raw counted share stays
     table = cli("mood", "--config", str(cfg), "--window", "1h").stdout
-    assert "pacc" in table and "corrected" in table
+    assert DEFAULT_METHOD in table and "corrected" in table
