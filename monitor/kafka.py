@@ -24,6 +24,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+from confluent_kafka import Consumer as RdConsumer
+from confluent_kafka import KafkaException
+from confluent_kafka import Producer as RdProducer
+from confluent_kafka import TopicPartition as RdTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
@@ -628,12 +632,10 @@ class RdPostProducer:
     failed makes the next `flush` raise (the caller writes its batch again)."""
 
     def __init__(self, kafka: KafkaConnection, topic: str, *, linger_ms: int = 5) -> None:
-        from confluent_kafka import Producer
-
         self.topic = topic
         self.failed = ""
         self._sends = 0
-        self._producer = Producer(
+        self._producer = RdProducer(
             {
                 **_rd_connect(kafka),
                 "enable.idempotence": True,
@@ -655,25 +657,22 @@ class RdPostProducer:
         topic: str | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> _Delivery:
-        from confluent_kafka import KafkaException
-
         d = _Delivery(self)
-        deadline = time.monotonic() + 30.0
+        where = topic or self.topic
+        hdrs: list[tuple[str, str | bytes | None]] | None = list(headers) if headers else None
+        deadline = 0.0  # set on the first full queue only: nothing per record on the way in
         while True:
             try:
-                if headers:
-                    self._producer.produce(
-                        topic or self.topic, value, key, on_delivery=d, headers=list(headers)
-                    )
-                else:
-                    self._producer.produce(topic or self.topic, value, key, on_delivery=d)
+                self._producer.produce(where, value, key, on_delivery=d, headers=hdrs)
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
-                if time.monotonic() > deadline:
-                    raise BrokerUnavailable(f"produce to {topic or self.topic}: local queue full") from None
+                now = time.monotonic()
+                deadline = deadline or now + 30.0
+                if now > deadline:
+                    raise BrokerUnavailable(f"produce to {where}: local queue full") from None
                 self._producer.poll(0.1)
             except KafkaException as exc:
-                raise BrokerUnavailable(f"produce to {topic or self.topic} failed: {exc}") from exc
+                raise BrokerUnavailable(f"produce to {where} failed: {exc}") from exc
         self._sends += 1
         if self._sends % _RD_POLL_EVERY == 0:
             self._producer.poll(0)
@@ -718,14 +717,12 @@ class RdBatchConsumer:
         session_timeout_ms: int = 10_000,
         max_poll_interval_ms: int = 300_000,
     ) -> None:
-        from confluent_kafka import Consumer
-
         self.max_batch = max_batch
         self.max_wait_ms = max_wait_ms
         self._on_revoked = on_revoked or (lambda _p: None)
         self._on_assigned = on_assigned or (lambda _p: None)
         self._starting: dict[tuple[str, int], int] | None = None  # seeks asked for while assigning
-        self._consumer = Consumer(
+        self._consumer = RdConsumer(
             {
                 **_rd_connect(kafka),
                 "group.id": group_id,
@@ -795,17 +792,13 @@ class RdBatchConsumer:
         if self._starting is not None:  # inside the assignment callback: the starting offset
             self._starting[(topic, partition)] = offset
             return
-        from confluent_kafka import KafkaException, TopicPartition
-
         try:
-            self._consumer.seek(TopicPartition(topic, partition, offset))
+            self._consumer.seek(RdTopicPartition(topic, partition, offset))
         except KafkaException as exc:
             raise BrokerUnavailable(f"seek {topic}:{partition} to {offset} failed: {exc}") from exc
 
     def commit(self, records: Sequence[Record]) -> None:
         """Commit the position after the highest offset per partition in ``records``."""
-        from confluent_kafka import KafkaException, TopicPartition
-
         nxt: dict[tuple[str, int], int] = {}
         for r in records:
             part = (r.topic, r.partition)
@@ -815,7 +808,7 @@ class RdBatchConsumer:
             return
         try:
             self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in nxt.items()], asynchronous=False
+                offsets=[RdTopicPartition(t, p, o) for (t, p), o in nxt.items()], asynchronous=False
             )
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
@@ -834,8 +827,6 @@ class RdBatchConsumer:
     def highwaters(self) -> dict[tuple[str, int], int]:
         """The next offset to be written of each assigned partition, from the last fetch answer
         (no request is made; a partition not fetched yet is missing)."""
-        from confluent_kafka import KafkaException
-
         out: dict[tuple[str, int], int] = {}
         try:
             for tp in self._consumer.assignment():
