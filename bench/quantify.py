@@ -196,27 +196,39 @@ def domain_runs(
     runs = []
     for a in args.calibrate_on:
         ap_, al = posteriors(a, "val", args.model)
-        cal = Calibration.from_validation(ap_, al, f"{a} val", args.prior)
-        prior = np.bincount(np.array(al), minlength=3) / len(al)
         for b in args.calibrate_on:
-            if b == a:
-                continue
-            bp, bl = posteriors(b, "val", args.model)
-            runs.append(
-                protocol(
-                    np.array(bp),
-                    np.array(bl),
-                    cal,
-                    prior,
-                    sizes=args.sizes,
-                    reps=max(2, args.reps // 2),
-                    seed=args.seed + 3,
-                    methods=args.methods,
-                    rounds=args.rounds,
-                    collect=collect,
-                )
-            )
+            if b != a:
+                bp, bl = posteriors(b, "val", args.model)
+                runs.append(validation_run(ap_, al, f"{a} val", bp, bl, args, args.seed + 3, collect))
     return runs
+
+
+def validation_run(
+    cal_probs: Any,
+    cal_labels: Any,
+    source: str,
+    probs: Any,
+    labels: Any,
+    args: argparse.Namespace,
+    seed: int,
+    collect: dict[str, list[tuple[float, float, float, float]]],
+) -> dict[str, dict[str, Any]]:
+    """One validation-only run: (``cal_probs``, ``cal_labels``) calibrate, the protocol runs on
+    (``probs``, ``labels``) with half the test sets' repetitions."""
+    cal = Calibration.from_validation(list(cal_probs), list(cal_labels), source, args.prior)
+    prior = np.bincount(np.asarray(cal_labels), minlength=3) / len(cal_labels)
+    return protocol(
+        np.asarray(probs),
+        np.asarray(labels),
+        cal,
+        prior,
+        sizes=args.sizes,
+        reps=max(2, args.reps // 2),
+        seed=seed,
+        methods=args.methods,
+        rounds=args.rounds,
+        collect=collect,
+    )
 
 
 def fit_shift(samples: list[tuple[float, float, float, float]], level: float = 0.9) -> float:
@@ -245,6 +257,7 @@ def select(
     probs: np.ndarray,
     labels: np.ndarray,
     args: argparse.Namespace,
+    domain: list[dict[str, dict[str, Any]]],
     collect: dict[str, list[tuple[float, float, float, float]]],
 ) -> tuple[str, dict[str, Any]]:
     """The default method from validation data only: two stratified halves of the (pooled)
@@ -256,26 +269,20 @@ def select(
     for k in range(3):
         idx = np.flatnonzero(labels == k)
         half[rng.permutation(idx)[: len(idx) // 2]] = True
-    runs = []
-    for a, b in ((half, ~half), (~half, half)):
-        cal = Calibration.from_validation(probs[a].tolist(), labels[a].tolist(), "val-half", args.prior)
-        prior = np.bincount(labels[a], minlength=3) / a.sum()
-        runs.append(
-            protocol(
-                probs[b],
-                labels[b],
-                cal,
-                prior,
-                sizes=args.sizes,
-                reps=max(2, args.reps // 2),
-                seed=args.seed + 2,
-                methods=args.methods,
-                rounds=args.rounds,
-                collect=collect,
-            )
+    runs = [
+        validation_run(
+            probs[a].tolist(),
+            labels[a].tolist(),
+            "val-half",
+            probs[b],
+            labels[b],
+            args,
+            args.seed + 2,
+            collect,
         )
-
-    runs += args.domain_runs
+        for a, b in ((half, ~half), (~half, half))
+    ]
+    runs += domain
 
     def mean(m: str, key: str) -> Any:
         vals = [r[m][key] for r in runs]
@@ -338,8 +345,7 @@ def main() -> int:
     # every validation fold's samples, from no shift (halves of one split) to a change of
     # platform (one domain calibrating another): the domain-shift term is fitted on all of them
     samples: dict[str, list[tuple[float, float, float, float]]] = {}
-    args.domain_runs = domain_runs(args, samples)
-    chosen, sel = select(val_p, val_y, args, samples)
+    chosen, sel = select(val_p, val_y, args, domain_runs(args, samples), samples)
     shift = {
         m: fit_shift(v) for m, v in sorted(samples.items()) if m not in ("cc", "pcc") and m not in PER_POST
     }
