@@ -181,6 +181,18 @@ def redis_ping(port: int) -> bool:
         return False
 
 
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    """Start a server detached from this process (its own session, no terminal I/O: it logs to
+    its own file)."""
+    return subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -368,13 +380,7 @@ class LocalStack:
                     f.unlink()
                 else:
                     shutil.rmtree(f)
-        proc = subprocess.Popen(
-            args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = _spawn(args)
         self._pidfile("redis").write_text(str(proc.pid))
         deadline = time.time() + timeout_s
         while time.time() < deadline:

@@ -22,12 +22,11 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.stack import _alive, _run, ensure_redis, redis_ping
+from devstack.stack import _alive, _run, _spawn, ensure_redis, redis_ping
 from monitor.errors import StackError
 
 NODE_TIMEOUT_MS = 1500
@@ -104,13 +103,7 @@ class RedisClusterStack:
             "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
             "--logfile", str(d / "redis.log"),
         ]  # fmt: skip
-        proc = subprocess.Popen(
-            args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = _spawn(args)
         self.pids[port] = proc.pid
         deadline = time.monotonic() + timeout_s
         while not redis_ping(port):

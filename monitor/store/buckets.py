@@ -78,6 +78,16 @@ def id_digest(post_id: str) -> bytes:
     return hashlib.blake2b(post_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
+def read_offsets(client: Any, key: str, parts: Iterable[str]) -> dict[str, int | None]:
+    """One watermark hash's offsets of ``parts`` ("<kafka-topic>:<partition>"; None: none yet),
+    in one HMGET."""
+    parts = list(parts)
+    if not parts:
+        return {}
+    vals = client.hmget(key, parts)
+    return {p: int(v) if v is not None else None for p, v in zip(parts, vals, strict=True)}
+
+
 @dataclass(slots=True)
 class PartitionWrite:
     """One source partition's contribution to one topic in one batch."""
@@ -439,11 +449,8 @@ class RedisAggregateStore:
     @translated
     def partition_watermarks(self, parts: Iterable[str]) -> dict[str, int]:
         """ "<kafka-topic>:<partition>" -> the last offset applied, for the parts Redis knows."""
-        parts = list(parts)
-        if not parts:
-            return {}
-        vals = self.client.hmget(keys.partition_watermarks(self.prefix), parts)
-        return {p: int(v) for p, v in zip(parts, vals, strict=True) if v is not None}
+        got = read_offsets(self.client, keys.partition_watermarks(self.prefix), parts)
+        return {p: v for p, v in got.items() if v is not None}
 
     @translated
     def advance_seal(self, until_ms: int) -> int:

@@ -26,7 +26,7 @@ import orjson
 
 from monitor.aggregates import MINUTE_MS, minute_start
 from monitor.store import keys
-from monitor.store.buckets import PartitionWrite, RedisAggregateStore, translated
+from monitor.store.buckets import PartitionWrite, RedisAggregateStore, read_offsets, translated
 
 POSTS = "n"
 MATCHED = "m"
@@ -82,11 +82,8 @@ class RedisVolumeStore:
     @translated
     def volume_watermarks(self, parts: Iterable[str]) -> dict[str, int]:
         """ "<kafka-topic>:<partition>" -> the last offset counted (-1 when none)."""
-        parts = list(parts)
-        if not parts:
-            return {}
-        vals = self.client.hmget(keys.volume_watermark(self.prefix), parts)
-        return {p: int(v) if v is not None else -1 for p, v in zip(parts, vals, strict=True)}
+        got = read_offsets(self.client, keys.volume_watermark(self.prefix), parts)
+        return {p: -1 if v is None else v for p, v in got.items()}
 
     @translated
     def apply_volume(self, writes: Sequence[PartitionWrite]) -> tuple[int, int]:
