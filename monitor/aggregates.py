@@ -67,15 +67,20 @@ def add_into(acc: Delta, d: Mapping[str, float]) -> None:
         acc[k] = acc.get(k, 0) + v
 
 
+def add_at(deltas: dict[tuple[str, int], Delta], ts_ms: int, d: Mapping[str, float]) -> None:
+    """Count ``d`` in the minute AND the hour bucket of ``ts_ms``: every writer keeps both, as
+    the read side takes whole hours of a window from the hour buckets (``window_plan``)."""
+    add_into(deltas.setdefault(("m", minute_start(ts_ms)), {}), d)
+    add_into(deltas.setdefault(("h", hour_start(ts_ms)), {}), d)
+
+
 def bucket_deltas(posts: Iterable[tuple[ScoredPost, int]]) -> dict[str, dict[tuple[str, int], Delta]]:
     """Group (scored post, event time ms) into per-topic deltas keyed by ("m"|"h", start_ms)."""
     out: dict[str, dict[tuple[str, int], Delta]] = defaultdict(dict)
     for sp, ts_ms in posts:
         d = post_delta(sp)
         for topic in sp.topics:
-            per = out[topic]
-            for key in (("m", minute_start(ts_ms)), ("h", hour_start(ts_ms))):
-                add_into(per.setdefault(key, {}), d)
+            add_at(out[topic], ts_ms, d)
     return dict(out)
 
 

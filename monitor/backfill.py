@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from monitor.aggregates import add_into, event_time, hour_start, minute_start, post_delta
+from monitor.aggregates import add_at, event_time, post_delta
 from monitor.errors import ConfigError, DecodeError
 from monitor.messages import Post, decode, decode_scored
 from monitor.model.base import EncodeFn, LabelFn, Scorer, scored_post
@@ -135,8 +135,7 @@ def backfill(
             continue
         pw = PartitionWrite(BACKFILL_PREFIX + part, rows[0][0], rows[-1][0])
         for _off, (ts, d) in rows:
-            for key in (("m", minute_start(ts)), ("h", hour_start(ts))):
-                add_into(pw.deltas.setdefault(key, {}), d)
+            add_at(pw.deltas, ts, d)
         writes.append(pw)
         res.counted += len(rows)
         res.partitions[part] = f"counted {len(rows)} up to offset {rows[-1][0]}"

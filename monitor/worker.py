@@ -59,7 +59,7 @@ from typing import Any, Protocol
 import orjson
 
 from monitor import metrics
-from monitor.aggregates import add_into, event_time, hour_start, minute_start, post_delta
+from monitor.aggregates import add_at, event_time, minute_start, post_delta
 from monitor.batcher import Batch, BatchLimits, ModelState, gather
 from monitor.catalog import TopicSource
 from monitor.errors import DecodeError, TransientError
@@ -833,8 +833,7 @@ class Worker:
                 if pw is None:
                     pw = per[(topic, part)] = PartitionWrite(part, r.offset, last_by_part[part])
                 pw.first_offset = min(pw.first_offset, r.offset)
-                for key in (("m", minute_start(ts)), ("h", hour_start(ts))):
-                    add_into(pw.deltas.setdefault(key, {}), s.delta)
+                add_at(pw.deltas, ts, s.delta)
                 if s.sample is not None:
                     recent.append(RecentPost(topic, sp.post.id, ts, s.sample, sp.post.url, sp.sentiment))
             if fresh:

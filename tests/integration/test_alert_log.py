@@ -16,6 +16,7 @@ from monitor.alerts.settings import AlertSettings
 from monitor.store import keys
 from monitor.store.alerts import RedisAlertLedger, RedisAlertLog
 from monitor.store.buckets import PartitionWrite, RedisAggregateStore
+from tests.buckets import bucketed
 from tests.unit.alerts.test_detectors import synth_minutes
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ def test_every_transition_logged_once_across_kills(redis_url, unique):
     t0 = minute_start(int(time.time() * 1000)) - 5 * 3_600_000
     minutes = synth_minutes(total, 5, 0.2, seed=5, start_ms=t0, shift=(start, start + length, 0.8))
     store.apply(
-        {"brand": [PartitionWrite("p:0", 0, 0, {("m", b.start_ms): _delta(b) for b in minutes if b.n})]}
+        {"brand": [PartitionWrite("p:0", 0, 0, bucketed((b.start_ms, _delta(b)) for b in minutes if b.n))]}
     )
     alerter = Alerter(settings, store, RedisAlertLedger(store))
     queued: list[AlertEvent] = []

@@ -14,6 +14,7 @@ from monitor.alerts.alerter import Alerter
 from monitor.alerts.settings import AlertSettings
 from monitor.store.alerts import RedisAlertLedger
 from monitor.store.buckets import PartitionWrite, RecentPost, RedisAggregateStore
+from tests.buckets import bucketed
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def _seed(store: RedisAggregateStore, topic: str) -> None:
     now = int(time.time() * 1000)
     m = now - now % 60_000
     delta = {"n": 40, "s:negative": 30, "s:neutral": 10, "score_sum": -24.0, "e:anger": 30, "e:neutral": 10}
-    store.apply({topic: [PartitionWrite("p:0", 0, 0, {("m", m): delta})]})
+    store.apply({topic: [PartitionWrite("p:0", 0, 0, bucketed([(m, delta)]))]})
     urls = [
         "https://bsky.app/profile/x/post/1",
         "https://evil.example/p/2",

@@ -13,6 +13,7 @@ from monitor.alerts.alerter import Alerter
 from monitor.alerts.settings import AlertSettings
 from monitor.store.alerts import RedisAlertLedger
 from monitor.store.buckets import PartitionWrite, RecentPost, RedisAggregateStore
+from tests.buckets import bucketed
 
 from .pipeline_helpers import cli, write_config, write_jsonl
 
@@ -49,16 +50,21 @@ def _seed(store: RedisAggregateStore, topic: str, neg: int, other: int) -> None:
                     "p:0",
                     0,
                     0,
-                    {
-                        ("m", m): {
-                            "n": neg + other,
-                            "s:negative": neg,
-                            "s:neutral": other,
-                            "score_sum": -0.8 * neg,
-                            "e:anger": neg,
-                            "e:neutral": other,
-                        }
-                    },
+                    bucketed(
+                        [
+                            (
+                                m,
+                                {
+                                    "n": neg + other,
+                                    "s:negative": neg,
+                                    "s:neutral": other,
+                                    "score_sum": -0.8 * neg,
+                                    "e:anger": neg,
+                                    "e:neutral": other,
+                                },
+                            )
+                        ]
+                    ),
                 )
             ]
         }

@@ -14,6 +14,7 @@ from monitor.alerts.settings import AlertSettings
 from monitor.store import keys
 from monitor.store.alerts import RedisAlertLedger
 from monitor.store.buckets import PartitionWrite, RedisAggregateStore
+from tests.buckets import bucketed
 from tests.unit.alerts.test_detectors import T0 as UNIT_T0
 from tests.unit.alerts.test_detectors import _ideal_end, synth_minutes
 
@@ -48,7 +49,7 @@ def test_planted_shift_fires_once_survives_a_kill_and_resolves(redis_url, unique
     t0 = minute_start(int(time.time() * 1000)) - 5 * 3_600_000
     minutes = synth_minutes(total, rate, 0.2, seed=5, start_ms=t0, shift=(start, start + length, p1))
     store.apply(
-        {"brand": [PartitionWrite("p:0", 0, 0, {("m", b.start_ms): _delta(b) for b in minutes if b.n})]}
+        {"brand": [PartitionWrite("p:0", 0, 0, bucketed((b.start_ms, _delta(b)) for b in minutes if b.n))]}
     )
     ideal = _ideal_end(rule, rate, 0.2, p1, start) - UNIT_T0 + t0
     with WebhookSink() as sink:
@@ -100,7 +101,7 @@ def test_routing_by_topic_and_severity(redis_url, unique, monkeypatch):
     m = now - now % MINUTE_MS
     store.apply(
         {
-            t: [PartitionWrite("p:0", 0, 0, {("m", m): {"n": 40, "s:negative": 30, "s:neutral": 10}})]
+            t: [PartitionWrite("p:0", 0, 0, bucketed([(m, {"n": 40, "s:negative": 30, "s:neutral": 10})]))]
             for t in ("acme", "other")
         }
     )

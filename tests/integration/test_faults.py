@@ -11,6 +11,7 @@ import pytest
 
 from monitor.settings import load_settings
 from monitor.store.buckets import PartitionWrite, RedisAggregateStore
+from tests.buckets import bucketed
 
 from . import faults as F
 
@@ -92,11 +93,11 @@ def test_same_batch_delivered_twice_counts_once(tmp_path, kafka_bootstrap, redis
     assert F.worker(cfg2, tmp_path / "w2.log", "--idle-timeout-s", "5").wait(timeout=240) == 0
     # and the store itself, handed one batch's writes twice
     probe = RedisAggregateStore(redis_url, f"probe-{unique}")
-    w = PartitionWrite("x:0", 10, 20, {("m", 0): {"n": 3, "s:negative": 3}})
+    w = PartitionWrite("x:0", 10, 20, bucketed([(0, {"n": 3, "s:negative": 3})]))
     assert probe.apply({"f0": [w]}) == (1, 0)
     assert probe.apply({"f0": [w]}) == (0, 1)
     now_min = int(time.time() * 1000) // 60_000 * 60_000
-    w2 = PartitionWrite("x:0", 21, 25, {("m", now_min): {"n": 2}})
+    w2 = PartitionWrite("x:0", 21, 25, bucketed([(now_min, {"n": 2})]))
     assert probe.apply({"f0": [w, w2]}) == (1, 1)
     assert probe.read_minutes("f0", now_min, now_min + 60_000)[0].n == 2
     f = F.figures(

@@ -16,6 +16,7 @@ from monitor.settings import Settings
 from monitor.store.buckets import PartitionWrite
 from monitor.store.topics import RedisTopicRegistry
 from monitor.web.readmodel import mood_rows
+from tests.buckets import bucketed
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +56,13 @@ def test_serve_metrics_match_mood_json_and_follow_the_catalog(redis_url, unique)
         {
             "coffee": [
                 PartitionWrite(
-                    "p:0", 0, 0, {("m", m): _delta(20, 5, 10, 4), ("m", m - 600_000): _delta(8, 8, 0, 0)}
+                    "p:0", 0, 0, bucketed([(m, _delta(20, 5, 10, 4)), (m - 600_000, _delta(8, 8, 0, 0))])
                 )
             ],
-            "metro": [PartitionWrite("p:0", 0, 0, {("m", m - 60_000): _delta(10, 1, 1, 0)})],
-            "legacy": [PartitionWrite("p:0", 0, 0, {("m", m): _delta(3, 0, 3, 3)})],  # in Redis, not tracked
+            "metro": [PartitionWrite("p:0", 0, 0, bucketed([(m - 60_000, _delta(10, 1, 1, 0))]))],
+            "legacy": [
+                PartitionWrite("p:0", 0, 0, bucketed([(m, _delta(3, 0, 3, 3))]))
+            ],  # in Redis, not tracked
         }
     )
     store.incr_stats("worker", {"records": 41, "scored": 40, "dlq:decode": 1})
@@ -91,3 +94,25 @@ def test_serve_metrics_match_mood_json_and_follow_the_catalog(redis_url, unique)
         time.sleep(0.2)
         posts = _scrape(client)["mood_monitor_topic_posts"]
         assert posts[(("topic", "legacy"), ("window", "5m"))] == 3
+
+
+def test_an_hour_window_read_at_minute_zero_counts_the_hour_before(redis_url, unique):
+    """At minute 0 of an hour a 1 h window takes the hour before from its hour bucket
+    (``window_plan``): posts written the way the worker writes them are counted whatever the
+    minute the read happens at (the clock-dependent failure of the test above, pinned)."""
+    s = Settings(redis={"url": redis_url, "prefix": f"mz-{unique}"}, topics=[{"name": "coffee"}])
+    store = build_store(s)
+    now = int(time.time() * 1000)
+    hour = now - now % 3_600_000
+    store.apply(
+        {
+            "coffee": [
+                PartitionWrite(
+                    "p:0", 0, 0, bucketed([(hour - 600_000, _delta(8, 8, 0, 0)), (hour, _delta(2, 0, 2, 0))])
+                )
+            ]
+        }
+    )
+    for read_at in (hour + 30_000, hour + 300_000):  # minute 0 (an hour bucket is read), minute 5
+        [row] = mood_rows(store, ["coffee"], "1h", read_at)
+        assert row["posts"] == 10 and row["negative"] == 0.8, read_at

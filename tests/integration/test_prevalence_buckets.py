@@ -16,6 +16,7 @@ from monitor.prevalence import BINS, is_evidence_field, is_float_field
 from monitor.settings import load_settings
 from monitor.store import keys
 from monitor.store.buckets import PartitionWrite, RedisAggregateStore
+from tests.buckets import bucketed
 
 from .faults import evidence_mismatches
 from .pipeline_helpers import cli, write_config, write_jsonl
@@ -76,7 +77,7 @@ def test_worker_writes_evidence_rebuild_reproduces_it_and_mood_shows_corrected_s
     part, last = max(wm.items(), key=lambda kv: kv[1])
     assert last >= 0
     before = _hashes(store)
-    replay = PartitionWrite(part[1], 0, last, {("m", now - now % 60_000): {"n": 1, "p:negative": 0.5}})
+    replay = PartitionWrite(part[1], 0, last, bucketed([(now, {"n": 1, "p:negative": 0.5})]))
     assert store.apply({topic: [replay]}) == (0, 1)
     assert _hashes(store) == before
 

@@ -27,6 +27,7 @@ from monitor.store.buckets import PartitionWrite, RecentPost, RedisAggregateStor
 from monitor.store.connectors import RedisConnectorState, read_statuses
 from monitor.store.topics import RedisTopicRegistry
 from monitor.transport import RedisSettings
+from tests.buckets import bucketed
 
 from . import faults as F
 from .pipeline_helpers import wait_for
@@ -66,7 +67,7 @@ def test_store_on_a_cluster(redis_cluster, unique):
 
     def writes(first: int, last: int) -> dict[str, list[PartitionWrite]]:
         return {
-            t: [PartitionWrite("raw:0", first, last, {("m", m): {"n": i + 1}, ("h", m): {"n": 1}})]
+            t: [PartitionWrite("raw:0", first, last, bucketed([(m, {"n": i + 1})]))]
             for i, t in enumerate(topics)
         }
 
@@ -121,7 +122,7 @@ def test_a_sharded_guard_on_one_redis(redis_url, unique):
 def test_wait_replicas_on_one_redis_without_a_replica(redis_url, unique):
     store = RedisAggregateStore(redis_url, unique, wait_replicas=1, wait_timeout_ms=100)
     m = minute_start(int(time.time() * 1000))
-    batch = {"c0": [PartitionWrite("raw:0", 0, 4, {("m", m): {"n": 5}})]}
+    batch = {"c0": [PartitionWrite("raw:0", 0, 4, bucketed([(m, {"n": 5})]))]}
     with pytest.raises(StoreUnavailable, match=r"0 of the 1 replicas"):
         store.apply(batch)  # no replica will ever hold it: the batch is not committed
     store.wait_replicas = 0
@@ -179,7 +180,7 @@ def test_a_batch_counts_only_once_a_replica_holds_it(redis_cluster, unique):
     settings = RedisSettings(url=redis_cluster.url, cluster=True, wait_replicas=1, wait_timeout_ms=300)
     store = RedisAggregateStore(settings, unique)
     m = minute_start(int(time.time() * 1000))
-    batch = {"c0": [PartitionWrite("raw:0", 0, 4, {("m", m): {"n": 5}})]}
+    batch = {"c0": [PartitionWrite("raw:0", 0, 4, bucketed([(m, {"n": 5})]))]}
     [replica] = redis_cluster.masters()[redis_cluster.master_of(keys.watermark(unique, "c0"))]
     redis_cluster.pause(replica)  # the replica takes nothing in
     try:

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.settings import load_settings
 from monitor.store.buckets import RedisAggregateStore
+from tests.buckets import bucketed
 
 from .pipeline_helpers import cli, popen, wait_for, write_config, write_jsonl
 
@@ -171,7 +172,7 @@ def test_the_alerter_evaluates_only_tracked_topics_and_picks_up_a_change(redis_u
     m = now - now % 60_000
     store.apply(
         {
-            t: [PartitionWrite("p:0", 0, 0, {("m", m): {"n": 40, "s:negative": 30, "s:neutral": 10}})]
+            t: [PartitionWrite("p:0", 0, 0, bucketed([(m, {"n": 40, "s:negative": 30, "s:neutral": 10})]))]
             for t in ("acme", "other")
         }
     )
