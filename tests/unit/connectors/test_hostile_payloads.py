@@ -309,10 +309,9 @@ def test_rss_entity_tricks_are_not_expanded():
         + '<!ENTITY x SYSTEM "file:///etc/passwd">]><rss version="2.0"><channel><item><title>&i; &x;</title>'
         "<description>d</description></item></channel></rss>"
     )
-    t0 = time.perf_counter()
     entries, _ = rss.parse_feed(lol.encode())
     text = rss.to_post(entries[0], now_ms=NOW)[1].text
-    assert time.perf_counter() - t0 < 1 and len(text) < 100 and "root:" not in text
+    assert len(text) < 100 and "root:" not in text  # expanded, &i; alone is 10^9 characters
 
 
 def test_sse_over_long_line_and_event_are_dropped_and_reported():
