@@ -67,6 +67,15 @@ def add_into(acc: Delta, d: Mapping[str, float]) -> None:
         acc[k] = acc.get(k, 0) + v
 
 
+def add_hours(deltas: dict[tuple[str, int], Delta]) -> None:
+    """Add to minute-only ``deltas`` their hours, each the sum of its minutes: what `add_at`
+    per post gives, with one sum per minute instead of one per post (a batch spans a few
+    minutes of event time)."""
+    for (kind, start), d in list(deltas.items()):
+        if kind == "m":
+            add_into(deltas.setdefault(("h", hour_start(start)), {}), d)
+
+
 def add_at(deltas: dict[tuple[str, int], Delta], ts_ms: int, d: Mapping[str, float]) -> None:
     """Count ``d`` in the minute AND the hour bucket of ``ts_ms``: every writer keeps both, as
     the read side takes whole hours of a window from the hour buckets (``window_plan``)."""

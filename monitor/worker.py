@@ -59,7 +59,7 @@ from typing import Any, Protocol
 import orjson
 
 from monitor import metrics
-from monitor.aggregates import add_at, event_time, minute_start, post_delta
+from monitor.aggregates import add_hours, add_into, event_time, minute_start, post_delta
 from monitor.batcher import Batch, BatchLimits, ModelState, gather
 from monitor.catalog import TopicSource
 from monitor.errors import DecodeError, TransientError
@@ -833,13 +833,14 @@ class Worker:
                 if pw is None:
                     pw = per[(topic, part)] = PartitionWrite(part, r.offset, last_by_part[part])
                 pw.first_offset = min(pw.first_offset, r.offset)
-                add_at(pw.deltas, ts, s.delta)
+                add_into(pw.deltas.setdefault(("m", minute_start(ts)), {}), s.delta)
                 if s.sample is not None:
                     recent.append(RecentPost(topic, sp.post.id, ts, s.sample, sp.post.url, sp.sentiment))
             if fresh:
                 counted_posts.add(r.origin)
         writes: dict[str, list[PartitionWrite]] = defaultdict(list)
         for (topic, _part), pw in per.items():
+            add_hours(pw.deltas)  # the minutes' sums, as `add_at` per post would give
             writes[topic].append(pw)
         return dict(writes), len(counted_posts), late, recent
 

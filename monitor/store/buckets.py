@@ -324,18 +324,21 @@ class RedisAggregateStore:
         for i, d in enumerate(digests):
             shards.setdefault(self._shard(d), []).append(i)
 
+        for _post_id, origin in items:
+            if "\n" in origin:  # a line per origin: Kafka topic names cannot hold one
+                raise ValueError(f"claim_ids: an origin with a line break: {origin!r}")
+
         def build(pipe: Any) -> None:
             for shard, idx in shards.items():
-                args: list[Any] = [expires]
-                for i in idx:
-                    args += [digests[i], items[i][1]]
+                blob = b"".join(digests[i] for i in idx)
+                origins = "\n".join(items[i][1] for i in idx)
                 slices = [keys.seen_slice(self.prefix, n, shard) for n in (slice_no, slice_no - 1)]
-                self._script(pipe, self._claim, slices, args)
+                self._script(pipe, self._claim, slices, [expires, blob, origins])
 
         out: list[str | None] = [None] * len(items)
         for idx, res in zip(shards.values(), self._execute(build), strict=True):
-            for i, r in zip(idx, res, strict=True):
-                out[i] = _str(r) or None
+            for i, r in zip(idx, _str(res).split("\n"), strict=True):
+                out[i] = r or None
         return out
 
     def _shard(self, digest: bytes) -> int | None:

@@ -1,3 +1,5 @@
+import pytest
+
 from monitor.aggregates import HOUR_MS, MINUTE_MS, Bucket, bucket_deltas, merge, window_plan
 from monitor.messages import Post, ScoredPost
 
@@ -73,3 +75,23 @@ def test_window_plan_uses_hours_where_whole():
     assert len(minutes) == 5
     covered = len(minutes) * MINUTE_MS + len(hours) * HOUR_MS
     assert covered == end - start
+
+
+def test_hours_summed_from_minutes_equal_adding_each_post_to_both():
+    import random
+
+    from monitor.aggregates import add_at, add_hours, add_into, minute_start
+
+    rng = random.Random(3)
+    per_post, minutes_first = {}, {}
+    for _ in range(500):
+        ts = 10 * HOUR_MS + rng.randrange(3 * HOUR_MS)  # three hours, many minutes
+        d = {"n": 1, f"s:{rng.choice('abc')}": 1, "score_sum": rng.uniform(-1, 1)}
+        add_at(per_post, ts, d)
+        add_into(minutes_first.setdefault(("m", minute_start(ts)), {}), d)
+    add_hours(minutes_first)
+    assert per_post.keys() == minutes_first.keys()
+    for k, d in per_post.items():
+        assert d.keys() == minutes_first[k].keys()
+        for f, v in d.items():
+            assert minutes_first[k][f] == pytest.approx(v, abs=1e-9), (k, f)
