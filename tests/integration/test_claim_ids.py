@@ -1,5 +1,5 @@
 """The duplicate-id guard's script on the real Redis, against the one-call-per-id script it
-replaced (kept here, verbatim, as the reference): the same answers and the same hash contents
+replaced (`bench/claim_ids_per_id.lua`, the reference): the same answers and the same hash contents
 on random workloads with redeliveries, duplicates inside one call, ids already in the previous
 slice and calls larger than the script's 1,000-id chunks."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -16,20 +17,7 @@ from monitor.store.buckets import RedisAggregateStore, id_digest
 
 pytestmark = pytest.mark.integration
 
-REFERENCE = """
-local out = {}
-for i = 2, #ARGV, 2 do
-  local digest, origin = ARGV[i], ARGV[i + 1]
-  local prev = redis.call('HGET', KEYS[1], digest) or redis.call('HGET', KEYS[2], digest)
-  if not prev then
-    redis.call('HSET', KEYS[1], digest, origin)
-    prev = origin
-  end
-  out[#out + 1] = (prev == origin) and '' or prev
-end
-redis.call('EXPIREAT', KEYS[1], ARGV[1])
-return out
-"""
+REFERENCE = (Path(__file__).resolve().parents[2] / "bench" / "claim_ids_per_id.lua").read_text()
 
 
 def _call(store: RedisAggregateStore, script, prefix: str, items: list[tuple[str, str]]) -> list[str]:
