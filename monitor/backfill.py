@@ -37,7 +37,7 @@ import argparse
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -109,7 +109,7 @@ def backfill(
             continue
         if not isinstance(msg, Post) or topic not in matcher.match(msg):
             continue
-        msg = replace(msg, lang=post_language(msg.lang, msg.text))
+        msg = msg.with_lang(post_language(msg.lang, msg.text))
         per_part.setdefault(f"{r.topic}:{r.partition}", []).append((r.offset, msg))
         res.matched += 1
     for part in per_part:

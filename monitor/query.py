@@ -29,6 +29,7 @@ such as ``NOT spam``) are evaluated.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import unicodedata
 from bisect import bisect_left
@@ -59,9 +60,18 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
-@dataclass(frozen=True, slots=True)
+_NONE: frozenset[str] = frozenset()
+
+
+@functools.lru_cache(maxsize=4096)  # a post's language tag is one of few; a stranger's are bounded
+def _lang_key(lang: str) -> str:
+    """The primary subtag a ``lang:`` atom compares: ``en-US`` / ``en_us`` -> ``en``."""
+    return fold(lang).split("-", 1)[0].split("_", 1)[0].strip()
+
+
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__
 class PostFeatures:
-    """A post cut once into what queries look at."""
+    """A post cut once into what queries look at (made once for every post, read only)."""
 
     words: frozenset[str]
     hashtags: frozenset[str]
@@ -71,10 +81,14 @@ class PostFeatures:
 
     @classmethod
     def of(cls, text: str, lang: str = "") -> PostFeatures:
+        folded = fold(text[:MATCH_CHARS])[:MATCH_FOLDED_CHARS]
+        toks: list[str] = _TOKEN.findall(folded)
+        if "#" not in folded and "@" not in folded:  # most posts: every token is a word
+            return cls(frozenset(toks), _NONE, _NONE, _lang_key(lang), " " + " ".join(toks) + " ")
         words: list[str] = []
         tags: set[str] = set()
         mentions: set[str] = set()
-        for tok in _TOKEN.findall(fold(text[:MATCH_CHARS])[:MATCH_FOLDED_CHARS]):
+        for tok in toks:
             if tok[0] == "#":
                 tags.add(tok[1:])
             elif tok[0] == "@":
@@ -87,7 +101,7 @@ class PostFeatures:
             frozenset(words),
             frozenset(tags),
             frozenset(mentions),
-            fold(lang).split("-", 1)[0].split("_", 1)[0].strip(),
+            _lang_key(lang),
             " " + " ".join(words) + " ",
         )
 

@@ -75,7 +75,10 @@ class TopicMatcher:
         return self._queries.uses_language
 
     def match(self, post: Post) -> tuple[str, ...]:
-        found = set(self._queries.match_features(PostFeatures.of_post(post)))
+        by_query = self._queries.match_features(PostFeatures.of_post(post))
+        if not post.topic_hints:
+            return by_query  # already in the rules' order (the queries are built in it)
+        found = set(by_query)
         for hint in post.topic_hints:
             name = self._by_fold.get(fold(hint[:MAX_HINT_CHARS]))
             if name is not None:

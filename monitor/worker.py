@@ -52,7 +52,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
@@ -397,7 +397,7 @@ class Worker:
                 item.declared_lang = lang_tag(msg.lang) or UNDETERMINED
                 stage = "language"
                 if self.matcher.uses_language and not lang_tag(msg.lang):
-                    msg = replace(msg, lang=post_language(msg.lang, msg.text))  # a lang: query looks
+                    msg = msg.with_lang(post_language(msg.lang, msg.text))  # a lang: query looks
                 stage = "match"
                 topics = self.matcher.match(msg)
                 item.matched = bool(topics)
@@ -409,9 +409,7 @@ class Worker:
                     lang = post_language(msg.lang, msg.text)
                     if msg.lang != lang or msg.author_id:
                         # past posts.raw an author is only ever its keyed pseudonym
-                        msg = replace(
-                            msg, lang=lang, author_id=author_pseudonym(self.cfg.author_key, msg.author_id)
-                        )
+                        msg = msg.with_lang(lang, author_pseudonym(self.cfg.author_key, msg.author_id))
             item.msg = msg
         except DecodeError as exc:
             item.dlq = (f"decode:{exc.field}", str(exc))

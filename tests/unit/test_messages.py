@@ -156,3 +156,19 @@ def test_scored_posts_travel_without_their_text_and_still_decode():
     assert b"secret" not in raw
     back = decode_scored(raw)
     assert back.post.text == "" and back.topics == ("t",) and back.sentiment == "negative"
+
+
+def test_with_lang_is_replace_for_every_field():
+    import dataclasses
+
+    from monitor.messages import Post
+
+    kinds = {"str": lambda i: f"v{i}", "int": lambda i: 1000 + i, "bool": lambda i: i % 2 == 0}
+    values = {
+        f.name: kinds.get(f.type, lambda i: (f"t{i}",))(i)
+        for i, f in enumerate(dataclasses.fields(Post))
+    }
+    p = Post(**values)  # every field differs from the others and its default: one out of place shows
+    assert p.with_lang("xx") == dataclasses.replace(p, lang="xx")
+    assert p.with_lang("xx", "h:1") == dataclasses.replace(p, lang="xx", author_id="h:1")
+    assert {f.type for f in dataclasses.fields(Post)} <= {"str", "int", "bool", "tuple[str, ...]"}

@@ -38,3 +38,24 @@ def test_match(text, expected):
 
 def test_topic_hint_matches_outright():
     assert M.match(post("unrelated", hints=("Coffee",))) == ("coffee",)
+
+
+def test_matches_come_in_the_rules_order_with_and_without_hints():
+    import random
+
+    rules = [
+        TopicRule("zeta", ("coffee",), (), None),
+        TopicRule("hinted", (), (), None),  # no query: reached by a hint only
+        TopicRule("alpha", (), ("metro",), None),
+        TopicRule("mid", (), (), "coffee OR #metro OR tea"),
+    ]
+    m = TopicMatcher(rules)
+    order = {r.name: i for i, r in enumerate(rules)}
+    rng = random.Random(5)
+    words = ["coffee", "#metro", "tea", "bus", "#coffee", "metro"]
+    for i in range(300):
+        text = " ".join(rng.choice(words) for _ in range(3))
+        hints = tuple(rng.sample(["hinted", "ALPHA", "nope"], rng.randrange(3)))
+        got = m.match(Post(f"p{i}", "test", text, 1, 2, topic_hints=hints))
+        assert list(got) == sorted(set(got), key=order.__getitem__), (text, hints, got)
+        assert ("hinted" in got) == ("hinted" in hints)
