@@ -32,6 +32,11 @@ def _delta(n: int, neg: int, pos: int, joy: int) -> dict[str, float]:
     }
 
 
+def _part(deltas: dict[tuple[str, int], dict[str, float]]) -> PartitionWrite:
+    """One batch's write of partition p:0 at offset 0."""
+    return PartitionWrite("p:0", 0, 0, deltas)
+
+
 def _scrape(client: TestClient) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     resp = client.get("/metrics/")
     assert resp.status_code == 200, resp.text
@@ -54,12 +59,8 @@ def test_serve_metrics_match_mood_json_and_follow_the_catalog(redis_url, unique)
     m = now - now % 60_000
     store.apply(
         {
-            "coffee": [
-                PartitionWrite(
-                    "p:0", 0, 0, bucketed([(m, _delta(20, 5, 10, 4)), (m - 600_000, _delta(8, 8, 0, 0))])
-                )
-            ],
-            "metro": [PartitionWrite("p:0", 0, 0, bucketed([(m - 60_000, _delta(10, 1, 1, 0))]))],
+            "coffee": [_part(bucketed([(m, _delta(20, 5, 10, 4)), (m - 600_000, _delta(8, 8, 0, 0))]))],
+            "metro": [_part(bucketed([(m - 60_000, _delta(10, 1, 1, 0))]))],
             "legacy": [
                 PartitionWrite("p:0", 0, 0, bucketed([(m, _delta(3, 0, 3, 3))]))
             ],  # in Redis, not tracked
@@ -105,13 +106,7 @@ def test_an_hour_window_read_at_minute_zero_counts_the_hour_before(redis_url, un
     now = int(time.time() * 1000)
     hour = now - now % 3_600_000
     store.apply(
-        {
-            "coffee": [
-                PartitionWrite(
-                    "p:0", 0, 0, bucketed([(hour - 600_000, _delta(8, 8, 0, 0)), (hour, _delta(2, 0, 2, 0))])
-                )
-            ]
-        }
+        {"coffee": [_part(bucketed([(hour - 600_000, _delta(8, 8, 0, 0)), (hour, _delta(2, 0, 2, 0))]))]}
     )
     for read_at in (hour + 30_000, hour + 300_000):  # minute 0 (an hour bucket is read), minute 5
         [row] = mood_rows(store, ["coffee"], "1h", read_at)

@@ -165,8 +165,7 @@ def test_with_lang_is_replace_for_every_field():
 
     kinds = {"str": lambda i: f"v{i}", "int": lambda i: 1000 + i, "bool": lambda i: i % 2 == 0}
     values = {
-        f.name: kinds.get(f.type, lambda i: (f"t{i}",))(i)
-        for i, f in enumerate(dataclasses.fields(Post))
+        f.name: kinds.get(f.type, lambda i: (f"t{i}",))(i) for i, f in enumerate(dataclasses.fields(Post))
     }
     p = Post(**values)  # every field differs from the others and its default: one out of place shows
     assert p.with_lang("xx") == dataclasses.replace(p, lang="xx")
