@@ -416,6 +416,39 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_assigned([(tp.topic, tp.partition) for tp in assigned])
 
 
+# both batch consumers: under a trickle, a fetch that answers with the first record costs a round
+# trip (and the broker's, the IO thread's and the model's CPU) every few posts: let the broker
+# gather up to 64 KiB for at most 100 ms (never more than the batch wait)
+_FETCH_MIN_BYTES = 64 * 1024
+
+
+def _fetch_wait_ms(max_wait_ms: int) -> int:
+    return min(100, max_wait_ms)
+
+
+def _heartbeat_ms(session_timeout_ms: int) -> int:
+    return max(1000, session_timeout_ms // 3)
+
+
+def _next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    """The position after the highest offset per (topic, partition) in ``records``: what a
+    commit of them stores."""
+    nxt: dict[tuple[str, int], int] = {}
+    for r in records:
+        part = (r.topic, r.partition)
+        if r.offset + 1 > nxt.get(part, -1):
+            nxt[part] = r.offset + 1
+    return nxt
+
+
+def _commit_skipped(why: object) -> None:
+    log.warning(
+        "commit skipped, consumer left the group (%s); the written batch will be "
+        "redelivered and skipped by the watermarks",
+        why,
+    )
+
+
 class KafkaBatchConsumer:
     """A consumer-group member that hands out batches and commits only what it is told to.
 
@@ -448,13 +481,10 @@ class KafkaBatchConsumer:
                 auto_offset_reset="earliest",
                 max_poll_records=max_batch,
                 session_timeout_ms=session_timeout_ms,
-                heartbeat_interval_ms=max(1000, session_timeout_ms // 3),
+                heartbeat_interval_ms=_heartbeat_ms(session_timeout_ms),
                 max_poll_interval_ms=max_poll_interval_ms,
-                # under a trickle, a fetch that answers with the first record costs a round trip
-                # (and the broker's, the IO thread's and the model's CPU) every few posts: let the
-                # broker gather up to 64 KiB for at most 100 ms (never more than the batch wait)
-                fetch_min_bytes=64 * 1024,
-                fetch_max_wait_ms=min(100, max_wait_ms),
+                fetch_min_bytes=_FETCH_MIN_BYTES,
+                fetch_max_wait_ms=_fetch_wait_ms(max_wait_ms),
             )
             self._consumer.subscribe(
                 [topic],
@@ -503,26 +533,19 @@ class KafkaBatchConsumer:
 
     def commit(self, records: Sequence[Record]) -> None:
         """Commit the position after the highest offset per partition in ``records``."""
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            cur = offsets.get(tp)
-            if cur is None or r.offset + 1 > cur.offset:
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-        if not offsets:
+        nxt = _next_offsets(records)
+        if not nxt:
             return
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(
+                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in nxt.items()}
+            )
         except CommitFailedError as exc:
             # The group moved on without us (a rebalance, or the broker restarted and forgot this
             # member). The batch is already in Redis under its offset watermark, so whoever
             # owns these partitions now replays it as a no-op. Retrying cannot succeed until we
             # poll again (which rejoins the group): do not raise, go back to polling.
-            log.warning(
-                "commit skipped, consumer left the group (%s); the written batch will be "
-                "redelivered and skipped by the watermarks",
-                exc,
-            )
+            _commit_skipped(exc)
         except KafkaError as exc:
             raise BrokerUnavailable(f"commit failed: {exc}") from exc
 
@@ -731,11 +754,10 @@ class RdBatchConsumer:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": session_timeout_ms,
-                "heartbeat.interval.ms": max(1000, session_timeout_ms // 3),
+                "heartbeat.interval.ms": _heartbeat_ms(session_timeout_ms),
                 "max.poll.interval.ms": max_poll_interval_ms,
-                # as KafkaBatchConsumer: let the broker gather up to 64 KiB for at most 100 ms
-                "fetch.min.bytes": 64 * 1024,
-                "fetch.wait.max.ms": min(100, max_wait_ms),
+                "fetch.min.bytes": _FETCH_MIN_BYTES,
+                "fetch.wait.max.ms": _fetch_wait_ms(max_wait_ms),
                 "message.max.bytes": MAX_MESSAGE_BYTES + 1024,
                 "fetch.message.max.bytes": MAX_MESSAGE_BYTES,
             }
@@ -799,11 +821,7 @@ class RdBatchConsumer:
 
     def commit(self, records: Sequence[Record]) -> None:
         """Commit the position after the highest offset per partition in ``records``."""
-        nxt: dict[tuple[str, int], int] = {}
-        for r in records:
-            part = (r.topic, r.partition)
-            if r.offset + 1 > nxt.get(part, -1):
-                nxt[part] = r.offset + 1
+        nxt = _next_offsets(records)
         if not nxt:
             return
         try:
@@ -813,11 +831,7 @@ class RdBatchConsumer:
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
             if getattr(err, "name", lambda: "")() in _RD_LEFT_GROUP:
-                log.warning(
-                    "commit skipped, consumer left the group (%s); the written batch will be "
-                    "redelivered and skipped by the watermarks",
-                    err,
-                )
+                _commit_skipped(err)
                 return
             raise BrokerUnavailable(f"commit failed: {exc}") from exc
 

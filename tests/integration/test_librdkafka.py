@@ -14,6 +14,15 @@ from monitor.kafka import RdBatchConsumer, RdPostProducer, ensure_topics, read_t
 pytestmark = pytest.mark.integration
 
 
+def _produce(bootstrap: str, topic: str, n: int) -> None:
+    """``n`` records (values "0", "1", ...) on ``topic``, flushed."""
+    p = RdPostProducer(bootstrap, topic)
+    for i in range(n):
+        p.send(None, str(i).encode())
+    p.flush()
+    p.close()
+
+
 def _drain(consumer, want: int, timeout_s: float = 30.0):
     got = []
     deadline = time.monotonic() + timeout_s
@@ -54,11 +63,7 @@ def test_records_round_trip_with_keys_headers_and_offsets(kafka_bootstrap, uniqu
 
 def test_only_committed_positions_are_resumed(kafka_bootstrap, unique):
     ensure_topics(kafka_bootstrap, {unique: 1})
-    p = RdPostProducer(kafka_bootstrap, unique)
-    for i in range(30):
-        p.send(None, str(i).encode())
-    p.flush()
-    p.close()
+    _produce(kafka_bootstrap, unique, 30)
     c = RdBatchConsumer(kafka_bootstrap, unique, f"{unique}-g", max_batch=10)
     got = _drain(c, 30)
     c.commit([r for r in got if r.offset < 12])  # the caller wrote only the first 12
@@ -74,11 +79,7 @@ def test_only_committed_positions_are_resumed(kafka_bootstrap, unique):
 def test_a_seek_while_assigning_is_where_reading_starts(kafka_bootstrap, unique):
     # the worker resumes from the watermarks Redis holds (issue 19): it seeks inside on_assigned
     ensure_topics(kafka_bootstrap, {unique: 1})
-    p = RdPostProducer(kafka_bootstrap, unique)
-    for i in range(20):
-        p.send(None, str(i).encode())
-    p.flush()
-    p.close()
+    _produce(kafka_bootstrap, unique, 20)
     seen: list[list[tuple[str, int]]] = []
     c: RdBatchConsumer | None = None
 

@@ -128,15 +128,20 @@ def test_plaintext_kwargs_are_just_the_servers():
     }
 
 
-def test_mtls_files_are_loaded_at_start_up_with_the_key_password(pki, tmp_path, monkeypatch):
+def _mtls(pki: Path) -> dict[str, str]:
+    """kafka settings for mutual TLS with the test PKI's client certificate and key password."""
     tls = pki / "tls"
-    good = {
+    return {
         "security_protocol": "SSL",
         "ssl_cafile": str(tls / "ca.crt"),
         "ssl_certfile": str(tls / "client.crt"),
         "ssl_keyfile": str(tls / "client.key"),
         "ssl_password_file": str(pki / "key.pw"),
     }
+
+
+def test_mtls_files_are_loaded_at_start_up_with_the_key_password(pki, tmp_path, monkeypatch):
+    good = _mtls(pki)
     s = _load(tmp_path, monkeypatch, kafka=good)
     kw = client_kwargs(s.kafka)
     assert kw["ssl_password"] == "s3cr3t-key-pw" and kw["ssl_certfile"].endswith("client.crt")
@@ -163,18 +168,7 @@ def test_librdkafka_gets_every_security_setting_under_its_own_names(pki, tmp_pat
     tls = pki / "tls"
     assert _rd("127.0.0.1:19092") == {"bootstrap.servers": "127.0.0.1:19092"}
     assert _rd(KafkaSettings()) == {"bootstrap.servers": "127.0.0.1:19092", "security.protocol": "plaintext"}
-    mtls = _load(
-        tmp_path,
-        monkeypatch,
-        kafka={
-            "security_protocol": "SSL",
-            "ssl_cafile": str(tls / "ca.crt"),
-            "ssl_certfile": str(tls / "client.crt"),
-            "ssl_keyfile": str(tls / "client.key"),
-            "ssl_password_file": str(pki / "key.pw"),
-            "ssl_check_hostname": False,
-        },
-    )
+    mtls = _load(tmp_path, monkeypatch, kafka={**_mtls(pki), "ssl_check_hostname": False})
     assert _rd(mtls.kafka) == {
         "bootstrap.servers": "127.0.0.1:19092",
         "security.protocol": "ssl",
