@@ -28,7 +28,6 @@ such as ``NOT spam``) are evaluated.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 import unicodedata
@@ -111,7 +110,8 @@ class PostFeatures:
         if not post.hashtags:
             return f
         # tags the source marked up outside the text (Bluesky record tags) count as hashtags
-        return dataclasses.replace(f, hashtags=f.hashtags | {fold(t).lstrip("#") for t in post.hashtags})
+        f.hashtags = f.hashtags | {fold(t).lstrip("#") for t in post.hashtags}  # f is this call's own
+        return f
 
 
 class QuerySyntaxError(ConfigError):
