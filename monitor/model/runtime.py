@@ -7,7 +7,6 @@ MiniLM encoder. The default model (`monitor.model.default`) and the Hugging Face
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import nn
 from monitor.errors import ModelError
 from monitor.model.base import estimate_tokens
 from monitor.model.settings import ModelSettings
+from monitor.model.tokens import Pretokenized, pretokenize_with, tokenize_ids, tokens_key
 
 log = logging.getLogger(__name__)
 _M = TypeVar("_M", bound=nn.Module)
@@ -218,53 +218,6 @@ def run_halving(fn: Callable[[list[int]], list[Any]], idx: list[int]) -> list[An
         return run_halving(fn, idx[:half]) + run_halving(fn, idx[half:])
 
 
-# A fast tokenizer mutates its truncation state on every call: one caller at a time.
-_TOKENIZER_LOCK = threading.Lock()
-
-
-# the tokenizer sees at most this many characters per token of ``max_length``: a text's first
-# max_length tokens span more only when it holds long runs of characters the tokenizer drops
-# (combining marks, zero-width and control characters) or 100+-letter words, i.e. hostile text,
-# and the cut bounds a 20,000-character post's tokenizing cost (11 ms for "@-" x 10,000 uncut)
-CHARS_PER_TOKEN = 32
-
-
-def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids with special tokens, truncated to ``max_length``, unpadded. A fast tokenizer's
-    Rust backend is called directly: the same ids at 26 instead of 67 us of CPU a post (the
-    wrapper builds a dict of every field for each text), and that CPU is taken from the model."""
-    cut = max_length * CHARS_PER_TOKEN
-    texts = [t if len(t) <= cut else t[:cut] for t in texts]
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    with _TOKENIZER_LOCK:
-        if backend is not None:
-            backend.enable_truncation(max_length)  # what the wrapper sets on every call too
-            backend.no_padding()
-            # encode_batch_fast (tokenizers >= 0.20): the same ids without character offsets,
-            # which nothing here reads: 17 instead of 21 us of CPU a post (measured on this VM)
-            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-            return [e.ids for e in encode(texts, add_special_tokens=True)]
-        ids: list[list[int]] = tokenizer(texts, truncation=True, max_length=max_length, padding=False)[
-            "input_ids"
-        ]
-    return ids
-
-
-class Pretokenized(str):
-    """A text that carries its token ids for one (tokenizer, max_length): the worker's prefetch
-    stage tokenizes the next batch while the model runs, and the model does not tokenize again.
-    It is still the plain text for everything else (topic matching, storage)."""
-
-    ids: list[int]
-    key: tuple[int, int]
-
-    def __new__(cls, text: str, ids: list[int], key: tuple[int, int]) -> Pretokenized:
-        obj = super().__new__(cls, text)
-        obj.ids = ids
-        obj.key = key
-        return obj
-
-
 def find_tokenizer(scorer: Any) -> tuple[Any, int] | None:
     """(tokenizer, max_length) the scorer's first model pass uses; None when it has none."""
     for obj in _first_model(scorer):
@@ -282,15 +235,7 @@ def pretokenizer(scorer: Any) -> Callable[[Sequence[str]], tuple[list[str], list
     if found is None:
         return estimate_tokens
     tok, max_length = found
-    key = (id(tok), max_length)
-
-    def run(texts: Sequence[str]) -> tuple[list[str], list[int]]:
-        if not texts:
-            return [], []
-        ids = _tokenize(tok, list(texts), max_length)
-        return [Pretokenized(t, i, key) for t, i in zip(texts, ids, strict=True)], [len(i) for i in ids]
-
-    return run
+    return pretokenize_with(tok, max_length, tokens_key(tok, max_length))
 
 
 # a sub-batch's padded length is rounded up to a multiple of this: with every (posts, length)
@@ -306,13 +251,13 @@ class _Encoded:
     again."""
 
     def __init__(self, tokenizer: Any, texts: Sequence[str], max_length: int) -> None:
-        key = (id(tokenizer), max_length)
+        key = tokens_key(tokenizer, max_length)
         ids: list[list[int] | None] = [
             t.ids if isinstance(t, Pretokenized) and t.key == key else None for t in texts
         ]
         todo = [i for i, x in enumerate(ids) if x is None]
         if todo:
-            fresh = _tokenize(tokenizer, [str(texts[i]) for i in todo], max_length)
+            fresh = tokenize_ids(tokenizer, [str(texts[i]) for i in todo], max_length)
             for i, x in zip(todo, fresh, strict=True):
                 ids[i] = x
         self.ids: list[list[int]] = [x for x in ids if x is not None]

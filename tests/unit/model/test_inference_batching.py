@@ -136,7 +136,7 @@ def test_cpu_lanes_score_like_one_pass_on_a_real_model():
 
 def test_the_direct_backend_tokenization_gives_the_wrappers_ids():
     from monitor.model.default import load_encoder
-    from monitor.model.runtime import _tokenize
+    from monitor.model.tokens import tokenize_ids as _tokenize
 
     texts = [
         "short",
