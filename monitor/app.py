@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from monitor.errors import TransientError
 from monitor.settings import Settings
@@ -18,12 +19,22 @@ from monitor.web.readmodel import parse_window as parse_window
 if TYPE_CHECKING:
     from monitor.alerts.alerter import Alerter
     from monitor.catalog import TopicCatalog
-    from monitor.model.base import LabelFn, Scorer
+    from monitor.model.base import EncodeFn, LabelFn, Scorer
     from monitor.prevalence import Corrector
     from monitor.store.buckets import RedisAggregateStore
     from monitor.worker import Worker
 
 log = logging.getLogger(__name__)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("kafka", "urllib3", "httpx", "apscheduler.executors.default"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def process_name(role: str, pid: int | None = None) -> str:
@@ -77,6 +88,18 @@ def ensure_topics(s: Settings) -> None:
     )
 
 
+class HostSide(NamedTuple):
+    """What a worker's host path gets of its model: the scorer (the model itself, or a
+    `monitor.model.remote.RemoteScorer`), labels, tokenizing, and how many batches it may
+    hand the scorer at once."""
+
+    scorer: Scorer
+    to_labels: LabelFn
+    uncertain_below: float
+    encode: EncodeFn
+    batches_in_model: int
+
+
 def build_scorer(s: Settings) -> tuple[Scorer, LabelFn, float]:
     from monitor.model.base import to_labels
     from monitor.model.scorers import load_scorer
@@ -108,15 +131,23 @@ def build_catalog(s: Settings, store: RedisAggregateStore, config_path: str | No
     return catalog
 
 
-def build_worker(s: Settings, *, name: str | None = None, config_path: str | None = None) -> Worker:
+def build_worker(
+    s: Settings, *, name: str | None = None, config_path: str | None = None, model: HostSide | None = None
+) -> Worker:
+    """A worker with its model loaded here, or (``model``) the host side of one whose model
+    runs in another process (`monitor.hosts`)."""
     from monitor.batcher import BatchLimits
     from monitor.kafka import batch_consumer, post_producer
-    from monitor.model.runtime import pretokenizer, scorer_lanes
     from monitor.store.volume import RedisVolumeStore
     from monitor.worker import Worker, WorkerConfig
 
     ensure_topics(s)
-    scorer, to_labels, floor = build_scorer(s)
+    if model is None:
+        from monitor.model.runtime import pretokenizer, scorer_lanes
+
+        scorer, to_labels, floor = build_scorer(s)
+        model = HostSide(scorer, to_labels, floor, pretokenizer(scorer), 2 if scorer_lanes(scorer) > 1 else 1)
+    scorer, to_labels, floor = model.scorer, model.to_labels, model.uncertain_below
     w = s.worker
     cfg = WorkerConfig(
         dlq_topic=s.kafka.dlq_topic,
@@ -130,7 +161,7 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
         keep_texts=w.keep_texts,
         author_key=s.privacy.author_key_bytes(s.kafka.bootstrap_servers),
         process_name=name or process_name("worker"),
-        batches_in_model=2 if scorer_lanes(scorer) > 1 else 1,
+        batches_in_model=model.batches_in_model,
         baseline_rate=w.baseline_rate,
         baseline_topic=w.baseline_topic,
         texts_per_minute=s.redis.texts_per_minute,
@@ -166,7 +197,7 @@ def build_worker(s: Settings, *, name: str | None = None, config_path: str | Non
         to_labels,
         store,
         catalog.matcher(),
-        encode=pretokenizer(scorer),
+        encode=model.encode,
         limits=BatchLimits(
             max_posts=w.max_batch,
             max_tokens=w.batch_tokens,

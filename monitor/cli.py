@@ -42,6 +42,7 @@ from monitor.app import (
     mood_rows,
     parse_window,
     render_table,
+    setup_logging,
 )
 from monitor.errors import ConfigError, ModelError, MoodMonitorError, StackError, TransientError
 from monitor.model import cli as model_cli
@@ -61,16 +62,6 @@ EXIT_CODES: tuple[tuple[type[MoodMonitorError], int, str], ...] = (
 )
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("kafka", "urllib3", "httpx", "apscheduler.executors.default"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 # ---- commands -------------------------------------------------------------------------------
 def cmd_stack(args: argparse.Namespace) -> int:
     return int(_devstack("stack").cli(args.stack_args))
@@ -88,6 +79,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     limit_growth()  # before torch starts: bounded oneDNN primitive cache, fewer malloc arenas
     s = load_settings(args.config)
+    if s.worker.host_processes > 1:
+        from monitor.hosts import run_worker_hosts
+
+        return run_worker_hosts(
+            s,
+            config_path=args.config,
+            max_batches=args.max_batches,
+            idle_timeout_s=args.idle_timeout_s,
+            metrics_port=args.metrics_port,
+        )
     worker = build_worker(s, config_path=args.config)
     _serve_metrics(s, args.metrics_port)
     return int(
@@ -380,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     try:
         return int(args.func(args))
     except MoodMonitorError as exc:

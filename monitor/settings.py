@@ -57,6 +57,10 @@ class WorkerSettings(_Section):
     # then counts the posts that go to the model, and a batch of a few waits up to max_wait_ms
     # for more (monitor.batcher); unset: max_batch records, handed over as soon as the model is free
     max_records: int | None = Field(None, ge=1, le=65_536)
+    # the host path (Kafka, decoding, matching, tokenizing, labels, Redis) in this many processes,
+    # each a member of the consumer group, all scoring through the one model this worker loads
+    # (`monitor.hosts`): past one process's GIL, for a model faster than one host path (a GPU)
+    host_processes: int = Field(1, ge=1, le=64)
 
 
 class MetricsSettings(_Section):

@@ -26,6 +26,8 @@ HOT = [
     "monitor/patterns.py",
     "monitor/model/base.py",
     "monitor/model/language.py",
+    "monitor/model/remote.py",
+    "monitor/model/tokens.py",
     "monitor/privacy/pseudonym.py",
     "monitor/privacy/redaction.py",
     "monitor/store/buckets.py",
