@@ -21,6 +21,8 @@ PY=${PY:-.venv/bin/python}
 SMALL=${SMALL:-0}
 # a GPU worker's host path needs librdkafka's client (kafka-python: ~6x the CPU a record)
 KAFKA_CLIENT=${KAFKA_CLIENT:-librdkafka}
+# the worker's host path in this many processes around the one model (worker.host_processes):
+# one Python process feeds ~15,000-24,000 posts/s, a GPU scores more
 OUT=${OUT:-.bench/gpu}
 mkdir -p "$OUT"
 
@@ -30,6 +32,7 @@ if [[ "$SMALL" == 1 ]]; then
   BATCH=(--max-batch 256 --batch-tokens 8192 --token-budget 8192)
   RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-420}
   BUILD_FLAGS=(--small)
+  HOST_PROCESSES=${HOST_PROCESSES:-1}
 else
   POSTS=${POSTS:-40000}
   PRECISION=${PRECISION:-bf16}
@@ -37,9 +40,10 @@ else
   BATCH=(--max-batch 2048 --batch-tokens 131072 --token-budget 131072 --max-wait-ms 50)
   RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-200}
   BUILD_FLAGS=()
+  HOST_PROCESSES=${HOST_PROCESSES:-4}
 fi
 
-echo "gpu.sh: $(date -u +%FT%TZ) small=$SMALL posts=$POSTS precision=$PRECISION kafka_client=$KAFKA_CLIENT"
+echo "gpu.sh: $(date -u +%FT%TZ) small=$SMALL posts=$POSTS precision=$PRECISION kafka_client=$KAFKA_CLIENT host_processes=$HOST_PROCESSES"
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 fi
@@ -55,6 +59,7 @@ for model in default "$OUT/roberta-base-random"; do
   # path's own rate), a short latency run; no agreement / tutorial baseline (minutes on a CPU)
   if timeout "$RUN_TIMEOUT_S" "$PY" bench/pipeline.py --model "$model" --precision "$PRECISION" \
       --posts "$POSTS" --rounds 1 "${BATCH[@]}" --feed backlog --latency-max-s 10 --kafka-client "$KAFKA_CLIENT" \
+      --host-processes "$HOST_PROCESSES" \
       --naive-posts 0 --agreement-posts 0 >"$OUT/$name.log" 2>&1; then
     tail -n 1 "$OUT/$name.log" >"$OUT/$name.json"
     results+=("$OUT/$name.json")

@@ -115,7 +115,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"])
     ap.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group")
     ap.add_argument(
-        "--partitions", type=int, default=None, help="partitions of the raw topic (default max(4, workers))"
+        "--partitions",
+        type=int,
+        default=None,
+        help="partitions of the raw topic (default max(4, workers x host processes))",
     )
     ap.add_argument(
         "--kafka-client",
@@ -127,6 +130,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--max-wait-ms", type=int, default=250)
     ap.add_argument("--max-records", type=int, default=None, help="worker.max_records (a batch's records)")
+    ap.add_argument(
+        "--host-processes",
+        type=int,
+        default=1,
+        help="worker.host_processes: each worker's host path in this many processes, one model",
+    )
     ap.add_argument("--token-budget", type=int, default=8192, help="padded tokens per forward sub-batch")
     ap.add_argument("--naive-posts", type=int, default=300, help="0: skip (while developing)")
     ap.add_argument("--agreement-posts", type=int, default=2000, help="0: skip (while developing)")
@@ -307,7 +316,7 @@ class Run:
         self.dir = REPO / ".bench" / self.run
         self.dir.mkdir(parents=True, exist_ok=True)
         self.bootstrap = base.kafka.bootstrap_servers
-        self.partitions = args.partitions or max(4, args.workers)
+        self.partitions = args.partitions or max(4, args.workers * args.host_processes)
         self.raw = f"bench-{self.run}.raw"
         self.group = f"bench-{self.run}"
         cores = os.cpu_count() or 1
@@ -328,6 +337,7 @@ class Run:
                 "batch_tokens": args.batch_tokens,
                 "max_wait_ms": args.max_wait_ms,
                 "max_records": args.max_records,
+                "host_processes": args.host_processes,
                 "lateness_s": 3600,
             },
             "model": model_settings(args, dtype, threads),
@@ -376,8 +386,10 @@ class Run:
         from monitor.worker import holds_partitions
 
         health = self.store.health()
-        busy = sum(holds_partitions(health.get(process_name("worker", w.pid))) for w in self.workers)
-        return busy >= min(len(self.workers), self.partitions)
+        # a worker with host processes: each of them is a member of the group
+        members = [pid for w in self.workers for pid in (children(w.pid) or [w.pid])]
+        busy = sum(holds_partitions(health.get(process_name("worker", pid))) for pid in members)
+        return busy >= min(len(members), self.partitions)
 
     def warm_up(self, watcher: Watcher, tag: str) -> None:
         """Wait until the workers have joined the group and scored a first few posts."""
@@ -388,20 +400,26 @@ class Run:
             time.sleep(0.2)
 
     def peak_rss_mb(self) -> list[float]:
+        """Each worker's peak RSS: of its main process and its host processes together."""
         out = []
         for w in self.workers:
-            try:
-                for line in Path(f"/proc/{w.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        out.append(int(line.split()[1]) / 1024)
-            except OSError:
-                out.append(float("nan"))
+            total = 0.0
+            for pid in [w.pid, *children(w.pid)]:
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            total += int(line.split()[1]) / 1024
+                except OSError:
+                    total = float("nan")
+            out.append(total)
         return out
 
     def pause_workers(self, paused: bool) -> None:
         for w in self.workers:
             if w.poll() is None:
-                w.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+                for pid in [w.pid, *children(w.pid)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
 
     def log_sizes(self) -> list[int]:
         return [log.stat().st_size if log.exists() else 0 for log in self.logs]
@@ -567,13 +585,29 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far."""
+def cpu_s(pid: int, hosts: bool = False) -> float:
+    """User + system CPU seconds a process (``hosts``: and its host processes) has used so far."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for p in [pid, *(children(pid) if hosts else [])]:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    """The host processes of the worker ``pid`` (its children but multiprocessing's resource
+    tracker), in pid order."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            for c in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes():
+                        out.append(int(c))
+    return sorted(out)
 
 
 def stack_pids() -> dict[str, int]:
@@ -647,8 +681,22 @@ def e2e_run(args: argparse.Namespace, run: Run, watcher: Watcher, tag: str, shar
         run.pause_workers(True)
         sent = run.produce(posts)
     sizes = run.log_sizes()
-    cpu0 = {k: cpu_s(p) for k, p in procs.items()}
-    threads0 = {i: thread_cpu_s(w.pid) for i, w in enumerate(run.workers)}
+    cpu0 = {k: cpu_s(p, k.startswith("worker-")) for k, p in procs.items()}
+    # a worker's threads, of its main process and of each host process ("h<i>:")
+    tree = {
+        i: {"": w.pid, **{f"h{j}:": c for j, c in enumerate(children(w.pid))}}
+        for i, w in enumerate(run.workers)
+    }
+
+    def worker_threads() -> dict[tuple[int, str], float]:
+        return {
+            (i, f"{tag}{name}"): v
+            for i, pids in tree.items()
+            for tag, pid in pids.items()
+            for name, v in thread_cpu_s(pid).items()
+        }
+
+    threads0 = worker_threads()
     t0 = time.perf_counter()
     if args.feed == "backlog":
         run.pause_workers(False)
@@ -658,13 +706,12 @@ def e2e_run(args: argparse.Namespace, run: Run, watcher: Watcher, tag: str, shar
     t_done = max(t_vis, run.wait_committed(progress))
     progress.close()
     wall = t_done - t0
-    cpu = {k: cpu_s(p) - cpu0[k] for k, p in procs.items()}
+    cpu = {k: cpu_s(p, k.startswith("worker-")) - cpu0[k] for k, p in procs.items()}
     threads = {}
-    for i, w in enumerate(run.workers):
-        for name, v in thread_cpu_s(w.pid).items():
-            used = v - threads0[i].get(name, 0.0)
-            if used > 0.01 * wall:
-                threads[f"worker-{i}:{name}"] = round(used / args.posts * 1e6, 1)
+    for (i, name), v in worker_threads().items():
+        used = v - threads0.get((i, name), 0.0)
+        if used > 0.01 * wall:
+            threads[f"worker-{i}:{name}"] = round(used / args.posts * 1e6, 1)
     model_s = run.model_ms_since(sizes) / 1000
     return {
         "posts": args.posts,
