@@ -63,6 +63,15 @@ def _setup(tmp_path: Path, kafka_bootstrap: str, redis_url: str, unique: str, n:
     return cfg, store, write_jsonl(tmp_path / "in.jsonl", posts), dict(truth)
 
 
+def _start(cfg: Path, store: RedisAggregateStore, log: Path) -> Any:
+    """A worker with two host processes, once both hold their partitions."""
+    worker = popen("worker", "--config", str(cfg), env=ENV, log=log)
+    if not wait_for(lambda: len(_hosts(store, worker.pid)) == 2, 120):
+        worker.kill()
+        raise AssertionError(log.read_text()[-3000:])
+    return worker
+
+
 def _counts(store: RedisAggregateStore, truth: dict[str, int], now: int) -> dict[str, int]:
     return {t: store.read_window(t, now - 3_600_000, now + 120_000).n for t in truth}
 
@@ -72,9 +81,8 @@ def test_two_host_processes_share_one_model_and_count_each_post_once(
 ):
     cfg, store, posts, truth = _setup(tmp_path, kafka_bootstrap, redis_url, unique, 400)
     log = tmp_path / "worker.log"
-    worker = popen("worker", "--config", str(cfg), env=ENV, log=log)
+    worker = _start(cfg, store, log)
     try:
-        assert wait_for(lambda: len(_hosts(store, worker.pid)) == 2, 120), log.read_text()[-3000:]
         hosts = _hosts(store, worker.pid)
         assert sorted(len(h["partitions"]) for h in hosts.values()) == [2, 2]
         # one model: loaded in the main process; the host processes never map torch
@@ -102,10 +110,9 @@ def test_a_host_process_killed_takes_the_worker_down_and_a_restart_loses_nothing
 ):
     cfg, store, posts, truth = _setup(tmp_path, kafka_bootstrap, redis_url, unique, 600)
     log = tmp_path / "worker.log"
-    worker = popen("worker", "--config", str(cfg), env=ENV, log=log)
+    worker = _start(cfg, store, log)
     restarted = None
     try:
-        assert wait_for(lambda: len(_hosts(store, worker.pid)) == 2, 120), log.read_text()[-3000:]
         victim, other = sorted(_hosts(store, worker.pid))
         cli("replay", str(posts), "--config", str(cfg))
         now = int(time.time() * 1000)
@@ -130,9 +137,8 @@ def test_host_processes_whose_main_process_is_killed_stop_by_themselves(
 ):
     cfg, store, _posts, _truth = _setup(tmp_path, kafka_bootstrap, redis_url, unique, 10)
     log = tmp_path / "worker.log"
-    worker = popen("worker", "--config", str(cfg), env=ENV, log=log)
+    worker = _start(cfg, store, log)
     try:
-        assert wait_for(lambda: len(_hosts(store, worker.pid)) == 2, 120), log.read_text()[-3000:]
         hosts = list(_hosts(store, worker.pid))
         worker.kill()
         worker.wait(timeout=30)
