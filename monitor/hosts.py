@@ -105,24 +105,31 @@ class _Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.forward)
         deadline = float("inf")
+        killed: set[int] = set()
         while self.alive():
             wait([p.sentinel for p in self.alive()], timeout=1.0)
-            for p in self.procs:
-                if p.exitcode not in (None, 0) and p.pid not in self.failed:
-                    self.failed.add(p.pid)
-                    log.error("host process %s (pid %d) exited with %s", p.name, p.pid, p.exitcode)
-                    if not self.stopping:
-                        log.error("stopping the other host processes: the worker exits for a restart")
-                        self.forward(signal.SIGTERM)
+            self._note_failures()
             if self.stopping and deadline == float("inf"):
                 deadline = time.monotonic() + _STOP_GRACE_S
             if time.monotonic() > deadline:
                 for p in self.alive():
-                    log.error("host process %s did not stop in %.0fs: killed", p.name, _STOP_GRACE_S)
-                    p.kill()
+                    if p.pid not in killed:
+                        killed.add(p.pid)
+                        log.error("host process %s did not stop in %.0fs: killed", p.name, _STOP_GRACE_S)
+                        p.kill()
         for p in self.procs:
             p.join()
+        self._note_failures()  # the last one to end, or one killed above
         return 1 if self.failed else 0
+
+    def _note_failures(self) -> None:
+        for p in self.procs:
+            if p.exitcode not in (None, 0) and p.pid not in self.failed:
+                self.failed.add(p.pid)
+                log.error("host process %s (pid %d) exited with %s", p.name, p.pid, p.exitcode)
+                if not self.stopping:
+                    log.error("stopping the other host processes: the worker exits for a restart")
+                    self.forward(signal.SIGTERM)
 
 
 def host_main(
