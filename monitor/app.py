@@ -143,10 +143,10 @@ def build_worker(
 
     ensure_topics(s)
     if model is None:
-        from monitor.model.runtime import pretokenizer, scorer_lanes
+        from monitor.model.runtime import model_batches, pretokenizer
 
         scorer, to_labels, floor = build_scorer(s)
-        model = HostSide(scorer, to_labels, floor, pretokenizer(scorer), 2 if scorer_lanes(scorer) > 1 else 1)
+        model = HostSide(scorer, to_labels, floor, pretokenizer(scorer), model_batches(scorer))
     scorer, to_labels, floor = model.scorer, model.to_labels, model.uncertain_below
     w = s.worker
     cfg = WorkerConfig(

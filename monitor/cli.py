@@ -1,5 +1,5 @@
 """`mood-monitor`: the command line. Commands parse their arguments, build what they run
-through `monitor.app` (the composition root) and map errors to exit codes (`EXIT_CODES`).
+through `monitor.app` (the composition root) and map errors to exit codes (`monitor.errors.EXIT_CODES`).
 Nothing imports this module but the entry point.
 
     mood-monitor stack up|status|down|install|logs   the local Kafka + Redis stack
@@ -44,7 +44,7 @@ from monitor.app import (
     render_table,
     setup_logging,
 )
-from monitor.errors import ConfigError, ModelError, MoodMonitorError, StackError, TransientError
+from monitor.errors import ConfigError, MoodMonitorError, TransientError, exit_code
 from monitor.model import cli as model_cli
 from monitor.settings import Settings, load_settings
 
@@ -52,14 +52,6 @@ log = logging.getLogger(__name__)
 
 # subcommands contributed by other packages: each has add_parsers(subparsers)
 _PLUGINS = (model_cli, connectors_cli, rebuild, backfill, catalog_cli)
-# the exit code of each kind of failure (0: done; anything else not listed: 1)
-EXIT_CODES: tuple[tuple[type[MoodMonitorError], int, str], ...] = (
-    (ConfigError, 2, "config error: "),
-    (ModelError, 3, "model error: "),
-    (StackError, 4, "stack error: "),
-    (TransientError, 5, "unavailable: "),
-    (MoodMonitorError, 1, ""),
-)
 
 
 # ---- commands -------------------------------------------------------------------------------
@@ -385,6 +377,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except MoodMonitorError as exc:
-        code, label = next((c, lab) for kind, c, lab in EXIT_CODES if isinstance(exc, kind))
+        code, label = exit_code(exc)
         print(f"mood-monitor: {label}{exc}", file=sys.stderr)
         return code

@@ -56,3 +56,19 @@ class BrokerUnavailable(TransientError):
 
 class StackError(MoodMonitorError):
     pass
+
+
+# the exit code of each kind of failure, with the label the command line prints before it (0:
+# done; anything else not listed: 1): the CLI and a worker's host processes exit by this table
+EXIT_CODES: tuple[tuple[type[MoodMonitorError], int, str], ...] = (
+    (ConfigError, 2, "config error: "),
+    (ModelError, 3, "model error: "),
+    (StackError, 4, "stack error: "),
+    (TransientError, 5, "unavailable: "),
+    (MoodMonitorError, 1, ""),
+)
+
+
+def exit_code(exc: MoodMonitorError) -> tuple[int, str]:
+    """(exit code, label) of a failure, by `EXIT_CODES`."""
+    return next((c, label) for kind, c, label in EXIT_CODES if isinstance(exc, kind))

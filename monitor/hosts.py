@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
-from monitor.errors import ConfigError, ModelError, MoodMonitorError, TransientError
+from monitor.errors import MoodMonitorError, exit_code
 from monitor.model.remote import HostModel, ModelServer, RemoteScorer, host_model
 from monitor.settings import Settings, load_settings
 
@@ -49,7 +49,7 @@ def run_worker_hosts(
     """The main process of a worker with ``s.worker.host_processes`` host processes."""
     from monitor import app
     from monitor.model.memory import trim
-    from monitor.model.runtime import find_tokenizer, scorer_lanes
+    from monitor.model.runtime import find_tokenizer, model_batches
     from monitor.model.tokens import tokens_key
 
     app.ensure_topics(s)
@@ -58,7 +58,7 @@ def run_worker_hosts(
     model = host_model(scorer, to_labels, floor, found)
     server = ModelServer(
         scorer,
-        concurrency=2 if scorer_lanes(scorer) > 1 else 1,
+        concurrency=model_batches(scorer),
         key=tokens_key(*found) if found is not None and model.tokenizer is not None else None,
         after_batch=trim,  # activations differ in shape every batch: give their pages back
     )
@@ -145,7 +145,7 @@ def host_main(
     """A host process: the worker's whole host path, scoring through the main process."""
     from monitor import app, metrics
     from monitor.model.base import estimate_tokens
-    from monitor.model.tokens import pretokenize_with, tokens_key
+    from monitor.model.tokens import pretokenize_with
 
     os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the main process, which passes SIGTERM on
     app.setup_logging(log_level)
@@ -154,27 +154,16 @@ def host_main(
     try:
         s = load_settings(config_path)
         tok = model.tokenizer
-        encode = (
-            pretokenize_with(tok, model.max_length, tokens_key(tok, model.max_length))
-            if tok is not None
-            else estimate_tokens
-        )
+        encode = pretokenize_with(tok, model.max_length) if tok is not None else estimate_tokens
         side = app.HostSide(RemoteScorer(conn, model), model.to_labels, model.uncertain_below, encode, 1)
         worker = app.build_worker(s, config_path=config_path, model=side)
         metrics.serve_metrics(metrics_port, s.metrics.host)
         log.info("host process %d of the worker (pid %d, main process %d)", index, os.getpid(), parent)
         code = worker.run(max_batches=max_batches, idle_timeout_s=idle_timeout_s, install_signals=True)
     except MoodMonitorError as exc:
-        code = _exit_code(exc)
-        log.error("host process %d: %s", index, exc)
+        code, label = exit_code(exc)
+        log.error("host process %d: %s%s", index, label, exc)
     sys.exit(code)
-
-
-def _exit_code(exc: MoodMonitorError) -> int:
-    for kind, code in ((ConfigError, 2), (ModelError, 3), (TransientError, 5)):
-        if isinstance(exc, kind):
-            return code
-    return 1
 
 
 def _stop_when_orphaned(parent: int) -> None:

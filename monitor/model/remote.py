@@ -21,7 +21,7 @@ from typing import Any
 
 from monitor.errors import ModelError
 from monitor.model.base import LabelFn, ModelOutput, Scorer
-from monitor.model.tokens import Pretokenized
+from monitor.model.tokens import Pretokenized, rust_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,7 @@ def host_model(
     """The `HostModel` of a loaded scorer whose tokenizer `monitor.model.runtime.find_tokenizer`
     found (``found``)."""
     tok, max_length = found if found is not None else (None, 0)
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None and tok is not None and hasattr(tok, "encode_batch"):
-        backend = tok
+    backend = rust_tokenizer(tok)
     return HostModel(
         name=scorer.name,
         trained=bool(getattr(scorer, "trained", True)),

@@ -205,6 +205,13 @@ def scorer_lanes(scorer: Any) -> int:
     return 1
 
 
+def model_batches(scorer: Any) -> int:
+    """How many batches the worker may hand the scorer at once: 2 where its model runs in
+    parallel CPU lanes (the next batch queued behind the running one, so that no lane waits for
+    a batch to be written), else 1."""
+    return 2 if scorer_lanes(scorer) > 1 else 1
+
+
 def run_halving(fn: Callable[[list[int]], list[Any]], idx: list[int]) -> list[Any]:
     """Run ``fn`` on a sub-batch; on CUDA out-of-memory halve it and retry, never drop."""
     try:
@@ -235,7 +242,7 @@ def pretokenizer(scorer: Any) -> Callable[[Sequence[str]], tuple[list[str], list
     if found is None:
         return estimate_tokens
     tok, max_length = found
-    return pretokenize_with(tok, max_length, tokens_key(tok, max_length))
+    return pretokenize_with(tok, max_length)
 
 
 # a sub-batch's padded length is rounded up to a multiple of this: with every (posts, length)

@@ -25,9 +25,7 @@ def tokenize_ids(tokenizer: Any, texts: list[str], max_length: int) -> list[list
     wrapper builds a dict of every field for each text), and that CPU is taken from the model."""
     cut = max_length * CHARS_PER_TOKEN
     texts = [t if len(t) <= cut else t[:cut] for t in texts]
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None and hasattr(tokenizer, "encode_batch"):
-        backend = tokenizer  # the Rust `tokenizers.Tokenizer` itself (a host process has only it)
+    backend = rust_tokenizer(tokenizer)
     with _TOKENIZER_LOCK:
         if backend is not None:
             backend.enable_truncation(max_length)  # what the wrapper sets on every call too
@@ -57,16 +55,24 @@ class Pretokenized(str):
         return obj
 
 
+def rust_tokenizer(tok: Any) -> Any:
+    """The Rust `tokenizers.Tokenizer` of a transformers fast tokenizer (or ``tok`` itself when
+    it is one, as in a host process); None for a slow tokenizer or none."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None and tok is not None and hasattr(tok, "encode_batch"):
+        backend = tok
+    return backend
+
+
 def tokens_key(tok: Any, max_length: int) -> tuple[int, int]:
     """The key `Pretokenized` texts carry: their ids are this tokenizer's, at this length."""
     return (id(tok), max_length)
 
 
-def pretokenize_with(
-    tok: Any, max_length: int, key: tuple[int, int]
-) -> Callable[[Sequence[str]], tuple[list[str], list[int]]]:
-    """texts -> (`Pretokenized` texts for ``key``, their token counts), tokenized by ``tok`` (a
-    transformers fast tokenizer, or the `tokenizers.Tokenizer` behind one)."""
+def pretokenize_with(tok: Any, max_length: int) -> Callable[[Sequence[str]], tuple[list[str], list[int]]]:
+    """texts -> (`Pretokenized` texts of (``tok``, ``max_length``), their token counts),
+    tokenized by ``tok`` (a transformers fast tokenizer, or the `tokenizers.Tokenizer` behind one)."""
+    key = tokens_key(tok, max_length)
 
     def run(texts: Sequence[str]) -> tuple[list[str], list[int]]:
         if not texts:

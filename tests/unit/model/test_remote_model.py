@@ -142,7 +142,7 @@ def test_a_host_tokenizes_with_the_models_rust_tokenizer_after_a_pickle():
     texts = ["a post about the metro #commute @someone", "émojis 🙂", "long " * 200, ""]
     want = tok(texts, truncation=True, max_length=64, padding=False)["input_ids"]
     key = tokens_key(model.tokenizer, 64)
-    pre, counts = pretokenize_with(model.tokenizer, 64, key)(texts)
+    pre, counts = pretokenize_with(model.tokenizer, 64)(texts)
     assert [p.ids for p in pre] == want == tokenize_ids(model.tokenizer, texts, 64)
     assert counts == [len(w) for w in want] and all(p.key == key for p in pre)
 
